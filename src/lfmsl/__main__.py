@@ -1,0 +1,5 @@
+import sys
+
+from lfmsl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,119 @@
+"""What every algorithm shares: its state, its context, its optimisers and the round loop.
+
+An algorithm is a pair of pure functions in the manner of optax and fedjax:
+`init(key) -> State` and `round(state, data, key) -> (State, metrics)`, plus `eval_pairs`,
+which says which (lower, upper) model pairs the evaluation scores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from lfmsl.batching import ClientData, gather, round_batches
+from lfmsl.config import Config
+from lfmsl.models import SplitModel
+
+PyTree = Any
+Metrics = dict[str, jax.Array]
+
+
+class State(NamedTuple):
+    """The whole simulated system; client pytrees carry a leading clients axis [N, ...]."""
+
+    clients: PyTree
+    client_opt: PyTree
+    server: PyTree
+    server_opt: PyTree
+    step: jax.Array  # iterations done so far (int32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """Static facts of a run that shape the computation (hashable, known before tracing)."""
+
+    config: Config
+    model: SplitModel
+    num_clients: int
+    iterations: int  # iterations per round
+    executor: str  # a resolved executor spec, never 'auto'
+
+    @property
+    def avg_every(self) -> int:
+        return self.config.avg_every or self.iterations
+
+
+class Algorithm(NamedTuple):
+    init: Callable[[jax.Array], State]
+    round: Callable[[State, ClientData, jax.Array], tuple[State, Metrics]]
+    eval_pairs: Callable[[State, ClientData, jax.Array], tuple[PyTree, PyTree]]
+    personal: bool  # True: clients keep their own models, so evaluation reports a spread
+
+
+StepFn = Callable[[State, jax.Array, jax.Array, jax.Array, jax.Array], tuple[State, Metrics]]
+
+
+def adam(learning_rate: float) -> optax.GradientTransformation:
+    """The optimiser of every model part [default: Adam, learning rate 1e-3]."""
+    return optax.adam(learning_rate)
+
+
+def full_model_optimizer(config: Config) -> optax.GradientTransformation:
+    """Adam on {'lower', 'upper'} with the client and server learning rates respectively."""
+    return optax.multi_transform(
+        {"lower": adam(config.resolved_client_lr), "upper": adam(config.resolved_server_lr)},
+        lambda params: {name: name for name in params},
+    )
+
+
+def stacked_init(optimizer: optax.GradientTransformation, stacked_params: PyTree) -> PyTree:
+    """One optimiser state per client."""
+    return jax.vmap(optimizer.init)(stacked_params)
+
+
+def stacked_update(optimizer: optax.GradientTransformation, grads: PyTree, opt_state: PyTree, params: PyTree):
+    """Each client's optimiser step, so per-client state (Adam moments, counts) stays separate."""
+    return jax.vmap(optimizer.update)(grads, opt_state, params)
+
+
+def full_logits(model: SplitModel, lower: PyTree, upper: PyTree, images: jax.Array) -> jax.Array:
+    """The stacked model: server segment on top of the client segment."""
+    smashed = model.client.apply({"params": lower}, images)
+    return model.server.apply({"params": upper}, smashed)
+
+
+def scan_round(step: StepFn, ctx: Context, state: State, data: ClientData, key: jax.Array, weights: jax.Array | None = None) -> tuple[State, Metrics]:
+    """One round: draw the batches from `key`, then `lax.scan` the step over the iterations.
+
+    `step(state, images [N,B,...], labels [N,B], weights [N], key)` returns per-iteration
+    metrics; losses and update sizes are averaged over the round, `client_drift` is taken
+    at the last iteration (before that iteration's averaging).
+    """
+    batch_key, step_key = jax.random.split(key)
+    indices = round_batches(batch_key, data, ctx.iterations, ctx.config.batch_size)
+    keys = jax.random.split(step_key, ctx.iterations)
+    weights = data.weights if weights is None else weights
+
+    def body(state: State, inputs):
+        idx, k = inputs
+        images, labels = gather(data, idx)
+        return step(state, images, labels, weights, k)
+
+    state, per_iteration = jax.lax.scan(body, state, (indices, keys))
+    return state, summarise(per_iteration)
+
+
+def summarise(per_iteration: Metrics) -> Metrics:
+    """Reduce per-iteration metrics to one value per round."""
+    out = {k: jnp.mean(v) for k, v in per_iteration.items() if k not in ("client_drift", "server_rel", "client_rel")}
+    if "client_drift" in per_iteration:
+        out["client_drift"] = per_iteration["client_drift"][-1]
+    if "server_rel" in per_iteration:
+        out["server_rel_update"] = jnp.mean(per_iteration["server_rel"])
+        out["client_rel_update"] = jnp.mean(per_iteration["client_rel"])
+        out["update_ratio"] = out["server_rel_update"] / (out["client_rel_update"] + 1e-12)
+    return out

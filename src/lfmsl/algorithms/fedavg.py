@@ -1,0 +1,44 @@
+"""FedAvg of full models: the no-split reference, one local epoch per round, then averaging."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from lfmsl import blocks
+from lfmsl.algorithms.base import Algorithm, Context, State, full_logits, full_model_optimizer, scan_round, stacked_init, stacked_update
+from lfmsl.executors import map_clients
+from lfmsl.models import init_params
+
+
+def build(ctx: Context) -> Algorithm:
+    optimizer = full_model_optimizer(ctx.config)
+    model = ctx.model
+
+    def local_grad(params, images, labels):
+        loss_fn = lambda p: blocks.cross_entropy(full_logits(model, p["lower"], p["upper"], images), labels)
+        return jax.value_and_grad(loss_fn)(params)
+
+    grads_of_clients = map_clients(local_grad, ctx.executor)
+
+    def init(key):
+        params = init_params(model, key)
+        clients = blocks.broadcast_clients({"lower": params["client"], "upper": params["server"]}, ctx.num_clients)
+        return State(clients, stacked_init(optimizer, clients), {}, {}, jnp.zeros((), jnp.int32))
+
+    def step(state, images, labels, weights, key):
+        losses, grads = grads_of_clients(state.clients, images, labels)
+        updates, opt_state = stacked_update(optimizer, grads, state.client_opt, state.clients)
+        clients = optax.apply_updates(state.clients, updates)
+        step_count = state.step + 1
+        drift = blocks.distance_to_average(clients["lower"], weights)
+        clients = blocks.average_every_client(clients, weights, step_count % ctx.avg_every == 0)
+        metrics = {"train_loss": weights @ losses, "client_drift": drift}
+        return State(clients, opt_state, state.server, state.server_opt, step_count), metrics
+
+    def eval_pairs(state, data, ids):
+        averaged = blocks.broadcast_clients(blocks.weighted_average(state.clients, data.weights), 1)
+        return averaged["lower"], averaged["upper"]
+
+    return Algorithm(init, lambda s, d, k: scan_round(step, ctx, s, d, k), eval_pairs, personal=False)

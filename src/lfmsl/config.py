@@ -1,0 +1,122 @@
+"""The run configuration: every option of a simulation, with its default and its checks.
+
+Defaults marked [default] in the specification (docs/ALGORITHMS.md) are our choices; each of
+them is an option here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from lfmsl.errors import UsageError
+from lfmsl.executors import parse_executor
+
+ALGORITHMS = ("sl", "psl", "sflv1", "sflv2", "locsplitfed", "locfedmix", "sglr", "mix2sfl", "centralized", "fedavg")
+DATASETS = ("fashion_mnist", "mnist", "cifar10")
+MIX_ALGORITHMS = ("locfedmix", "mix2sfl")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """All options of one run. Field names match the command-line flags (with '-' for '_')."""
+
+    algorithm: str = "locfedmix"
+    dataset: str = "fashion_mnist"
+    model: str | None = None  # None: the dataset's default model
+    clients: int = 100
+    rounds: int = 10
+    batch_size: int = 32
+    partition: str = "iid"
+    train_size: int | None = None
+    seed: int = 0
+    executor: str = "auto"
+    # LocFedMix-SL's three parts and their settings.
+    mix: bool = True
+    loc: bool = True
+    fed: bool = True
+    mix_alpha: float = 1.0
+    mix_partners: int = 1
+    avg_every: int | None = None  # iterations between averaging; None: once per round
+    loc_weight: float = 1.0
+    loc_loss: str = "mse"
+    average_decoders: bool = True
+    client_grad: str = "own"
+    gradmix_fraction: float = 0.5
+    # Optimisers (Adam).
+    lr: float = 1e-3
+    client_lr: float | None = None
+    server_lr: float | None = None
+    # Evaluation.
+    eval_clients: int = 10  # clients evaluated per round where clients keep their own models; 0: all
+
+    @property
+    def resolved_client_lr(self) -> float:
+        return self.lr if self.client_lr is None else self.client_lr
+
+    @property
+    def resolved_server_lr(self) -> float:
+        return self.lr if self.server_lr is None else self.server_lr
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Config":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UsageError(f"unknown configuration keys: {', '.join(unknown)}")
+        return cls(**values)
+
+
+def _positive(name: str, value: float | int | None) -> None:
+    if value is not None and not (value > 0 and math.isfinite(value)):
+        raise UsageError(f"--{name} must be a positive number, got {value}")
+
+
+def validate(config: Config) -> Config:
+    """Check every option and combination that needs no data; raise UsageError saying what to do."""
+    if config.algorithm not in ALGORITHMS:
+        raise UsageError(f"unknown --algorithm {config.algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
+    if config.dataset not in DATASETS:
+        raise UsageError(f"unknown --dataset {config.dataset!r}; choose one of {', '.join(DATASETS)}")
+    for name in ("clients", "rounds", "batch_size", "mix_partners"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    for name in ("lr", "client_lr", "server_lr", "mix_alpha"):
+        _positive(name.replace("_", "-"), getattr(config, name))
+    if config.train_size is not None and config.train_size < 1:
+        raise UsageError(f"--train-size must be a positive integer, got {config.train_size}")
+    if config.avg_every is not None and config.avg_every < 1:
+        raise UsageError(f"--avg-every must be a positive number of iterations, got {config.avg_every}")
+    if not (config.loc_weight >= 0 and math.isfinite(config.loc_weight)):
+        raise UsageError(f"--loc-weight must be zero or positive, got {config.loc_weight}")
+    if not 0 < config.gradmix_fraction <= 1:
+        raise UsageError(f"--gradmix-fraction must be in (0, 1], got {config.gradmix_fraction}")
+    if config.seed < 0:
+        raise UsageError(f"--seed must be zero or positive, got {config.seed}")
+    if config.eval_clients < 0:
+        raise UsageError(f"--eval-clients must be zero (all) or positive, got {config.eval_clients}")
+    if config.loc_loss not in ("mse", "bce"):
+        raise UsageError(f"--loc-loss must be mse or bce, got {config.loc_loss!r}")
+    if config.client_grad not in ("own", "global"):
+        raise UsageError(f"--client-grad must be own or global, got {config.client_grad!r}")
+    parse_executor(config.executor)
+    _validate_combinations(config)
+    return config
+
+
+def _validate_combinations(config: Config) -> None:
+    switched_off = [flag for flag, on in (("--no-mix", config.mix), ("--no-loc", config.loc), ("--no-fed", config.fed)) if not on]
+    if switched_off and config.algorithm != "locfedmix":
+        raise UsageError(f"{', '.join(switched_off)} applies only to --algorithm locfedmix")
+    mixing = config.algorithm in MIX_ALGORITHMS and config.mix
+    if mixing and config.clients < 2:
+        raise UsageError("mixup pairs different clients, so it needs --clients 2 or more (or pass --no-mix)")
+    if mixing and config.mix_partners >= config.clients:
+        raise UsageError(
+            f"--mix-partners must be smaller than --clients ({config.mix_partners} >= {config.clients}): "
+            "each client is mixed with that many other clients"
+        )

@@ -1,0 +1,114 @@
+"""What a run leaves behind: metrics.jsonl (one line per round), summary.json, accuracy.png."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Sequence
+
+import jax
+
+from lfmsl.errors import UsageError
+
+PACKAGES = ("lfmsl", "jax", "jaxlib", "flax", "optax", "numpy", "tensorflow-datasets", "orbax-checkpoint")
+
+
+def new_run_dir(base: str | Path, algorithm: str, dataset: str) -> Path:
+    """A fresh folder such as runs/locfedmix-fashion_mnist-20261124-101500."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path(base) / f"{algorithm}-{dataset}-{stamp}"
+    suffix = 1
+    while path.exists():
+        suffix += 1
+        path = Path(base) / f"{algorithm}-{dataset}-{stamp}-{suffix}"
+    return path
+
+
+def prepare_out_dir(path: Path) -> Path:
+    """Create the output folder; refuse one that already holds a run's metrics."""
+    if (path / "metrics.jsonl").exists():
+        raise UsageError(f"{path} already holds a run; choose another --out (or --resume {path} to continue it)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"cannot create the output folder {path}: {error.strerror}") from None
+    return path
+
+
+def append_metrics(path: Path, record: dict) -> None:
+    """Append one round's record; flushed at once so a crash loses nothing already done."""
+    with open(path / "metrics.jsonl", "a") as stream:
+        stream.write(json.dumps(record) + "\n")
+
+
+def read_metrics(path: Path) -> list[dict]:
+    metrics = Path(path) / "metrics.jsonl"
+    if not metrics.exists():
+        return []
+    return [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+
+
+def write_json(path: Path, payload: dict) -> None:
+    """Write through a temporary file and rename, so a reader never sees half a file."""
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    temporary.replace(path)
+
+
+def environment() -> dict:
+    """Package versions and the device the run used, for summary.json."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    device = jax.devices()[0]
+    return {
+        "versions": versions,
+        "python": platform.python_version(),
+        "device": {"platform": device.platform, "kind": device.device_kind, "count": jax.device_count()},
+    }
+
+
+def summarise_run(history: Sequence[dict]) -> dict:
+    """Final and best accuracy and the time totals of a list of round records."""
+    if not history:
+        return {"rounds_completed": 0}
+    best = max(history, key=lambda r: r["test_accuracy"])
+    return {
+        "rounds_completed": len(history),
+        "final_test_accuracy": history[-1]["test_accuracy"],
+        "best_test_accuracy": best["test_accuracy"],
+        "best_round": best["round"],
+        "total_wall_time_s": history[-1]["wall_time_s"],
+        "mean_round_time_s": history[-1]["wall_time_s"] / len(history),
+    }
+
+
+def plot_accuracy(curves: dict[str, Sequence[dict]], path: Path, title: str) -> None:
+    """Test accuracy over rounds, one line per named run (shaded min-max where clients differ)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6.4, 4.2))
+    for label, history in curves.items():
+        rounds = [r["round"] for r in history]
+        axes.plot(rounds, [100 * r["test_accuracy"] for r in history], marker="o", markersize=3, label=label)
+        if history and "test_accuracy_min" in history[0]:
+            low = [100 * r["test_accuracy_min"] for r in history]
+            high = [100 * r["test_accuracy_max"] for r in history]
+            axes.fill_between(rounds, low, high, alpha=0.2)
+    axes.set_xlabel("round")
+    axes.set_ylabel("test accuracy (%)")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

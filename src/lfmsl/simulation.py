@@ -1,0 +1,139 @@
+"""A simulation: data on the device, one algorithm, and its rounds.
+
+The round and the evaluation are compiled ahead of time, once each, whatever the number of
+rounds. Round r+1 is dispatched before round r's metrics are fetched, so the host never
+stalls the device.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lfmsl import algorithms
+from lfmsl.algorithms.base import Context, State
+from lfmsl.batching import ClientData, iterations_per_round, make_client_data
+from lfmsl.config import Config, validate
+from lfmsl.data import Dataset
+from lfmsl.errors import UsageError
+from lfmsl.evaluate import TestData, evaluate_pairs, make_test_data
+from lfmsl.executors import resolve
+from lfmsl.models import default_model_for, get_model
+from lfmsl.partition import partition, stratified_subset
+
+RoundRecord = dict[str, float]
+
+
+def client_partition(config: Config, labels: np.ndarray) -> list[np.ndarray]:
+    """Each client's training indices; the same for every algorithm with the same seed."""
+    pool = np.arange(len(labels))
+    if config.train_size is not None:
+        if config.train_size > len(labels):
+            raise UsageError(f"--train-size {config.train_size} is larger than the training set ({len(labels)} samples)")
+        pool = np.sort(stratified_subset(labels, config.train_size, config.seed))
+    if config.clients > len(pool):
+        raise UsageError(
+            f"--clients {config.clients} is more than the {len(pool)} training samples; use fewer clients or a larger --train-size"
+        )
+    parts = partition(labels[pool], config.clients, config.partition, config.seed)
+    return [pool[p] for p in parts]
+
+
+def eval_client_ids(config: Config, num_clients: int) -> np.ndarray:
+    """Evenly spread clients whose own models are scored where clients keep their own."""
+    count = num_clients if config.eval_clients == 0 else min(config.eval_clients, num_clients)
+    return np.unique(np.linspace(0, num_clients - 1, count).round().astype(np.int32))
+
+
+class Simulation:
+    """Builds everything a run needs from a configuration and a loaded dataset."""
+
+    def __init__(self, config: Config, dataset: Dataset):
+        self.config = validate(config)
+        self.model = get_model(config.model or default_model_for(config.dataset), dataset.image_shape, dataset.num_classes)
+        self.parts = client_partition(config, dataset.y_train)
+        # Centralised training sees the union of the clients' data as one learner.
+        learners = [np.sort(np.concatenate(self.parts))] if config.algorithm == "centralized" else self.parts
+        self.data: ClientData = make_client_data(dataset.x_train, dataset.y_train, learners)
+        self.test: TestData = make_test_data(dataset.x_test, dataset.y_test)
+        self.context = Context(
+            config=config,
+            model=self.model,
+            num_clients=len(learners),
+            iterations=iterations_per_round([len(p) for p in learners], config.batch_size),
+            executor=resolve(config.executor),
+        )
+        self.algorithm = algorithms.build(self.context)
+        ids = eval_client_ids(config, len(learners)) if self.algorithm.personal else np.zeros(1, np.int32)
+        self.eval_ids = jnp.asarray(ids)
+        init_key, self.run_key = jax.random.split(jax.random.key(config.seed))
+        self.state: State = jax.jit(self.algorithm.init)(init_key)
+        self.compile_time_s = 0.0
+        self._round = None
+        self._evaluate = None
+
+    def round_key(self, round_index: int) -> jax.Array:
+        """Round r's randomness depends on (seed, r) alone, so any round can be recomputed."""
+        return jax.random.fold_in(self.run_key, round_index)
+
+    def compile(self) -> None:
+        """Compile the round and the evaluation once, ahead of time, and time it."""
+        if self._round is not None:
+            return
+        start = time.perf_counter()
+        key = self.round_key(0)
+        self._round = jax.jit(self.algorithm.round, donate_argnums=0).lower(self.state, self.data, key).compile()
+
+        def evaluate(state, data, ids, test):
+            lowers, uppers = self.algorithm.eval_pairs(state, data, ids)
+            return evaluate_pairs(self.model, lowers, uppers, test)
+
+        self._evaluate = jax.jit(evaluate).lower(self.state, self.data, self.eval_ids, self.test).compile()
+        self.compile_time_s = time.perf_counter() - start
+
+    def step(self, round_index: int) -> tuple[dict, tuple]:
+        """Dispatch one round and its evaluation; returns device arrays, not yet fetched."""
+        self.compile()
+        self.state, metrics = self._round(self.state, self.data, self.round_key(round_index))
+        accuracy = self._evaluate(self.state, self.data, self.eval_ids, self.test)
+        return metrics, accuracy
+
+    def rounds(self, start: int, stop: int) -> Iterator[RoundRecord]:
+        """Run rounds start..stop-1 and yield each one's record as soon as it is known."""
+        self.compile()
+        began = last = time.perf_counter()
+        pending = None
+        for r in range(start, stop + 1):
+            dispatched = self.step(r) if r < stop else None
+            if pending is not None:
+                record = self._record(pending[0], jax.device_get(pending[1]))
+                now = time.perf_counter()
+                record["round_time_s"], record["wall_time_s"] = now - last, now - began
+                last = now
+                yield record
+            pending = (r, dispatched) if dispatched is not None else None
+
+    def _record(self, round_index: int, fetched: tuple) -> RoundRecord:
+        train, (accuracy, loss) = fetched
+        record: RoundRecord = {"round": round_index + 1}
+        record["test_accuracy"] = float(np.mean(accuracy))
+        record["test_loss"] = float(np.mean(loss))
+        if self.algorithm.personal and len(accuracy) > 1:
+            record["test_accuracy_std"] = float(np.std(accuracy))
+            record["test_accuracy_min"] = float(np.min(accuracy))
+            record["test_accuracy_max"] = float(np.max(accuracy))
+        record.update({k: float(v) for k, v in sorted(train.items())})
+        return record
+
+
+def run_rounds(simulation: Simulation, rounds: int, on_round: Callable[[RoundRecord], None]) -> list[RoundRecord]:
+    """Run `rounds` rounds from the start, calling `on_round` with each record."""
+    history = []
+    for record in simulation.rounds(0, rounds):
+        history.append(record)
+        on_round(record)
+    return history
