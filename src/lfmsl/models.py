@@ -1,0 +1,366 @@
+"""Split models: a client (lower) segment, a server (upper) segment and the clients' local heads.
+
+Every part is a plain Flax Linen module applied as ``part.apply({"params": p}, x)``, so a
+stacked parameter pytree with a leading clients axis runs under ``jax.vmap`` or ``jax.lax.map``
+without any Flax lifting. The cut is part of the model description (see docs/DESIGN.md).
+
+Parts:
+- ``client``: images float32 [B,H,W,C] in [0,1] -> smashed data [B, *smashed_shape].
+- ``server``: smashed data -> logits [B, num_classes].
+- ``decoder``: smashed data -> reconstruction [B,H,W,C] in (0,1); LocFedMix-SL's local
+  regulariser.
+- ``aux``: smashed data -> logits; LocSplitFed's auxiliary classifier.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.extend.core as jex
+import jax.numpy as jnp
+import numpy as np
+
+from lfmsl.errors import UsageError
+
+MODELS = ("cnn", "resnet18")
+
+_DEFAULT_MODEL = {"mnist": "cnn", "fashion_mnist": "cnn", "cifar10": "resnet18"}
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitModel:
+    """A model cut into the parts that split learning trains separately."""
+
+    name: str
+    client: nn.Module
+    server: nn.Module
+    decoder: nn.Module
+    aux: nn.Module
+    input_shape: tuple[int, int, int]
+    smashed_shape: tuple[int, ...]
+    num_classes: int
+
+    def parts(self) -> dict[str, nn.Module]:
+        """The four parts by name, in the order of ``init_params``."""
+        return {"client": self.client, "server": self.server, "decoder": self.decoder,
+                "aux": self.aux}
+
+
+# --------------------------------------------------------------------------------------------
+# Building blocks
+
+
+class PatchConv(nn.Module):
+    """A 2-D convolution as im2col (``conv_general_dilated_patches``) plus one matrix product.
+
+    Why: ``vmap`` over per-client kernels turns ``nn.Conv`` into a grouped convolution, which is
+    slow on XLA:CPU (docs/DESIGN.md); here it becomes a batched matmul instead. Whether that is
+    faster depends on backend and sizes, so choose by measurement. The parameters
+    have the same names, shapes, layout and initialisers as ``nn.Conv`` (``kernel`` [kh,kw,in,out],
+    ``bias`` [out]), so the two are interchangeable. NHWC input, no dilation or groups.
+    """
+
+    features: int
+    kernel_size: Sequence[int] = (3, 3)
+    strides: Sequence[int] = (1, 1)
+    padding: str | Sequence[tuple[int, int]] = "SAME"
+    use_bias: bool = True
+    kernel_init: Callable = nn.linear.default_kernel_init
+    bias_init: Callable = nn.initializers.zeros_init()
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kh, kw = self.kernel_size
+        cin = x.shape[-1]
+        kernel = self.param("kernel", self.kernel_init, (kh, kw, cin, self.features), jnp.float32)
+        # The patches' feature axis is ordered (in_channel, kh, kw), channel-major. HIGHEST keeps
+        # the identity-filter extraction exact on accelerators with reduced-precision defaults.
+        patches = jax.lax.conv_general_dilated_patches(
+            x, (kh, kw), tuple(self.strides), self.padding,
+            dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=jax.lax.Precision.HIGHEST)
+        w = jnp.transpose(kernel, (2, 0, 1, 3)).reshape(cin * kh * kw, self.features)
+        y = patches @ w
+        if self.use_bias:
+            y = y + self.param("bias", self.bias_init, (self.features,), jnp.float32)
+        return y
+
+
+def _conv(impl: str, features: int, name: str) -> nn.Module:
+    """A 3x3 SAME convolution in the chosen implementation; both have the same param tree."""
+    if impl == "xla":
+        return nn.Conv(features, (3, 3), padding="SAME", name=name)
+    if impl == "patches":
+        return PatchConv(features, (3, 3), padding="SAME", name=name)
+    raise UsageError(f"unknown conv_impl {impl!r}; choose 'xla' or 'patches'")
+
+
+def _flatten(x: jax.Array) -> jax.Array:
+    return x.reshape(x.shape[0], -1)
+
+
+def _pool2(x: jax.Array) -> jax.Array:
+    return nn.max_pool(x, (2, 2), strides=(2, 2))
+
+
+def _global_avg_pool(x: jax.Array) -> jax.Array:
+    return jnp.mean(x, axis=(1, 2))
+
+
+# --------------------------------------------------------------------------------------------
+# cnn: the default model for MNIST and Fashion-MNIST
+
+
+class CNNClient(nn.Module):
+    """Conv 3x3 32, ReLU, pool 2x2; Conv 3x3 64, ReLU, pool 2x2: [B,H,W,C] -> [B,H/4,W/4,64]."""
+
+    conv_impl: str = "xla"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = jnp.asarray(x, jnp.float32)
+        x = _pool2(nn.relu(_conv(self.conv_impl, 32, "conv1")(x)))
+        return _pool2(nn.relu(_conv(self.conv_impl, 64, "conv2")(x)))
+
+
+class CNNServer(nn.Module):
+    """Flatten, Dense 128, ReLU, Dense num_classes."""
+
+    num_classes: int
+
+    @nn.compact
+    def __call__(self, s: jax.Array) -> jax.Array:
+        h = nn.relu(nn.Dense(128, name="fc1")(_flatten(s)))
+        return nn.Dense(self.num_classes, name="fc2")(h)
+
+
+class CNNDecoder(nn.Module):
+    """ConvTranspose 3x3/2 32 ReLU; ConvTranspose 3x3/2 C sigmoid: [B,H/4,W/4,64] -> [B,H,W,C]."""
+
+    out_channels: int
+
+    @nn.compact
+    def __call__(self, s: jax.Array) -> jax.Array:
+        h = nn.relu(nn.ConvTranspose(32, (3, 3), strides=(2, 2), padding="SAME", name="deconv1")(s))
+        h = nn.ConvTranspose(self.out_channels, (3, 3), strides=(2, 2), padding="SAME",
+                             name="deconv2")(h)
+        return nn.sigmoid(h)
+
+
+class FlatAux(nn.Module):
+    """LocSplitFed's auxiliary classifier for the cnn: Dense num_classes on the flat smashed data."""
+
+    num_classes: int
+
+    @nn.compact
+    def __call__(self, s: jax.Array) -> jax.Array:
+        return nn.Dense(self.num_classes, name="fc")(_flatten(s))
+
+
+# --------------------------------------------------------------------------------------------
+# resnet18: ResNet-18-style network for CIFAR-10, GroupNorm, cut after stage 1
+#
+# GroupNorm rather than BatchNorm: a client segment must not depend on batch statistics, which
+# differ per client and leak data (docs/DESIGN.md). 8 groups divide every stage width
+# (64..512) and are cheaper than 32 on a CPU; the accuracy difference is small.
+
+_GN_GROUPS = 8
+_STAGES = (64, 128, 256, 512)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv + GroupNorm layers and a residual; 1x1 projection when shape changes."""
+
+    features: int
+    strides: int = 1
+    gn_groups: int = _GN_GROUPS
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        s = (self.strides, self.strides)
+        h = nn.Conv(self.features, (3, 3), s, padding="SAME", use_bias=False, name="conv1")(x)
+        h = nn.relu(nn.GroupNorm(self.gn_groups, name="norm1")(h))
+        h = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False, name="conv2")(h)
+        h = nn.GroupNorm(self.gn_groups, name="norm2")(h)
+        if self.strides != 1 or x.shape[-1] != self.features:
+            x = nn.Conv(self.features, (1, 1), s, use_bias=False, name="proj_conv")(x)
+            x = nn.GroupNorm(self.gn_groups, name="proj_norm")(x)
+        return nn.relu(h + x)
+
+
+class ResNetClient(nn.Module):
+    """CIFAR stem (3x3 conv 64, no max-pool) and stage 1: [B,H,W,C] -> [B,H,W,64]."""
+
+    gn_groups: int = _GN_GROUPS
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = jnp.asarray(x, jnp.float32)
+        x = nn.Conv(_STAGES[0], (3, 3), padding="SAME", use_bias=False, name="stem_conv")(x)
+        x = nn.relu(nn.GroupNorm(self.gn_groups, name="stem_norm")(x))
+        for b in range(2):
+            x = BasicBlock(_STAGES[0], 1, self.gn_groups, name=f"stage1_block{b + 1}")(x)
+        return x
+
+
+class ResNetServer(nn.Module):
+    """Stages 2-4 (stride 2 at each start), global average pool, Dense num_classes."""
+
+    num_classes: int
+    gn_groups: int = _GN_GROUPS
+
+    @nn.compact
+    def __call__(self, s: jax.Array) -> jax.Array:
+        for i, features in enumerate(_STAGES[1:], start=2):
+            for b in range(2):
+                s = BasicBlock(features, 2 if b == 0 else 1, self.gn_groups,
+                               name=f"stage{i}_block{b + 1}")(s)
+        return nn.Dense(self.num_classes, name="head")(_global_avg_pool(s))
+
+
+class ConvDecoder(nn.Module):
+    """Conv 3x3 32 ReLU, Conv 3x3 C sigmoid: same-resolution reconstruction for resnet18."""
+
+    out_channels: int
+
+    @nn.compact
+    def __call__(self, s: jax.Array) -> jax.Array:
+        h = nn.relu(nn.Conv(32, (3, 3), padding="SAME", name="conv1")(s))
+        return nn.sigmoid(nn.Conv(self.out_channels, (3, 3), padding="SAME", name="conv2")(h))
+
+
+class PoolAux(nn.Module):
+    """LocSplitFed's auxiliary classifier for resnet18: global average pool, Dense num_classes."""
+
+    num_classes: int
+
+    @nn.compact
+    def __call__(self, s: jax.Array) -> jax.Array:
+        return nn.Dense(self.num_classes, name="fc")(_global_avg_pool(s))
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+
+
+def default_model_for(dataset: str) -> str:
+    """The model the paper's setting uses for a data set: cnn for (Fashion-)MNIST, else resnet18."""
+    if dataset not in _DEFAULT_MODEL:
+        raise UsageError(f"no default model for dataset {dataset!r}; known: "
+                         f"{', '.join(sorted(_DEFAULT_MODEL))}")
+    return _DEFAULT_MODEL[dataset]
+
+
+def get_model(name: str, input_shape: tuple[int, int, int], num_classes: int) -> SplitModel:
+    """Build the split model ``name`` for images of ``input_shape`` (H, W, C).
+
+    The cnn halves the resolution twice and its decoder doubles it back, so H and W must be
+    multiples of 4; resnet18 halves it three times, so multiples of 8.
+    """
+    input_shape = tuple(int(d) for d in input_shape)
+    if name not in MODELS:
+        raise UsageError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    if len(input_shape) != 3 or min(input_shape) < 1:
+        raise UsageError(f"input_shape must be (H, W, C) with positive sizes, got {input_shape}")
+    if num_classes < 2:
+        raise UsageError(f"num_classes must be at least 2, got {num_classes}")
+    h, w, c = input_shape
+    multiple = {"cnn": 4, "resnet18": 8}[name]
+    if h % multiple or w % multiple:
+        raise UsageError(f"model {name} needs H and W divisible by {multiple}, got {h}x{w}")
+    if name == "cnn":
+        parts = dict(client=CNNClient(), server=CNNServer(num_classes),
+                     decoder=CNNDecoder(c), aux=FlatAux(num_classes))
+    else:
+        parts = dict(client=ResNetClient(), server=ResNetServer(num_classes),
+                     decoder=ConvDecoder(c), aux=PoolAux(num_classes))
+    x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
+    smashed = jax.eval_shape(lambda x: parts["client"].init_with_output(
+        jax.random.key(0), x)[0], x)
+    return SplitModel(name=name, input_shape=input_shape, smashed_shape=tuple(smashed.shape[1:]),
+                      num_classes=num_classes, **parts)
+
+
+def _example_inputs(model: SplitModel, batch: int) -> dict[str, jax.ShapeDtypeStruct]:
+    """Abstract inputs of each part, for init and cost analysis."""
+    smashed = jax.ShapeDtypeStruct((batch, *model.smashed_shape), jnp.float32)
+    return {"client": jax.ShapeDtypeStruct((batch, *model.input_shape), jnp.float32),
+            "server": smashed, "decoder": smashed, "aux": smashed}
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted_init(model: SplitModel) -> Callable[[jax.Array], dict]:
+    """One compiled initialiser per model: compiling resnet18's init takes seconds on a CPU."""
+    inputs = _example_inputs(model, 1)
+
+    @jax.jit
+    def init(key: jax.Array) -> dict:
+        keys = dict(zip(inputs, jax.random.split(key, len(inputs))))
+        return {k: part.init(keys[k], jnp.zeros(inputs[k].shape, inputs[k].dtype))["params"]
+                for k, part in model.parts().items()}
+
+    return init
+
+
+def init_params(model: SplitModel, key: jax.Array) -> dict:
+    """Fresh parameters of all four parts, deterministic in ``key``; each value is the part's
+    ``variables["params"]`` (the models have no other collections). Works under ``jax.vmap``
+    over keys, to give every client its own initialisation."""
+    return _jitted_init(model)(key)
+
+
+def count_params(tree: Any) -> int:
+    """Number of scalar parameters in a pytree."""
+    return int(sum(np.prod(np.shape(leaf), dtype=np.int64) for leaf in jax.tree.leaves(tree)))
+
+
+def _flops_from_cost(cost: Any) -> float | None:
+    """The 'flops' entry of a cost analysis, which is a dict, or a list of one in older jax."""
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else None
+    if not cost or cost.get("flops", 0.0) <= 0.0:
+        return None
+    return float(cost["flops"])
+
+
+def _count_jaxpr_flops(jaxpr: jex.Jaxpr) -> float:
+    """2 * multiply-accumulates of every matmul and convolution, the fallback count."""
+    total = 0.0
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            (lhs_contract, _), _ = eqn.params["dimension_numbers"]
+            k = np.prod([eqn.invars[0].aval.shape[d] for d in lhs_contract])
+            total += 2.0 * np.prod(eqn.outvars[0].aval.shape) * k
+        elif eqn.primitive.name == "conv_general_dilated":
+            rhs = eqn.invars[1].aval.shape
+            out_c = rhs[eqn.params["dimension_numbers"].rhs_spec[0]]
+            # A transposed convolution dilates its input; the inserted zeros cost nothing.
+            total += (2.0 * np.prod(eqn.outvars[0].aval.shape) * np.prod(rhs) / out_c
+                      / np.prod(eqn.params["lhs_dilation"]))
+        for sub in jex.jaxprs_in_params(eqn.params):
+            total += _count_jaxpr_flops(sub)
+    return total
+
+
+def flops_per_sample(model: SplitModel, batch: int = 8) -> dict[str, float]:
+    """Forward FLOPs per sample of each part, from XLA's cost analysis of a compiled batch.
+
+    XLA counts elementwise work too, but skips the taps that fall on SAME padding, so a small
+    convolution comes out a few per cent under 2 * MACs (cnn client: 7.09e6 vs 7.68e6). Where
+    it reports nothing (some backends), fall back to 2 * MACs of the matmuls and convolutions
+    in the jaxpr.
+    """
+    params = jax.eval_shape(lambda: init_params(model, jax.random.key(0)))
+    inputs = _example_inputs(model, batch)
+    out = {}
+    for k, part in model.parts().items():
+        fn = lambda p, x, part=part: part.apply({"params": p}, x)
+        flops = _flops_from_cost(jax.jit(fn).lower(params[k], inputs[k]).compile().cost_analysis())
+        if flops is None:
+            flops = _count_jaxpr_flops(jax.make_jaxpr(fn)(params[k], inputs[k]).jaxpr)
+        out[k] = flops / batch
+    return out

@@ -1,0 +1,258 @@
+"""Tests of the split models: shapes, parameter counts, the cut, per-client vectorisation."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lfmsl import models
+from lfmsl.errors import UsageError
+
+MNIST = (28, 28, 1)
+CIFAR = (32, 32, 3)
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    return models.get_model("cnn", MNIST, 10)
+
+
+@pytest.fixture(scope="module")
+def cnn_params(cnn):
+    return models.init_params(cnn, jax.random.key(0))
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    return models.get_model("resnet18", CIFAR, 10)
+
+
+@pytest.fixture(scope="module")
+def resnet_params(resnet):
+    return models.init_params(resnet, jax.random.key(0))
+
+
+def images(shape, batch, seed=0):
+    return jax.random.uniform(jax.random.key(seed), (batch, *shape), jnp.float32)
+
+
+def apply(part, params, x):
+    return part.apply({"params": params}, x)
+
+
+def stack(trees):
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+# ---------------------------------------------------------------------------------- shapes
+
+
+@pytest.mark.parametrize("name,shape,smashed", [("cnn", MNIST, (7, 7, 64)),
+                                                 ("resnet18", CIFAR, (32, 32, 64))])
+def test_output_shapes(name, shape, smashed, request):
+    model = request.getfixturevalue("cnn" if name == "cnn" else "resnet")
+    params = request.getfixturevalue("cnn_params" if name == "cnn" else "resnet_params")
+    assert model.smashed_shape == smashed and model.input_shape == shape
+    x = images(shape, 2)
+    s = apply(model.client, params["client"], x)
+    assert s.shape == (2, *smashed) and s.dtype == jnp.float32
+    assert apply(model.server, params["server"], s).shape == (2, 10)
+    assert apply(model.aux, params["aux"], s).shape == (2, 10)
+    rec = apply(model.decoder, params["decoder"], s)
+    assert rec.shape == x.shape
+    assert float(rec.min()) > 0.0 and float(rec.max()) < 1.0
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(params))
+
+
+def test_cnn_other_input_shape():
+    model = models.get_model("cnn", (32, 32, 3), 5)
+    params = models.init_params(model, jax.random.key(0))
+    assert model.smashed_shape == (8, 8, 64)
+    s = apply(model.client, params["client"], images((32, 32, 3), 1))
+    assert apply(model.decoder, params["decoder"], s).shape == (1, 32, 32, 3)
+    assert apply(model.server, params["server"], s).shape == (1, 5)
+
+
+# ------------------------------------------------------------------------- parameter counts
+
+
+def test_cnn_param_counts(cnn_params):
+    conv1 = 3 * 3 * 1 * 32 + 32
+    conv2 = 3 * 3 * 32 * 64 + 64
+    flat = 7 * 7 * 64
+    expected = {
+        "client": conv1 + conv2,
+        "server": flat * 128 + 128 + 128 * 10 + 10,
+        "decoder": 3 * 3 * 64 * 32 + 32 + 3 * 3 * 32 * 1 + 1,
+        "aux": flat * 10 + 10,
+    }
+    got = {k: models.count_params(v) for k, v in cnn_params.items()}
+    assert got == expected
+    assert got["client"] == 18816
+
+
+def test_resnet_param_counts(resnet_params):
+    block = 2 * (3 * 3 * 64 * 64 + 2 * 64)  # two convs without bias, two GroupNorms
+    assert models.count_params(resnet_params["client"]) == 3 * 3 * 3 * 64 + 2 * 64 + 2 * block
+    assert models.count_params(resnet_params["aux"]) == 64 * 10 + 10
+
+
+def test_init_is_deterministic(cnn):
+    a, b = (models.init_params(cnn, jax.random.key(3)) for _ in range(2))
+    c = models.init_params(cnn, jax.random.key(4))
+    assert jax.tree.all(jax.tree.map(lambda u, v: bool(jnp.array_equal(u, v)), a, b))
+    assert not jnp.array_equal(a["client"]["conv1"]["kernel"], c["client"]["conv1"]["kernel"])
+    assert set(a) == {"client", "server", "decoder", "aux"}
+
+
+# ------------------------------------------------------------------------------- the cut
+
+
+def test_cnn_split_equals_full_forward_in_pure_jax(cnn, cnn_params):
+    """server(client(x)) must be the whole network, written out here without Flax."""
+    p = cnn_params
+    x = images(MNIST, 3)
+
+    def conv(x, layer):
+        y = jax.lax.conv_general_dilated(x, layer["kernel"], (1, 1), "SAME",
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return y + layer["bias"]
+
+    def pool(x):
+        return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+
+    h = pool(jax.nn.relu(conv(x, p["client"]["conv1"])))
+    h = pool(jax.nn.relu(conv(h, p["client"]["conv2"])))
+    h = h.reshape(3, -1)
+    h = jax.nn.relu(h @ p["server"]["fc1"]["kernel"] + p["server"]["fc1"]["bias"])
+    want = h @ p["server"]["fc2"]["kernel"] + p["server"]["fc2"]["bias"]
+
+    got = apply(cnn.server, p["server"], apply(cnn.client, p["client"], x))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+# -------------------------------------------------------------------- per-client execution
+
+
+def test_vmap_and_lax_map_over_clients_equal_loop(cnn):
+    n = 3
+    per_client = [models.init_params(cnn, jax.random.key(i)) for i in range(n)]
+    stacked = stack(per_client)
+    x = jnp.stack([images(MNIST, 2, seed=i) for i in range(n)])
+
+    def forward(p, x):
+        s = apply(cnn.client, p["client"], x)
+        return apply(cnn.server, p["server"], s), apply(cnn.decoder, p["decoder"], s)
+
+    loop = stack([forward(per_client[i], x[i]) for i in range(n)])
+    vmapped = jax.jit(jax.vmap(forward))(stacked, x)
+    mapped = jax.jit(lambda p, x: jax.lax.map(lambda a: forward(*a), (p, x)))(stacked, x)
+    for got in (vmapped, mapped):
+        jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6),
+                     got, loop)
+
+
+def test_vmap_over_resnet_clients_equals_loop(resnet):
+    per_client = [models.init_params(resnet, jax.random.key(i))["client"] for i in range(2)]
+    x = jnp.stack([images(CIFAR, 1, seed=i) for i in range(2)])
+    want = jnp.stack([apply(resnet.client, per_client[i], x[i]) for i in range(2)])
+    got = jax.vmap(lambda p, x: apply(resnet.client, p, x))(stack(per_client), x)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------- PatchConv
+
+
+@pytest.mark.parametrize("kernel,strides,padding", [((3, 3), (1, 1), "SAME"),
+                                                    ((2, 3), (2, 1), "VALID")])
+def test_patch_conv_equals_nn_conv(kernel, strides, padding):
+    ref = nn.Conv(16, kernel, strides, padding=padding)
+    patch = models.PatchConv(16, kernel, strides, padding=padding)
+    x = images((9, 10, 3), 2)
+    params = ref.init(jax.random.key(0), x)["params"]
+    assert jax.tree.map(jnp.shape, patch.init(jax.random.key(0), x)["params"]) == \
+        jax.tree.map(jnp.shape, params)
+    np.testing.assert_allclose(apply(patch, params, x), apply(ref, params, x), atol=1e-5)
+
+    # Stacked per-client kernels under vmap: grouped conv vs. batched matmul.
+    stacked = stack([ref.init(jax.random.key(i), x)["params"] for i in range(3)])
+    xs = jnp.stack([images((9, 10, 3), 2, seed=i) for i in range(3)])
+    want = jax.vmap(lambda p, x: apply(ref, p, x))(stacked, xs)
+    got = jax.vmap(lambda p, x: apply(patch, p, x))(stacked, xs)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_cnn_conv_impls_are_interchangeable(cnn, cnn_params):
+    patches = cnn.client.clone(conv_impl="patches")
+    x = images(MNIST, 2)
+    assert jax.tree.map(jnp.shape, patches.init(jax.random.key(0), x)["params"]) == \
+        jax.tree.map(jnp.shape, cnn_params["client"])
+    stacked = stack([cnn_params["client"], models.init_params(cnn, jax.random.key(1))["client"]])
+    xs = jnp.stack([x, images(MNIST, 2, seed=1)])
+    want = jax.vmap(lambda p, x: apply(cnn.client, p, x))(stacked, xs)
+    got = jax.vmap(lambda p, x: apply(patches, p, x))(stacked, xs)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    with pytest.raises(UsageError):
+        cnn.client.clone(conv_impl="nope").init(jax.random.key(0), x)
+
+
+# -------------------------------------------------------------------------- normalisation
+
+
+def test_resnet_uses_groupnorm_not_batchnorm(resnet, resnet_params):
+    seen = set()
+
+    def record(next_fun, args, kwargs, context):
+        seen.add(type(context.module))
+        return next_fun(*args, **kwargs)
+
+    x = images(CIFAR, 1)
+    with nn.intercept_methods(record):
+        s = apply(resnet.client, resnet_params["client"], x)
+        apply(resnet.server, resnet_params["server"], s)
+    assert nn.GroupNorm in seen and nn.BatchNorm not in seen
+    variables = resnet.client.init(jax.random.key(0), x)
+    assert set(variables) == {"params"}  # no batch_stats anywhere
+
+
+# ------------------------------------------------------------------------------ FLOPs
+
+
+def test_cnn_client_flops_match_hand_count(cnn):
+    flops = models.flops_per_sample(cnn)
+    hand = 2 * (28 * 28 * 9 * 1 * 32 + 14 * 14 * 9 * 32 * 64)
+    assert abs(flops["client"] - hand) / hand < 0.10
+    assert set(flops) == {"client", "server", "decoder", "aux"}
+    hand_server = 2 * (7 * 7 * 64 * 128 + 128 * 10)
+    assert abs(flops["server"] - hand_server) / hand_server < 0.10
+    assert all(v > 0 for v in flops.values())
+
+
+def test_jaxpr_fallback_counts_macs(cnn, cnn_params):
+    x = images(MNIST, 4)
+    jaxpr = jax.make_jaxpr(lambda p, x: apply(cnn.client, p, x))(cnn_params["client"], x).jaxpr
+    assert models._count_jaxpr_flops(jaxpr) / 4 == 2 * (28 * 28 * 9 * 32 + 14 * 14 * 9 * 32 * 64)
+
+
+# ------------------------------------------------------------------------------ errors
+
+
+def test_unknown_model_and_mismatch_raise_usage_error():
+    with pytest.raises(UsageError, match="unknown model"):
+        models.get_model("vgg", MNIST, 10)
+    with pytest.raises(UsageError, match="divisible"):
+        models.get_model("cnn", (30, 30, 1), 10)
+    with pytest.raises(UsageError, match="divisible"):
+        models.get_model("resnet18", (28, 28, 1), 10)
+    with pytest.raises(UsageError):
+        models.get_model("cnn", (28, 28), 10)
+    with pytest.raises(UsageError):
+        models.default_model_for("imagenet")
+
+
+def test_default_models():
+    assert models.default_model_for("mnist") == "cnn"
+    assert models.default_model_for("fashion_mnist") == "cnn"
+    assert models.default_model_for("cifar10") == "resnet18"
+    assert set(models.MODELS) == {"cnn", "resnet18"}
