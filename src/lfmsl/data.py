@@ -1,0 +1,162 @@
+"""Whole datasets as NumPy arrays, loaded once through tensorflow-datasets.
+
+Training runs on arrays held in memory, so a dataset is decoded once and cached as an
+uncompressed ``.npz`` file under ``<data_dir>/lfmsl_cache``; later runs (and machines without
+TensorFlow) read only that file. TensorFlow and tfds are imported lazily for that reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from lfmsl.errors import UsageError
+
+DATASETS = ("fashion_mnist", "mnist", "cifar10")
+_MANUAL_HINT = "pass --manual-dir DIR or set LFMSL_MANUAL_DIR to a folder with a '{name}/' subfolder of the original files"
+_CHUNK = 10_000  # batch_size=-1 breaks under tfds.testing.mock_data; fixed chunks work everywhere.
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+    """Train and test splits; images uint8 [n, H, W, C], labels int32 [n]."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        h, w, c = self.x_train.shape[1:]
+        return int(h), int(w), int(c)
+
+
+def default_data_dir() -> Path:
+    """``$LFMSL_DATA_DIR``, else tfds' usual ``~/tensorflow_datasets``."""
+    return Path(os.environ.get("LFMSL_DATA_DIR") or Path.home() / "tensorflow_datasets").expanduser()
+
+
+def cache_path(name: str, data_dir: str | os.PathLike | None = None) -> Path:
+    """Where :func:`load_dataset` keeps the NumPy copy of a dataset."""
+    return Path(data_dir or default_data_dir()).expanduser() / "lfmsl_cache" / f"{name}.npz"
+
+
+def load_dataset(
+    name: str,
+    *,
+    manual_dir: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    cache: bool = True,
+) -> Dataset:
+    """Load a dataset: from the npz cache, else tfds (prepared, from ``manual_dir``, or downloaded).
+
+    ``manual_dir`` (default ``$LFMSL_MANUAL_DIR``) holds one subfolder of original files per dataset.
+    """
+    if name not in DATASETS:
+        raise UsageError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    data_dir = Path(data_dir or default_data_dir()).expanduser()
+    path = cache_path(name, data_dir)
+    if cache and path.is_file():
+        try:
+            return _read_cache(name, path)
+        except (OSError, ValueError, KeyError):
+            pass  # A damaged cache is rebuilt below.
+    dataset = _load_with_tfds(name, data_dir, manual_dir)
+    if cache:
+        _write_cache(dataset, path)
+    return dataset
+
+
+def import_tfds() -> ModuleType:
+    """Import tfds quietly, with TensorFlow kept off accelerators (JAX owns their memory)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # Else TF prints a notice on import.
+    if "importlib_resources" not in sys.modules:
+        try:
+            import importlib_resources  # noqa: F401
+        except ImportError:
+            # tfds 4.9.10 imports this backport although it declares it only for Python < 3.9;
+            # the standard library module has the one attribute it uses (abc.Traversable).
+            import importlib.resources
+            import importlib.resources.abc  # noqa: F401
+
+            sys.modules["importlib_resources"] = importlib.resources
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    tf.get_logger().setLevel("ERROR")
+    tf.config.set_visible_devices([], "GPU")
+    return tfds
+
+
+def _load_with_tfds(name: str, data_dir: Path, manual_dir: str | os.PathLike | None) -> Dataset:
+    tfds = import_tfds()
+    builder = tfds.builder(name, data_dir=str(data_dir))
+    if not builder.is_prepared():
+        _prepare(tfds, builder, name, data_dir, manual_dir)
+    x_train, y_train = _split_arrays(tfds, builder, "train")
+    x_test, y_test = _split_arrays(tfds, builder, "test")
+    num_classes = int(builder.info.features["label"].num_classes)
+    return Dataset(name, x_train, y_train, x_test, y_test, num_classes)
+
+
+def _prepare(tfds: ModuleType, builder, name: str, data_dir: Path, manual_dir) -> None:
+    """Build the tfds files from the manual folder if it has this dataset, else by download."""
+    manual_root = manual_dir or os.environ.get("LFMSL_MANUAL_DIR")
+    dataset_manual = None
+    if manual_root:
+        manual_root = Path(manual_root).expanduser()
+        if not manual_root.is_dir():
+            raise UsageError(f"manual data folder {manual_root} does not exist; {_MANUAL_HINT.format(name=name)}")
+        if (manual_root / name).is_dir():
+            dataset_manual = manual_root / name
+    if dataset_manual is None:
+        print(f"lfmsl: {name} is not in {data_dir} nor in a manual folder; trying to download it", file=sys.stderr)
+    # MNIST and Fashion-MNIST share file names: a shared extract_dir would silently mix them.
+    extract_dir = data_dir / "downloads" / "extracted" / name
+    config = tfds.download.DownloadConfig(
+        manual_dir=str(dataset_manual) if dataset_manual else None,
+        extract_dir=str(extract_dir),
+        try_download_gcs=dataset_manual is None,
+    )
+    try:
+        builder.download_and_prepare(download_config=config)
+    except Exception as error:  # tfds raises network, checksum and assertion errors alike.
+        cause = (str(error).splitlines() or [""])[0][:200]
+        where = f"from {dataset_manual}" if dataset_manual else "by download"
+        raise UsageError(
+            f"could not prepare {name} {where} ({type(error).__name__}: {cause}); {_MANUAL_HINT.format(name=name)}"
+        ) from error
+    finally:
+        shutil.rmtree(extract_dir, ignore_errors=True)  # Decompressed copies are not needed afterwards.
+
+
+def _split_arrays(tfds: ModuleType, builder, split: str) -> tuple[np.ndarray, np.ndarray]:
+    chunks = tfds.as_numpy(builder.as_dataset(split=split, batch_size=_CHUNK, as_supervised=True))
+    xs, ys = zip(*chunks)
+    return np.concatenate(xs).astype(np.uint8, copy=False), np.concatenate(ys).astype(np.int32)
+
+
+def _read_cache(name: str, path: Path) -> Dataset:
+    with np.load(path, allow_pickle=False) as f:
+        return Dataset(
+            name, f["x_train"], f["y_train"], f["x_test"], f["y_test"], int(f["num_classes"])
+        )
+
+
+def _write_cache(dataset: Dataset, path: Path) -> None:
+    """Write atomically, so that a concurrent or interrupted run never reads half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    arrays = {f.name: getattr(dataset, f.name) for f in dataclasses.fields(dataset) if f.name != "name"}
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
