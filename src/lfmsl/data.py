@@ -60,6 +60,7 @@ def load_dataset(
     """Load a dataset: from the npz cache, else tfds (prepared, from ``manual_dir``, or downloaded).
 
     ``manual_dir`` (default ``$LFMSL_MANUAL_DIR``) holds one subfolder of original files per dataset.
+    ``cache=False`` neither reads nor writes the npz cache.
     """
     if name not in DATASETS:
         raise UsageError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
@@ -72,7 +73,10 @@ def load_dataset(
             pass  # A damaged cache is rebuilt below.
     dataset = _load_with_tfds(name, data_dir, manual_dir)
     if cache:
-        _write_cache(dataset, path)
+        try:
+            _write_cache(dataset, path)
+        except OSError as error:  # A read-only data_dir costs speed next time, not this run.
+            print(f"lfmsl: could not write the cache {path}: {error}", file=sys.stderr)
     return dataset
 
 
