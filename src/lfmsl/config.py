@@ -31,6 +31,7 @@ class Config:
     train_size: int | None = None
     seed: int = 0
     executor: str = "auto"
+    conv: str = "patches"  # cnn client convolutions: "patches" (im2col + matmul) or "xla"
     # LocFedMix-SL's three parts and their settings.
     mix: bool = True
     loc: bool = True
@@ -101,6 +102,8 @@ def validate(config: Config) -> Config:
         raise UsageError(f"--eval-clients must be zero (all) or positive, got {config.eval_clients}")
     if config.loc_loss not in ("mse", "bce"):
         raise UsageError(f"--loc-loss must be mse or bce, got {config.loc_loss!r}")
+    if config.conv not in ("patches", "xla"):
+        raise UsageError(f"--conv must be patches or xla, got {config.conv!r}")
     if config.client_grad not in ("own", "global"):
         raise UsageError(f"--client-grad must be own or global, got {config.client_grad!r}")
     parse_executor(config.executor)

@@ -47,7 +47,7 @@ def resolve(spec: str, backend: str | None = None) -> str:
     if kind != "auto":
         return spec
     backend = backend or jax.default_backend()
-    return "vmap" if backend in ("gpu", "tpu") else "chunked:8"
+    return "vmap" if backend in ("gpu", "tpu") else "loop"
 
 
 def map_clients(fn: Callable, spec: str) -> Callable:

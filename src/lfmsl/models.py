@@ -255,8 +255,11 @@ def default_model_for(dataset: str) -> str:
     return _DEFAULT_MODEL[dataset]
 
 
-def get_model(name: str, input_shape: tuple[int, int, int], num_classes: int) -> SplitModel:
+def get_model(name: str, input_shape: tuple[int, int, int], num_classes: int, conv_impl: str = "patches") -> SplitModel:
     """Build the split model ``name`` for images of ``input_shape`` (H, W, C).
+
+    ``conv_impl`` picks the cnn client's convolutions: "patches" (im2col and a matrix product,
+    6x faster than XLA's convolution on a 2-core CPU, see docs/PERFORMANCE.md) or "xla".
 
     The cnn halves the resolution twice and its decoder doubles it back, so H and W must be
     multiples of 4; resnet18 halves it three times, so multiples of 8.
@@ -273,7 +276,9 @@ def get_model(name: str, input_shape: tuple[int, int, int], num_classes: int) ->
     if h % multiple or w % multiple:
         raise UsageError(f"model {name} needs H and W divisible by {multiple}, got {h}x{w}")
     if name == "cnn":
-        parts = dict(client=CNNClient(), server=CNNServer(num_classes),
+        if conv_impl not in ("xla", "patches"):
+            raise UsageError(f"unknown conv_impl {conv_impl!r}; choose 'xla' or 'patches'")
+        parts = dict(client=CNNClient(conv_impl=conv_impl), server=CNNServer(num_classes),
                      decoder=CNNDecoder(c), aux=FlatAux(num_classes))
     else:
         parts = dict(client=ResNetClient(), server=ResNetServer(num_classes),
