@@ -50,7 +50,7 @@ def average_every_client(stacked: PyTree, weights: jax.Array, do_average: jax.Ar
 
 def relative_update(update: PyTree, params: PyTree) -> jax.Array:
     """||update|| / ||params||: the relative step size of one model."""
-    return optax.global_norm(update) / (optax.global_norm(params) + 1e-12)
+    return optax.tree.norm(update) / (optax.tree.norm(params) + 1e-12)
 
 
 def per_client_relative_update(updates: PyTree, params: PyTree) -> jax.Array:
@@ -62,7 +62,7 @@ def distance_to_average(stacked: PyTree, weights: jax.Array) -> jax.Array:
     """Mean over clients of ||w_i - w_bar||: how far the client models have drifted apart."""
     mean = weighted_average(stacked, weights)
     diffs = jax.tree.map(lambda leaf, m: leaf - m, stacked, mean)
-    return jnp.mean(jax.vmap(optax.global_norm)(diffs))
+    return jnp.mean(jax.vmap(optax.tree.norm)(diffs))
 
 
 def draw_partners(key: jax.Array, num_clients: int, num_partners: int) -> jax.Array:

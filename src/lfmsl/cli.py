@@ -92,7 +92,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                    help=f"mix2sfl: fraction of clients that receive the averaged gradient (default: {d.gradmix_fraction})")
 
     g = parser.add_argument_group("optimisation and evaluation")
-    g.add_argument("--lr", type=_number, default=d.lr, help=f"Adam learning rate of every part (default: {d.lr})")
+    g.add_argument("--optimizer", default=d.optimizer, choices=("adam", "sgd"), help=f"optimiser of every model part (default: {d.optimizer})")
+    g.add_argument("--lr", type=_number, default=d.lr, help=f"learning rate of every part (default: {d.lr})")
     g.add_argument("--client-lr", type=_number, default=None, help="client-side learning rate (default: --lr)")
     g.add_argument("--server-lr", type=_number, default=None, help="server-side learning rate (default: --lr)")
     g.add_argument("--eval-clients", type=_non_negative_int, default=d.eval_clients, metavar="K",

@@ -44,7 +44,8 @@ class Config:
     average_decoders: bool = True
     client_grad: str = "own"
     gradmix_fraction: float = 0.5
-    # Optimisers (Adam).
+    # Optimisers: Adam by default, one per model part.
+    optimizer: str = "adam"
     lr: float = 1e-3
     client_lr: float | None = None
     server_lr: float | None = None
@@ -102,6 +103,8 @@ def validate(config: Config) -> Config:
         raise UsageError(f"--eval-clients must be zero (all) or positive, got {config.eval_clients}")
     if config.loc_loss not in ("mse", "bce"):
         raise UsageError(f"--loc-loss must be mse or bce, got {config.loc_loss!r}")
+    if config.optimizer not in ("adam", "sgd"):
+        raise UsageError(f"--optimizer must be adam or sgd, got {config.optimizer!r}")
     if config.conv not in ("patches", "xla"):
         raise UsageError(f"--conv must be patches or xla, got {config.conv!r}")
     if config.client_grad not in ("own", "global"):

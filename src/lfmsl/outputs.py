@@ -104,6 +104,9 @@ def plot_accuracy(curves: dict[str, Sequence[dict]], path: Path, title: str) -> 
             low = [100 * r["test_accuracy_min"] for r in history]
             high = [100 * r["test_accuracy_max"] for r in history]
             axes.fill_between(rounds, low, high, alpha=0.2)
+    from matplotlib.ticker import MaxNLocator
+
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("round")
     axes.set_ylabel("test accuracy (%)")
     axes.set_title(title)

@@ -57,15 +57,18 @@ class Algorithm(NamedTuple):
 StepFn = Callable[[State, jax.Array, jax.Array, jax.Array, jax.Array], tuple[State, Metrics]]
 
 
-def adam(learning_rate: float) -> optax.GradientTransformation:
+OPTIMIZERS = {"adam": optax.adam, "sgd": optax.sgd}
+
+
+def make_optimizer(config: Config, learning_rate: float) -> optax.GradientTransformation:
     """The optimiser of every model part [default: Adam, learning rate 1e-3]."""
-    return optax.adam(learning_rate)
+    return OPTIMIZERS[config.optimizer](learning_rate)
 
 
 def full_model_optimizer(config: Config) -> optax.GradientTransformation:
-    """Adam on {'lower', 'upper'} with the client and server learning rates respectively."""
+    """The optimiser on {'lower', 'upper'} with the client and server learning rates respectively."""
     return optax.multi_transform(
-        {"lower": adam(config.resolved_client_lr), "upper": adam(config.resolved_server_lr)},
+        {"lower": make_optimizer(config, config.resolved_client_lr), "upper": make_optimizer(config, config.resolved_server_lr)},
         lambda params: {name: name for name in params},
     )
 

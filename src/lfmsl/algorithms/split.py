@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from lfmsl import blocks
-from lfmsl.algorithms.base import Algorithm, Context, Metrics, PyTree, State, adam, scan_round, stacked_init, stacked_update
+from lfmsl.algorithms.base import Algorithm, Context, Metrics, PyTree, State, make_optimizer, scan_round, stacked_init, stacked_update
 from lfmsl.executors import map_clients
 from lfmsl.models import init_params
 
@@ -200,7 +200,7 @@ def init_state(ctx: Context, recipe: Recipe, key: jax.Array, client_opt, server_
 
 def optimizers(ctx: Context, recipe: Recipe):
     server_lr = ctx.config.resolved_server_lr * (ctx.num_clients if recipe.server_lr_scale == "clients" else 1)
-    return adam(ctx.config.resolved_client_lr), adam(server_lr)
+    return make_optimizer(ctx.config, ctx.config.resolved_client_lr), make_optimizer(ctx.config, server_lr)
 
 
 def eval_pairs_for(recipe: Recipe):

@@ -1,0 +1,180 @@
+"""The algorithms against independent computations, on a slice of real Fashion-MNIST."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lfmsl import blocks
+from lfmsl.algorithms import Context, build
+from lfmsl.algorithms.split import Recipe, build_split, init_state, make_step, optimizers
+from lfmsl.batching import gather, iterations_per_round, make_client_data
+from lfmsl.config import ALGORITHMS, Config
+from lfmsl.models import get_model
+
+BATCH = 8
+
+
+@pytest.fixture(scope="module")
+def model(fashion_mnist):
+    return get_model("cnn", fashion_mnist.image_shape, fashion_mnist.num_classes)
+
+
+def make_run(dataset, model, sizes, executor="vmap", **options):
+    """ClientData for clients of the given sizes (consecutive training samples) and a Context."""
+    config = Config(batch_size=BATCH, clients=len(sizes), executor=executor, **options)
+    bounds = np.cumsum([0] + list(sizes))
+    parts = [np.arange(bounds[i], bounds[i + 1]) for i in range(len(sizes))]
+    if config.algorithm == "centralized":
+        parts = [np.concatenate(parts)]
+    data = make_client_data(dataset.x_train, dataset.y_train, parts)
+    ctx = Context(config, model, len(parts), iterations_per_round([len(p) for p in parts], BATCH), executor)
+    return data, ctx
+
+
+def assert_trees_close(a, b, rtol=2e-4, atol=2e-5):
+    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(leaves_a) == len(leaves_b) > 0
+    for x, y in zip(leaves_a, leaves_b):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
+
+
+def one_round(data, ctx, seed=0):
+    algorithm = build(ctx)
+    state = algorithm.init(jax.random.key(seed))
+    return jax.jit(algorithm.round)(state, data, jax.random.key(seed + 1))
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_vectorised_and_loop_executors_give_the_same_state(fashion_mnist, model, algorithm):
+    sizes = [24, 16, 20]  # unequal clients: wrap-around and weighted averaging are exercised
+    results = {}
+    for executor in ("vmap", "loop"):
+        data, ctx = make_run(fashion_mnist, model, sizes, executor, algorithm=algorithm)
+        results[executor] = one_round(data, ctx)
+    (state_v, metrics_v), (state_l, metrics_l) = results["vmap"], results["loop"]
+    assert_trees_close(state_v, state_l)
+    assert metrics_v.keys() == metrics_l.keys()
+    assert_trees_close(metrics_v, metrics_l)
+    assert int(state_v.step) == ctx.iterations * (len(sizes) if algorithm == "sl" else 1)
+
+
+def test_averaging_equals_the_dataset_size_weighted_mean(fashion_mnist, model):
+    """Averaged clients after a round = float64 weighted mean of the same round without averaging."""
+    sizes = [8, 16, 40]
+    data, ctx = make_run(fashion_mnist, model, sizes, algorithm="psl")
+    averaged = build_split(ctx, Recipe(average_clients=True))
+    separate = build_split(ctx, Recipe())
+    state = averaged.init(jax.random.key(0))
+    key = jax.random.key(1)
+    after_avg, _ = jax.jit(averaged.round)(state, data, key)
+    after_sep, _ = jax.jit(separate.round)(state, data, key)
+    delta = np.array(sizes, np.float64) / sum(sizes)
+    for avg_leaf, sep_leaf in zip(jax.tree.leaves(after_avg.clients), jax.tree.leaves(after_sep.clients)):
+        expected = np.tensordot(delta, np.asarray(sep_leaf, np.float64), axes=1)
+        for client in range(len(sizes)):
+            np.testing.assert_allclose(np.asarray(avg_leaf[client]), expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(np.asarray(jax.tree.leaves(after_sep.clients)[0][0]), np.asarray(jax.tree.leaves(after_sep.clients)[0][2]))
+
+
+def test_weighted_average_and_drift_match_numpy():
+    rng = np.random.default_rng(0)
+    stacked = {"a": rng.normal(size=(4, 3, 2)).astype(np.float32), "b": rng.normal(size=(4, 5)).astype(np.float32)}
+    weights = np.array([0.1, 0.2, 0.3, 0.4], np.float32)
+    mean = blocks.weighted_average(jax.tree.map(jnp.asarray, stacked), jnp.asarray(weights))
+    for name in stacked:
+        np.testing.assert_allclose(mean[name], np.einsum("i,i...->...", weights, stacked[name]), rtol=1e-6)
+    distances = [
+        np.sqrt(sum(np.sum((stacked[n][i] - np.einsum("i,i...->...", weights, stacked[n])) ** 2) for n in stacked)) for i in range(4)
+    ]
+    np.testing.assert_allclose(blocks.distance_to_average(stacked, jnp.asarray(weights)), np.mean(distances), rtol=1e-5)
+
+
+def test_partners_are_other_clients_and_distinct():
+    for seed in range(50):
+        partners = np.asarray(blocks.draw_partners(jax.random.key(seed), 6, 3))
+        assert partners.shape == (6, 3)
+        for i, row in enumerate(partners):
+            assert i not in row
+            assert len(set(row)) == 3
+    counts = np.bincount(np.concatenate([np.asarray(blocks.draw_partners(jax.random.key(s), 5, 1))[0] for s in range(400)]), minlength=5)
+    assert counts[0] == 0 and counts[1:].min() > 60  # uniform over the other four clients
+
+
+def test_mixup_mixes_two_different_clients_with_one_lambda_per_pair():
+    """Client i's smashed data is the constant i and its labels are i: each mixed sample reveals its pair."""
+    num_clients, batch, partners = 5, 4, 2
+    smashed = jnp.broadcast_to(jnp.arange(num_clients, dtype=jnp.float32)[:, None, None], (num_clients, batch, 3))
+    labels = jnp.broadcast_to(jnp.arange(num_clients)[:, None], (num_clients, batch))
+    mixed, soft, pair = blocks.smashed_mixup(jax.random.key(3), smashed, labels, num_clients, partners, alpha=1.0)
+    mixed, soft, pair = map(np.asarray, (mixed, soft, pair))
+    assert mixed.shape == (num_clients, partners, batch, 3) and soft.shape == (num_clients, partners, batch, num_clients)
+    for i in range(num_clients):
+        for p in range(partners):
+            j = pair[i, p]
+            assert j != i
+            lam = soft[i, p, :, i]
+            np.testing.assert_allclose(lam, lam[0], rtol=1e-6)  # one lambda per pair of batches
+            np.testing.assert_allclose(soft[i, p, :, j], 1 - lam, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(mixed[i, p, :, 0], lam * i + (1 - lam) * j, rtol=1e-5, atol=1e-5)
+
+
+def test_mixup_trains_only_the_server(fashion_mnist, model):
+    """One iteration with and without mixup from the same state: same clients, different server."""
+    data, ctx = make_run(fashion_mnist, model, [16, 16, 16], algorithm="locfedmix", loc=False, fed=False)
+    images, labels = gather(data, jnp.arange(48).reshape(3, 16)[:, :BATCH])
+    results = []
+    for recipe in (Recipe(mix=True), Recipe(mix=False)):
+        client_opt, server_opt = optimizers(ctx, recipe)
+        state = init_state(ctx, recipe, jax.random.key(0), client_opt, server_opt, 3)
+        step = make_step(ctx, recipe, client_opt, server_opt)
+        results.append(jax.jit(step)(state, images, labels, data.weights, jax.random.key(5))[0])
+    mixed, plain = results
+    assert_trees_close(mixed.clients, plain.clients, rtol=1e-6, atol=1e-7)
+    difference = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(mixed.server), jax.tree.leaves(plain.server)))
+    assert difference > 1e-5
+
+
+def test_psl_with_one_client_equals_centralized_training(fashion_mnist, model):
+    states = {}
+    for algorithm in ("psl", "centralized"):
+        data, ctx = make_run(fashion_mnist, model, [96], algorithm=algorithm)
+        states[algorithm] = one_round(data, ctx)
+    (psl, psl_metrics), (central, central_metrics) = states["psl"], states["centralized"]
+    first_client = jax.tree.map(lambda leaf: leaf[0], psl.clients["lower"])
+    assert_trees_close({"lower": first_client, "upper": psl.server}, central.clients, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(psl_metrics["train_loss"], central_metrics["train_loss"], rtol=1e-5)
+
+
+def test_sflv1_equals_fedavg(fashion_mnist, model):
+    """SplitFed V1 is FedAvg computed in two halves: same models after a round."""
+    out = {}
+    for algorithm in ("sflv1", "fedavg"):
+        data, ctx = make_run(fashion_mnist, model, [16, 24], algorithm=algorithm)
+        out[algorithm] = one_round(data, ctx)[0]
+    assert_trees_close(out["sflv1"].clients["lower"], out["fedavg"].clients["lower"])
+    assert_trees_close(out["sflv1"].server, out["fedavg"].clients["upper"])
+
+
+def test_locsplitfed_sends_no_gradient_down(fashion_mnist, model):
+    """LocSplitFed's clients learn from their auxiliary loss alone: the server cannot change them."""
+    data, ctx = make_run(fashion_mnist, model, [16, 16], algorithm="locsplitfed")
+    algorithm = build(ctx)
+    state = algorithm.init(jax.random.key(0))
+    altered = state._replace(server=jax.tree.map(lambda s: s * 3.0, state.server))
+    after, _ = jax.jit(algorithm.round)(state, data, jax.random.key(1))
+    after_altered, _ = jax.jit(algorithm.round)(altered, data, jax.random.key(1))
+    assert_trees_close(after.clients, after_altered.clients, rtol=1e-6, atol=1e-7)
+
+
+def test_update_ratio_grows_with_clients_for_psl(fashion_mnist, model):
+    """The server-client update imbalance the paper names: the server learns from all clients."""
+    ratios = []
+    for count in (1, 4):
+        data, ctx = make_run(fashion_mnist, model, [16] * count, algorithm="psl", client_grad="global", optimizer="sgd", lr=0.05)
+        ratios.append(float(one_round(data, ctx)[1]["update_ratio"]))
+    assert ratios[1] > 1.5 * ratios[0]
