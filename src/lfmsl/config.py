@@ -11,6 +11,7 @@ import math
 
 from lfmsl.errors import UsageError
 from lfmsl.executors import parse_executor
+from lfmsl.partition import parse_partition
 
 ALGORITHMS = ("sl", "psl", "sflv1", "sflv2", "locsplitfed", "locfedmix", "sglr", "mix2sfl", "centralized", "fedavg")
 DATASETS = ("fashion_mnist", "mnist", "cifar10")
@@ -110,6 +111,7 @@ def validate(config: Config) -> Config:
     if config.client_grad not in ("own", "global"):
         raise UsageError(f"--client-grad must be own or global, got {config.client_grad!r}")
     parse_executor(config.executor)
+    parse_partition(config.partition)
     _validate_combinations(config)
     return config
 

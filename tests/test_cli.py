@@ -1,0 +1,85 @@
+"""`lfmsl run` end to end on real data, and its answers to bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from lfmsl.cli import build_parser, main
+
+
+def run_cli(args, env_extra=None):
+    env = dict(os.environ, **(env_extra or {}))
+    return subprocess.run([sys.executable, "-m", "lfmsl", *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_run_writes_metrics_summary_and_plot(tmp_path, manual_data_dir, tfds_data_dir, fashion_mnist):
+    out = tmp_path / "run"
+    result = run_cli(
+        ["run", "--algorithm", "psl", "--clients", "4", "--rounds", "2", "--train-size", "400", "--batch-size", "16",
+         "--eval-clients", "0", "--out", str(out), "--no-progress",
+         "--manual-dir", str(manual_data_dir), "--data-dir", str(tfds_data_dir)]
+    )
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in records] == [1, 2]
+    for record in records:
+        for field in ("test_accuracy", "train_loss", "wall_time_s", "update_ratio", "client_drift", "test_accuracy_std"):
+            assert field in record
+        assert 0.0 <= record["test_accuracy_min"] <= record["test_accuracy"] <= record["test_accuracy_max"] <= 1.0
+    assert records[1]["wall_time_s"] > records[0]["wall_time_s"] > 0
+    assert records[-1]["test_accuracy"] > 0.3  # 10 classes: well above chance after two rounds
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["algorithm"] == "psl" and summary["config"]["clients"] == 4
+    assert summary["final_test_accuracy"] == records[-1]["test_accuracy"]
+    assert summary["best_test_accuracy"] == max(r["test_accuracy"] for r in records)
+    assert summary["versions"]["jax"] and summary["device"]["platform"] == "cpu"
+    assert (out / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "final accuracy" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["run", "--algorithm", "nope"], "--algorithm"),
+        (["run", "--dataset", "imagenet"], "--dataset"),
+        (["run", "--clients", "0"], "--clients"),
+        (["run", "--batch-size", "-3"], "--batch-size"),
+        (["run", "--lr", "-0.1"], "--lr"),
+        (["run", "--lr", "nan"], "--lr"),
+        (["run", "--server-lr", "0"], "--server-lr"),
+        (["run", "--clients", "4", "--mix-partners", "4"], "--mix-partners"),
+        (["run", "--algorithm", "psl", "--no-mix"], "--no-mix"),
+        (["run", "--partition", "dirichlet:-1"], "dirichlet"),
+        (["run", "--partition", "zipf"], "partition"),
+        (["run", "--executor", "chunked:0"], "chunked"),
+        (["run", "--mix-alpha", "0"], "--mix-alpha"),
+        (["frobnicate"], "frobnicate"),
+        ([], "lfmsl run"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, args, expected):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lfmsl: error:") and "\n" not in err and "Traceback" not in err
+    assert expected in err
+
+
+def test_more_clients_than_samples_is_refused(capsys, tmp_path, manual_data_dir, tfds_data_dir, fashion_mnist):
+    code = main(["run", "--clients", "50", "--train-size", "20", "--out", str(tmp_path / "x"), "--no-progress",
+                 "--manual-dir", str(manual_data_dir), "--data-dir", str(tfds_data_dir)])
+    err = capsys.readouterr().err
+    assert code == 2 and "lfmsl: error: --clients 50 is more than the 20 training samples" in err
+
+
+def test_help_explains_every_option():
+    text = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
+    for flag in ("--algorithm", "--dataset", "--clients", "--rounds", "--batch-size", "--partition", "--train-size", "--seed", "--out",
+                 "--executor", "--no-mix", "--no-loc", "--no-fed", "--mix-alpha", "--mix-partners", "--avg-every", "--loc-weight",
+                 "--lr", "--client-lr", "--server-lr", "--manual-dir"):
+        assert flag in text
+    assert "default" in text
