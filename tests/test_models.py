@@ -197,6 +197,69 @@ def test_cnn_conv_impls_are_interchangeable(cnn, cnn_params):
         cnn.client.clone(conv_impl="nope").init(jax.random.key(0), x)
 
 
+@pytest.mark.parametrize("kernel,strides,shape", [((3, 3), (2, 2), (7, 7, 4)),
+                                                  ((3, 3), (2, 2), (6, 5, 3)),
+                                                  ((4, 4), (2, 2), (5, 5, 2)),
+                                                  ((2, 3), (2, 1), (4, 6, 3)),
+                                                  ((5, 5), (3, 3), (3, 4, 2)),
+                                                  ((3, 3), (1, 1), (5, 5, 2))])
+def test_patch_conv_transpose_equals_nn_conv_transpose(kernel, strides, shape):
+    ref = nn.ConvTranspose(6, kernel, strides, padding="SAME")
+    patch = models.PatchConvTranspose(6, kernel, strides)
+    x = images(shape, 2)
+    params = ref.init(jax.random.key(0), x)["params"]
+    assert jax.tree.map(jnp.shape, patch.init(jax.random.key(0), x)["params"]) == \
+        jax.tree.map(jnp.shape, params)
+    np.testing.assert_allclose(apply(patch, params, x), apply(ref, params, x), atol=1e-5)
+
+    stacked = stack([ref.init(jax.random.key(i), x)["params"] for i in range(3)])
+    xs = jnp.stack([images(shape, 2, seed=i) for i in range(3)])
+    want = jax.vmap(lambda p, x: apply(ref, p, x))(stacked, xs)
+    got = jax.vmap(lambda p, x: apply(patch, p, x))(stacked, xs)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_patch_conv_transpose_rejects_other_padding():
+    with pytest.raises(UsageError, match="SAME"):
+        models.PatchConvTranspose(2, padding="VALID").init(jax.random.key(0), images((4, 4, 1), 1))
+
+
+def test_reshape_max_pool_equals_nn_max_pool_with_gradient():
+    x = jax.random.normal(jax.random.key(3), (2, 8, 6, 5))
+    ref = lambda x: nn.max_pool(jax.nn.relu(x), (2, 2), strides=(2, 2))
+    new = lambda x: models.reshape_max_pool(jax.nn.relu(x))
+    np.testing.assert_array_equal(new(x), ref(x))
+    weights = jax.random.normal(jax.random.key(4), (2, 4, 3, 5))
+    grad = lambda f: jax.grad(lambda x: jnp.sum(f(x) * weights))(x)
+    np.testing.assert_array_equal(grad(new), grad(ref))
+
+
+def test_cnn_patches_equals_xla_with_gradients_under_vmap():
+    """The whole cnn (client and decoder) in both conv impls: outputs and parameter gradients."""
+    xla, patches = (models.get_model("cnn", MNIST, 10, impl) for impl in ("xla", "patches"))
+    stacked = stack([models.init_params(xla, jax.random.key(i)) for i in range(2)])
+    xs = jnp.stack([images(MNIST, 3, seed=i) for i in range(2)])
+
+    def loss(model):
+        def one(p, x):
+            s = apply(model.client, p["client"], x)
+            r = apply(model.decoder, p["decoder"], s)
+            return jnp.sum(s ** 2) * 1e-3 + jnp.mean((r - x) ** 2)
+        return lambda p: jnp.sum(jax.vmap(one)(p, xs))
+
+    want_loss, want = jax.value_and_grad(loss(xla))(stacked)
+    got_loss, got = jax.value_and_grad(loss(patches))(stacked)
+    np.testing.assert_allclose(got_loss, want_loss, rtol=1e-5)
+    for part in ("client", "decoder"):
+        jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6),
+                     got[part], want[part])
+    assert float(optax_norm(want["decoder"])) > 0 and float(optax_norm(want["client"])) > 0
+
+
+def optax_norm(tree):
+    return jnp.sqrt(sum(jnp.sum(leaf ** 2) for leaf in jax.tree.leaves(tree)))
+
+
 # -------------------------------------------------------------------------- normalisation
 
 

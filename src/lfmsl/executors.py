@@ -5,8 +5,13 @@ All executors compute the same thing; they differ in how XLA schedules it:
 - `chunked:K`: `lax.map` over chunks of K clients, vmapped inside a chunk.
 - `loop`: `lax.map` over single clients, one after another (a scan): no batching transform at
   all, which makes it the reference the vectorised paths are checked against.
-- `auto`: a per-backend choice (see `resolve`).
+- `auto`: a per-backend, per-client-count choice from measurements (see `resolve`).
 The map happens inside the round's one jitted computation, so each compiles once.
+
+The `lax.map` executors rematerialise each chunk's forward pass in the backward pass
+(`jax.checkpoint`): only a chunk's inputs are kept per chunk, so memory grows with the clients
+through their parameters and batches, not their activations, and on XLA:CPU it was also faster
+(no stacking of every chunk's activations; docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -41,13 +46,27 @@ def parse_executor(spec: str) -> tuple[str, int | None]:
     return kind, chunk
 
 
-def resolve(spec: str, backend: str | None = None) -> str:
-    """Turn 'auto' into a concrete executor for this backend; others pass through."""
+# What `auto` picks: per backend, (largest client count, executor) in increasing order. CPU rows
+# come from scripts/bench.py on a 2-core AMD EPYC (docs/PERFORMANCE.md); the accelerator rows
+# are the design's expectation (all clients in one batched computation), not yet measured.
+AUTO_TABLE: dict[str, tuple[tuple[int, str], ...]] = {
+    "cpu": ((2**62, "loop"),),
+    "gpu": ((2**62, "vmap"),),
+    "tpu": ((2**62, "vmap"),),
+}
+
+
+def resolve(spec: str, backend: str | None = None, num_clients: int | None = None) -> str:
+    """Turn 'auto' into a concrete executor for this backend and client count; others pass
+    through. Without a client count, the choice for the largest counts is taken."""
     kind, _ = parse_executor(spec)
     if kind != "auto":
         return spec
-    backend = backend or jax.default_backend()
-    return "vmap" if backend in ("gpu", "tpu") else "loop"
+    table = AUTO_TABLE.get(backend or jax.default_backend(), AUTO_TABLE["cpu"])
+    for largest, choice in table:
+        if num_clients is not None and num_clients <= largest:
+            return choice
+    return table[-1][1]
 
 
 def map_clients(fn: Callable, spec: str) -> Callable:
@@ -55,8 +74,9 @@ def map_clients(fn: Callable, spec: str) -> Callable:
     kind, chunk = parse_executor(resolve(spec))
     if kind == "vmap":
         return jax.vmap(fn)
+    remat = jax.checkpoint(fn)
 
     def mapped(*args):
-        return jax.lax.map(lambda xs: fn(*xs), args, batch_size=chunk)
+        return jax.lax.map(lambda xs: remat(*xs), args, batch_size=chunk)
 
     return mapped

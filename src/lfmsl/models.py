@@ -55,14 +55,32 @@ class SplitModel:
 # Building blocks
 
 
+def extract_patches(x: jax.Array, window: Sequence[int], strides: Sequence[int],
+                    pads: Sequence[tuple[int, int]]) -> jax.Array:
+    """im2col by slicing: [B,H,W,C] -> [B,OH,OW,kh*kw*C], features ordered (kh, kw, C).
+
+    Why slices and not ``lax.conv_general_dilated_patches``: that is a convolution with an
+    identity filter, whose gradient is another convolution; slices cost only data movement and
+    their gradient is a padded sum. The (kh, kw, C) order matches an HWIO kernel's reshape.
+    Pads may be negative (cropping).
+    """
+    (kh, kw), (sh, sw) = window, strides
+    x = jax.lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (*pads[0], 0), (*pads[1], 0), (0, 0, 0)])
+    oh, ow = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
+    taps = [x[:, i: i + (oh - 1) * sh + 1: sh, j: j + (ow - 1) * sw + 1: sw, :]
+            for i in range(kh) for j in range(kw)]
+    return jnp.concatenate(taps, axis=-1)
+
+
 class PatchConv(nn.Module):
-    """A 2-D convolution as im2col (``conv_general_dilated_patches``) plus one matrix product.
+    """A 2-D convolution as im2col (``extract_patches``) plus one matrix product.
 
     Why: ``vmap`` over per-client kernels turns ``nn.Conv`` into a grouped convolution, which is
     slow on XLA:CPU (docs/DESIGN.md); here it becomes a batched matmul instead. Whether that is
-    faster depends on backend and sizes, so choose by measurement. The parameters
-    have the same names, shapes, layout and initialisers as ``nn.Conv`` (``kernel`` [kh,kw,in,out],
-    ``bias`` [out]), so the two are interchangeable. NHWC input, no dilation or groups.
+    faster depends on backend and sizes, so choose by measurement (docs/PERFORMANCE.md). The
+    parameters have the same names, shapes, layout and initialisers as ``nn.Conv`` (``kernel``
+    [kh,kw,in,out], ``bias`` [out]), so the two are interchangeable. NHWC input, no dilation or
+    groups.
     """
 
     features: int
@@ -78,13 +96,69 @@ class PatchConv(nn.Module):
         kh, kw = self.kernel_size
         cin = x.shape[-1]
         kernel = self.param("kernel", self.kernel_init, (kh, kw, cin, self.features), jnp.float32)
-        # The patches' feature axis is ordered (in_channel, kh, kw), channel-major. HIGHEST keeps
-        # the identity-filter extraction exact on accelerators with reduced-precision defaults.
-        patches = jax.lax.conv_general_dilated_patches(
-            x, (kh, kw), tuple(self.strides), self.padding,
-            dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=jax.lax.Precision.HIGHEST)
-        w = jnp.transpose(kernel, (2, 0, 1, 3)).reshape(cin * kh * kw, self.features)
-        y = patches @ w
+        pads = self.padding
+        if isinstance(pads, str):
+            pads = jax.lax.padtype_to_pads(x.shape[1:3], (kh, kw), tuple(self.strides), pads)
+        patches = extract_patches(x, (kh, kw), self.strides, pads)
+        y = patches @ kernel.reshape(kh * kw * cin, self.features)
+        if self.use_bias:
+            y = y + self.param("bias", self.bias_init, (self.features,), jnp.float32)
+        return y
+
+
+def _subpixel_taps(k: int, s: int) -> tuple[int, np.ndarray]:
+    """For one axis of a SAME transposed convolution (kernel k, stride s): where each kernel tap
+    lands when the output is split into s phases.
+
+    Output o = s*m + r reads input m + d through tap t exactly when t = s*d + pad - r, with
+    pad = ``lax``'s SAME padding of the dilated input. Returns the smallest offset d_min and a
+    one-hot table E [k, n_d, s] with E[t, d - d_min, r] = 1 for every such (t, d, r).
+    """
+    pad_len = k + s - 2
+    pad = k - 1 if s > k - 1 else int(np.ceil(pad_len / 2))
+    hits = [(t, (r + t - pad) // s, r) for r in range(s) for t in range(k) if (r + t - pad) % s == 0]
+    d_min = min(d for _, d, _ in hits)
+    table = np.zeros((k, max(d for _, d, _ in hits) - d_min + 1, s), np.float32)
+    for t, d, r in hits:
+        table[t, d - d_min, r] = 1.0
+    return d_min, table
+
+
+class PatchConvTranspose(nn.Module):
+    """``nn.ConvTranspose`` (SAME, no kernel flip) as sub-pixel patches plus one matrix product.
+
+    Why: under ``vmap`` XLA's transposed convolution becomes a grouped convolution of a
+    zero-dilated input, slow on XLA:CPU. Here each input pixel's small window is multiplied by
+    a kernel rearranged into its s*s output phases (a "sub-pixel" convolution), and the phases
+    are interleaved into the output: no multiplications by the inserted zeros, and a batched
+    matmul under vmap. Same parameter names, shapes and initialisers as ``nn.ConvTranspose``.
+    """
+
+    features: int
+    kernel_size: Sequence[int] = (3, 3)
+    strides: Sequence[int] = (2, 2)
+    padding: str = "SAME"
+    use_bias: bool = True
+    kernel_init: Callable = nn.linear.default_kernel_init
+    bias_init: Callable = nn.initializers.zeros_init()
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if self.padding != "SAME":
+            raise UsageError(f"PatchConvTranspose supports padding 'SAME' only, got {self.padding!r}")
+        (kh, kw), (sh, sw) = self.kernel_size, self.strides
+        b, h, w, cin = x.shape
+        kernel = self.param("kernel", self.kernel_init, (kh, kw, cin, self.features), jnp.float32)
+        dh, eh = _subpixel_taps(kh, sh)
+        dw, ew = _subpixel_taps(kw, sw)
+        nh, nw = eh.shape[1], ew.shape[1]
+        # [window_h, window_w, in, phase_h, phase_w, out]: the kernel split into output phases.
+        phased = jnp.einsum("tar,ubq,tuio->abirqo", eh, ew, kernel)
+        pads = [(-dh, nh - 1 + dh), (-dw, nw - 1 + dw)]
+        patches = extract_patches(x, (nh, nw), (1, 1), pads)
+        y = patches @ phased.reshape(nh * nw * cin, sh * sw * self.features)
+        y = y.reshape(b, h, w, sh, sw, self.features).transpose(0, 1, 3, 2, 4, 5)
+        y = y.reshape(b, h * sh, w * sw, self.features)
         if self.use_bias:
             y = y + self.param("bias", self.bias_init, (self.features,), jnp.float32)
         return y
@@ -99,11 +173,34 @@ def _conv(impl: str, features: int, name: str) -> nn.Module:
     raise UsageError(f"unknown conv_impl {impl!r}; choose 'xla' or 'patches'")
 
 
+def _conv_transpose(impl: str, features: int, name: str) -> nn.Module:
+    """A 3x3 stride-2 SAME transposed convolution in the chosen implementation (same params)."""
+    if impl == "xla":
+        return nn.ConvTranspose(features, (3, 3), strides=(2, 2), padding="SAME", name=name)
+    if impl == "patches":
+        return PatchConvTranspose(features, (3, 3), strides=(2, 2), name=name)
+    raise UsageError(f"unknown conv_impl {impl!r}; choose 'xla' or 'patches'")
+
+
 def _flatten(x: jax.Array) -> jax.Array:
     return x.reshape(x.shape[0], -1)
 
 
-def _pool2(x: jax.Array) -> jax.Array:
+def reshape_max_pool(x: jax.Array, size: int = 2) -> jax.Array:
+    """Non-overlapping size x size max-pool as a reshape and a max: [B,H,W,C] -> [B,H/s,W/s,C].
+
+    Why: ``nn.max_pool`` is a ``reduce_window`` whose gradient, ``select_and_scatter``, was 3x
+    slower than this under a loop and 9x slower under vmap on XLA:CPU (docs/PERFORMANCE.md).
+    The value is the same; the gradient differs only on exact ties inside a window, which
+    after a ReLU are zeros whose gradient the ReLU stops anyway.
+    """
+    b, h, w, c = x.shape
+    return x.reshape(b, h // size, size, w // size, size, c).max(axis=(2, 4))
+
+
+def _pool2(x: jax.Array, impl: str = "xla") -> jax.Array:
+    if impl == "patches":
+        return reshape_max_pool(x)
     return nn.max_pool(x, (2, 2), strides=(2, 2))
 
 
@@ -123,8 +220,8 @@ class CNNClient(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         x = jnp.asarray(x, jnp.float32)
-        x = _pool2(nn.relu(_conv(self.conv_impl, 32, "conv1")(x)))
-        return _pool2(nn.relu(_conv(self.conv_impl, 64, "conv2")(x)))
+        x = _pool2(nn.relu(_conv(self.conv_impl, 32, "conv1")(x)), self.conv_impl)
+        return _pool2(nn.relu(_conv(self.conv_impl, 64, "conv2")(x)), self.conv_impl)
 
 
 class CNNServer(nn.Module):
@@ -142,13 +239,12 @@ class CNNDecoder(nn.Module):
     """ConvTranspose 3x3/2 32 ReLU; ConvTranspose 3x3/2 C sigmoid: [B,H/4,W/4,64] -> [B,H,W,C]."""
 
     out_channels: int
+    conv_impl: str = "xla"
 
     @nn.compact
     def __call__(self, s: jax.Array) -> jax.Array:
-        h = nn.relu(nn.ConvTranspose(32, (3, 3), strides=(2, 2), padding="SAME", name="deconv1")(s))
-        h = nn.ConvTranspose(self.out_channels, (3, 3), strides=(2, 2), padding="SAME",
-                             name="deconv2")(h)
-        return nn.sigmoid(h)
+        h = nn.relu(_conv_transpose(self.conv_impl, 32, "deconv1")(s))
+        return nn.sigmoid(_conv_transpose(self.conv_impl, self.out_channels, "deconv2")(h))
 
 
 class FlatAux(nn.Module):
@@ -258,8 +354,9 @@ def default_model_for(dataset: str) -> str:
 def get_model(name: str, input_shape: tuple[int, int, int], num_classes: int, conv_impl: str = "patches") -> SplitModel:
     """Build the split model ``name`` for images of ``input_shape`` (H, W, C).
 
-    ``conv_impl`` picks the cnn client's convolutions: "patches" (im2col and a matrix product,
-    6x faster than XLA's convolution on a 2-core CPU, see docs/PERFORMANCE.md) or "xla".
+    ``conv_impl`` picks the cnn's convolutions, in the client and in the decoder: "patches"
+    (im2col, or sub-pixel patches for the decoder's transposed convolutions, and a matrix
+    product; faster on a CPU and under vmap, see docs/PERFORMANCE.md) or "xla".
 
     The cnn halves the resolution twice and its decoder doubles it back, so H and W must be
     multiples of 4; resnet18 halves it three times, so multiples of 8.
@@ -279,7 +376,7 @@ def get_model(name: str, input_shape: tuple[int, int, int], num_classes: int, co
         if conv_impl not in ("xla", "patches"):
             raise UsageError(f"unknown conv_impl {conv_impl!r}; choose 'xla' or 'patches'")
         parts = dict(client=CNNClient(conv_impl=conv_impl), server=CNNServer(num_classes),
-                     decoder=CNNDecoder(c), aux=FlatAux(num_classes))
+                     decoder=CNNDecoder(c, conv_impl=conv_impl), aux=FlatAux(num_classes))
     else:
         parts = dict(client=ResNetClient(), server=ResNetServer(num_classes),
                      decoder=ConvDecoder(c), aux=PoolAux(num_classes))

@@ -65,7 +65,7 @@ class Simulation:
             model=self.model,
             num_clients=len(learners),
             iterations=iterations_per_round([len(p) for p in learners], config.batch_size),
-            executor=resolve(config.executor),
+            executor=resolve(config.executor, num_clients=len(learners)),
         )
         self.algorithm = algorithms.build(self.context)
         ids = eval_client_ids(config, len(learners)) if self.algorithm.personal else np.zeros(1, np.int32)
