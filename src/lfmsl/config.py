@@ -96,8 +96,8 @@ def validate(config: Config) -> Config:
         raise UsageError(f"--loc-weight must be zero or positive, got {config.loc_weight}")
     if not 0 < config.gradmix_fraction <= 1:
         raise UsageError(f"--gradmix-fraction must be in (0, 1], got {config.gradmix_fraction}")
-    if config.seed < 0:
-        raise UsageError(f"--seed must be zero or positive, got {config.seed}")
+    if not 0 <= config.seed < 2**32:  # jax.random.key(2**32) is key(0)
+        raise UsageError(f"--seed must be an integer from 0 to {2**32 - 1}, got {config.seed}")
     if config.eval_clients < 0:
         raise UsageError(f"--eval-clients must be zero (all) or positive, got {config.eval_clients}")
     if config.loc_loss not in ("mse", "bce"):
