@@ -16,7 +16,11 @@ _NOT_GIVEN = object()  # the default of every option when only the options given
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad flag is one line saying what to do, not a usage dump."""
+    """argparse, but a bad flag is one line saying what to do, not a usage dump, and no
+    abbreviated flags: in a sweep a typo must not silently become another option."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
 
     def error(self, message: str):
         raise UsageError(f"{message} (see '{self.prog} --help')")

@@ -11,6 +11,7 @@ import math
 
 from lfmsl.errors import UsageError
 from lfmsl.executors import parse_executor
+from lfmsl.partition import parse_partition
 
 ALGORITHMS = ("sl", "psl", "sflv1", "sflv2", "locsplitfed", "locfedmix", "sglr", "mix2sfl", "centralized", "fedavg")
 DATASETS = ("fashion_mnist", "mnist", "cifar10")
@@ -106,6 +107,12 @@ def validate(config: Config) -> Config:
         raise UsageError(f"--conv must be patches or xla, got {config.conv!r}")
     if config.client_grad not in ("own", "global"):
         raise UsageError(f"--client-grad must be own or global, got {config.client_grad!r}")
+    if config.model is not None:
+        from lfmsl.models import MODELS
+
+        if config.model not in MODELS:
+            raise UsageError(f"unknown --model {config.model!r}; choose one of {', '.join(MODELS)}")
+    parse_partition(config.partition)
     parse_executor(config.executor)
     _validate_combinations(config)
     return config

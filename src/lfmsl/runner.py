@@ -115,7 +115,7 @@ def _execute(config: Config, out: Path, store: checkpoint.Checkpoints, progress:
     finally:
         if progress_bar is not None:
             progress_bar.close()
-    if stop.signal_name is not None:
+    if len(history) < config.rounds:  # stopped by a signal; a run that got to its end just finishes
         raise Interrupted(
             f"stopped by {stop.signal_name} after round {len(history)} of {config.rounds}, which is saved; "
             f"continue with: lfmsl run --resume {out}",
