@@ -4,6 +4,7 @@ Every end-to-end test compares each non-timing field of every round with an unin
 (`reference_run`: locfedmix, 4 clients, 6 rounds, tiny data): they must be exactly equal.
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -16,8 +17,8 @@ import pytest
 from cli_runs import TINY, count_rounds, environment, metrics, run, start, wait_for_rounds
 from lfmsl import checkpoint, cli
 from lfmsl.config import Config
-from lfmsl.errors import Diverged
-from lfmsl.runner import _run_rounds
+from lfmsl.errors import Diverged, UsageError
+from lfmsl.runner import _run_rounds, execute
 from lfmsl.stopping import StopRequests
 
 
@@ -166,3 +167,22 @@ def test_stop_request_ends_the_loop_after_the_round_in_flight_and_saves_it(tmp_p
     assert stop.signal_name == "SIGTERM" and len(history) == 3
     assert store.steps() == [3]
     assert signal.getsignal(signal.SIGTERM) == previous  # the handler is put back
+
+
+def test_execute_lets_a_sweep_skip_finished_runs_and_refuses_other_configurations(reference_run, tmp_path, no_work):
+    out = copy_run(reference_run, tmp_path)
+    config = checkpoint.read_config(out)
+    summary = execute(config, out, resume=True, progress=False)  # finished: returned without any work
+    assert summary["rounds_completed"] == 5 and summary["config"] == config.to_dict()
+    with pytest.raises(UsageError, match=r"another configuration: --clients 8 \(the run has 4\)\. "):
+        execute(dataclasses.replace(config, clients=8), out, resume=True)
+    with pytest.raises(UsageError, match="already holds a run"):
+        execute(config, out, resume=False)
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("data was loaded")
+
+    monkeypatch.setattr("lfmsl.data.load_dataset", refuse)

@@ -168,8 +168,10 @@ def _run_rounds(simulation, store: checkpoint.Checkpoints, out: Path, history: l
 
 def check_finite(record: dict, config: Config, store: checkpoint.Checkpoints, out: Path) -> None:
     """Stop at the first NaN or infinite loss, naming the round and the likely cause."""
-    for name, value in record.items():
-        if name.endswith("loss") and not math.isfinite(value):
+    losses = ["train_loss", "test_loss"] + sorted(k for k in record if k.endswith("loss") and k not in ("train_loss", "test_loss"))
+    for name in losses:
+        value = record.get(name, 0.0)
+        if not math.isfinite(value):
             what = {"train_loss": "training loss", "test_loss": "test loss"}.get(name, name.replace("_", " "))
             rates = f"--lr {config.lr}" + "".join(
                 f", --{flag} {rate}" for flag, rate in (("client-lr", config.client_lr), ("server-lr", config.server_lr)) if rate is not None
