@@ -28,3 +28,36 @@ def fashion_mnist(manual_data_dir, tfds_data_dir):
     from lfmsl.data import load_dataset
 
     return load_dataset("fashion_mnist", manual_dir=manual_data_dir, data_dir=tfds_data_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory, fashion_mnist) -> Path:
+    """A data folder whose npz cache holds 600 training and 200 test images of Fashion-MNIST,
+    so end-to-end runs of the command line take seconds."""
+    import numpy as np
+
+    from lfmsl.data import cache_path
+
+    folder = tmp_path_factory.mktemp("tiny_data")
+    path = cache_path("fashion_mnist", folder)
+    path.parent.mkdir(parents=True)
+    d = fashion_mnist
+    np.savez(path, x_train=d.x_train[:600], y_train=d.y_train[:600], x_test=d.x_test[:200], y_test=d.y_test[:200], num_classes=d.num_classes)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def compile_cache(tmp_path_factory) -> Path:
+    """A persistent XLA compilation cache shared by the subprocess runs of one test session."""
+    return tmp_path_factory.mktemp("xla_cache")
+
+
+@pytest.fixture(scope="session")
+def reference_run(tmp_path_factory, tiny_data_dir, compile_cache) -> Path:
+    """An uninterrupted 5-round locfedmix run on the tiny data, checkpointed every round."""
+    from cli_runs import TINY, environment, run
+
+    out = tmp_path_factory.mktemp("reference") / "run"
+    done = run(["--data-dir", tiny_data_dir, *TINY, "--rounds", "5", "--checkpoint-every", "1", "--out", out], environment(compile_cache))
+    assert done.returncode == 0, done.stderr
+    return out

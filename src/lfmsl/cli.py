@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Sequence
 
 from lfmsl.config import ALGORITHMS, DATASETS, Config
-from lfmsl.errors import UsageError
+from lfmsl.errors import Interrupted, UsageError
 
 DEFAULTS = Config()
+_NOT_GIVEN = object()  # the default of every option when only the options given are wanted
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad flag is one line saying what to do, not a usage dump."""
+    """argparse, but a bad flag is one line saying what to do, not a usage dump, and no
+    abbreviated flags: in a sweep a typo must not silently become another option."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
 
     def error(self, message: str):
         raise UsageError(f"{message} (see '{self.prog} --help')")
@@ -100,13 +106,23 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                    help=f"where clients keep their own models, score K evenly spread clients' models; 0: all (default: {d.eval_clients})")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
+    """The parser of every command; `explicit_only` leaves out the options not given."""
+    from lfmsl.runner import DEFAULT_CHECKPOINT_EVERY
+
     parser = _Parser(prog="lfmsl", description="Simulate parallel split learning: LocFedMix-SL and its baselines.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     run = commands.add_parser("run", help="run one simulation", description="Run one simulation and write its metrics, summary and plot.")
     add_config_arguments(run)
+    if explicit_only:
+        run.set_defaults(**dict.fromkeys(Config.__dataclass_fields__, _NOT_GIVEN))
     g = run.add_argument_group("input and output")
     g.add_argument("--out", type=Path, default=None, metavar="DIR", help="output folder (default: a new folder under runs/)")
+    g.add_argument("--resume", type=Path, default=None, metavar="DIR",
+                   help="continue the stopped run in DIR with the configuration it was started with; options given as well "
+                        "must match it, except a larger --rounds, which extends the run")
+    g.add_argument("--checkpoint-every", type=_positive_int, default=DEFAULT_CHECKPOINT_EVERY, metavar="K",
+                   help=f"save the whole state every K rounds, at the end, and on Ctrl-C or SIGTERM (default: {DEFAULT_CHECKPOINT_EVERY})")
     g.add_argument("--manual-dir", default=None, metavar="DIR",
                    help="folder with one subfolder per dataset of its original files, for tfds without internet (default: $LFMSL_MANUAL_DIR)")
     g.add_argument("--data-dir", default=None, metavar="DIR", help="tfds data folder (default: $LFMSL_DATA_DIR or ~/tensorflow_datasets)")
@@ -119,6 +135,21 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return Config(**{name: getattr(args, name) for name in fields if hasattr(args, name)})
 
 
+def run_config(args: argparse.Namespace, argv: Sequence[str] | None) -> Config:
+    """`lfmsl run`'s configuration: the flags, or with --resume the run's own with the flags given on top."""
+    if args.resume is None:
+        return config_from_args(args)
+    from lfmsl import checkpoint
+
+    if args.out is not None and args.out.resolve() != args.resume.resolve():
+        raise UsageError("--resume DIR continues the run in DIR and writes there; leave out --out")
+    stored = checkpoint.read_config(args.resume)
+    if stored is None:
+        raise UsageError(f"{args.resume} holds no run to resume (no {checkpoint.CONFIG_FILE}); start one with --out {args.resume}")
+    given = vars(build_parser(explicit_only=True).parse_args(sys.argv[1:] if argv is None else argv))
+    return dataclasses.replace(stored, **{name: value for name, value in given.items() if value is not _NOT_GIVEN and name in Config.__dataclass_fields__})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -126,10 +157,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError("say what to do: 'lfmsl run' (see 'lfmsl --help')")
         from lfmsl.runner import run_command
 
-        return run_command(args, config_from_args(args))
+        return run_command(args, run_config(args, argv))
     except UsageError as error:
-        print(f"lfmsl: error: {error}", file=sys.stderr)
-        return 2
+        message = " ".join(str(error).splitlines())
+        print(f"lfmsl: error: {message}", file=sys.stderr)
+        return getattr(error, "exit_code", 2)
+    except Interrupted as stopped:
+        print(f"lfmsl: {stopped}", file=sys.stderr)
+        return stopped.exit_code
     except KeyboardInterrupt:
         print("lfmsl: interrupted", file=sys.stderr)
         return 130

@@ -98,8 +98,8 @@ def validate(config: Config) -> Config:
         raise UsageError(f"--loc-weight must be zero or positive, got {config.loc_weight}")
     if not 0 < config.gradmix_fraction <= 1:
         raise UsageError(f"--gradmix-fraction must be in (0, 1], got {config.gradmix_fraction}")
-    if config.seed < 0:
-        raise UsageError(f"--seed must be zero or positive, got {config.seed}")
+    if not 0 <= config.seed < 2**32:  # jax.random.key(2**32) is key(0)
+        raise UsageError(f"--seed must be an integer from 0 to {2**32 - 1}, got {config.seed}")
     if config.eval_clients < 0:
         raise UsageError(f"--eval-clients must be zero (all) or positive, got {config.eval_clients}")
     if config.loc_loss not in ("mse", "bce"):
@@ -110,6 +110,12 @@ def validate(config: Config) -> Config:
         raise UsageError(f"--conv must be patches or xla, got {config.conv!r}")
     if config.client_grad not in ("own", "global"):
         raise UsageError(f"--client-grad must be own or global, got {config.client_grad!r}")
+    if config.model is not None:
+        from lfmsl.models import MODELS
+
+        if config.model not in MODELS:
+            raise UsageError(f"unknown --model {config.model!r}; choose one of {', '.join(MODELS)}")
+    parse_partition(config.partition)
     parse_executor(config.executor)
     parse_partition(config.partition)
     _validate_combinations(config)

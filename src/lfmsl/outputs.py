@@ -28,13 +28,16 @@ def new_run_dir(base: str | Path, algorithm: str, dataset: str) -> Path:
 
 
 def prepare_out_dir(path: Path) -> Path:
-    """Create the output folder; refuse one that already holds a run's metrics."""
-    if (path / "metrics.jsonl").exists():
+    """Create the output folder; refuse one that already holds a run."""
+    if any((path / name).exists() for name in ("metrics.jsonl", "config.json")):
         raise UsageError(f"{path} already holds a run; choose another --out (or --resume {path} to continue it)")
     try:
         path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".lfmsl-write-test"
+        probe.touch()
+        probe.unlink()
     except OSError as error:
-        raise UsageError(f"cannot create the output folder {path}: {error.strerror}") from None
+        raise UsageError(f"cannot write to the output folder {path}: {error.strerror}; choose another --out") from None
     return path
 
 
@@ -44,6 +47,11 @@ def append_metrics(path: Path, record: dict) -> None:
         stream.write(json.dumps(record) + "\n")
 
 
+def write_metrics(path: Path, history: Sequence[dict]) -> None:
+    """Replace metrics.jsonl by these records (on resume: the checkpoint's history)."""
+    write_text(Path(path) / "metrics.jsonl", "".join(json.dumps(record) + "\n" for record in history))
+
+
 def read_metrics(path: Path) -> list[dict]:
     metrics = Path(path) / "metrics.jsonl"
     if not metrics.exists():
@@ -51,11 +59,19 @@ def read_metrics(path: Path) -> list[dict]:
     return [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
 
 
-def write_json(path: Path, payload: dict) -> None:
+def write_text(path: Path, text: str) -> None:
     """Write through a temporary file and rename, so a reader never sees half a file."""
     temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    temporary.write_text(text)
     temporary.replace(path)
+
+
+def write_json(path: Path, payload: dict) -> None:
+    write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
 
 
 def environment() -> dict:

@@ -1,14 +1,22 @@
-"""`lfmsl run`: validate, load, simulate with a progress bar, write the outputs, summarise."""
+"""`lfmsl run`: validate, load, simulate with a progress bar and checkpoints, write the outputs.
+
+`execute` is the one way a run happens, fresh or resumed, from the command line or a sweep.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
 
-from lfmsl import outputs
+from lfmsl import checkpoint, outputs
 from lfmsl.config import Config, validate
+from lfmsl.errors import Diverged, Interrupted, UsageError
+from lfmsl.stopping import StopRequests
+
+DEFAULT_CHECKPOINT_EVERY = 1  # rounds: a save costs well under 1% of a CPU round (docs/DETERMINISM.md)
 
 
 def describe(record: dict) -> str:
@@ -18,33 +26,101 @@ def describe(record: dict) -> str:
     return f"{accuracy} loss {record['train_loss']:.4f}"
 
 
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def run_command(args: argparse.Namespace, config: Config) -> int:
+    out = args.resume or args.out or outputs.new_run_dir("runs", config.algorithm, config.dataset)
+    recorded = checkpoint.read_sources(out) if args.resume is not None else {}
+    execute(
+        config, out, resume=args.resume is not None, progress=args.progress, checkpoint_every=args.checkpoint_every,
+        manual_dir=args.manual_dir or recorded.get("manual_dir"), data_dir=args.data_dir or recorded.get("data_dir"),
+    )
+    return 0
+
+
+def execute(
+    config: Config,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    manual_dir: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+) -> dict:
+    """Run `config` into `out_dir` and return its summary.
+
+    Fresh when `out_dir` holds no run. With `resume`, a run of the same configuration in
+    `out_dir` continues from its newest checkpoint (a larger `rounds` extends it), and a
+    finished one returns its summary without any work. Raises UsageError when `out_dir` holds a
+    run of another configuration (or any run, without `resume`), Diverged when a loss becomes
+    NaN or infinite, Interrupted after SIGINT or SIGTERM once the last completed round is saved.
+    """
     validate(config)  # every option is checked before any work starts
+    if not (isinstance(checkpoint_every, int) and checkpoint_every >= 1):
+        raise UsageError(f"--checkpoint-every must be a positive number of rounds, got {checkpoint_every}")
+    out = Path(out_dir)
+    finished = _open_run_dir(config, out, resume)
+    if finished is not None:
+        log(f"lfmsl: the run in {out} already finished its {config.rounds} rounds; nothing to do")
+        return finished
+    store = checkpoint.Checkpoints(out)
+    try:
+        return _execute(config, out, store, progress, manual_dir, data_dir, checkpoint_every)
+    finally:
+        store.close()
+
+
+def _open_run_dir(config: Config, out: Path, resume: bool) -> dict | None:
+    """Create or check the run folder; the summary of a run there that is already finished."""
+    stored = checkpoint.read_config(out)
+    if stored is None or not resume:
+        outputs.prepare_out_dir(out)  # refuses a folder that holds a run
+        return None
+    checkpoint.check_same_run(stored, config, out)
+    return _finished_summary(out, config)
+
+
+def _execute(config: Config, out: Path, store: checkpoint.Checkpoints, progress: bool, manual_dir, data_dir, every: int) -> dict:
+    steps = store.steps()
+    if steps and steps[-1] > config.rounds:
+        raise UsageError(f"the run in {out} has done {steps[-1]} rounds already; ask for --rounds {steps[-1]} or more")
     from lfmsl.data import load_dataset
     from lfmsl.simulation import Simulation
 
-    out = outputs.prepare_out_dir(args.out or outputs.new_run_dir("runs", config.algorithm, config.dataset))
-    log = lambda message: print(message, file=sys.stderr, flush=True)
     log(f"lfmsl: {config.algorithm} on {config.dataset}, {config.clients} clients, {config.rounds} rounds -> {out}")
-    dataset = load_dataset(config.dataset, manual_dir=args.manual_dir, data_dir=args.data_dir)
-    simulation = Simulation(config, dataset)
-    log(f"lfmsl: {simulation.context.iterations} iterations per round, executor {simulation.context.executor}; compiling...")
-    simulation.compile()
-    log(f"lfmsl: compiled in {simulation.compile_time_s:.1f} s")
-
+    dataset = load_dataset(config.dataset, manual_dir=manual_dir, data_dir=data_dir)
+    simulation = Simulation(config, dataset)  # data-dependent checks happen here, before compiling
+    checkpoint.write_config(out, config, {"manual_dir": manual_dir, "data_dir": data_dir})
+    snapshot = store.latest(simulation.state) if steps else None
     history = []
-    progress = _progress_bar(config.rounds, args.progress)
+    if snapshot is not None:
+        simulation.state, simulation.run_key, history = snapshot.state, snapshot.run_key, snapshot.history
+        log(f"lfmsl: resuming after round {snapshot.rounds_done} from {store.directory / str(snapshot.rounds_done)}")
+    outputs.write_metrics(out, history)  # drops rounds past the checkpoint: they are recomputed
+    (out / "summary.json").unlink(missing_ok=True)  # a finished run being extended is not finished
+    start = len(history)
+
+    if start < config.rounds:
+        log(f"lfmsl: {simulation.context.iterations} iterations per round, executor {simulation.context.executor}; compiling...")
+        simulation.compile()
+        log(f"lfmsl: compiled in {simulation.compile_time_s:.1f} s")
+    progress_bar = _progress_bar(config.rounds, start, progress)
     started = time.perf_counter()
-    for record in simulation.rounds(0, config.rounds):
-        outputs.append_metrics(out, record)
-        history.append(record)
-        if progress is not None:
-            progress.set_postfix_str(describe(record))
-            progress.update(1)
-        else:
-            log(f"round {record['round']}/{config.rounds}: {describe(record)} ({record['round_time_s']:.1f} s)")
-    if progress is not None:
-        progress.close()
+    try:
+        with StopRequests() as stop:
+            history = _run_rounds(simulation, store, out, history, every, stop, progress_bar)
+    finally:
+        if progress_bar is not None:
+            progress_bar.close()
+    if len(history) < config.rounds:  # stopped by a signal; a run that got to its end just finishes
+        raise Interrupted(
+            f"stopped by {stop.signal_name} after round {len(history)} of {config.rounds}, which is saved; "
+            f"continue with: lfmsl run --resume {out}",
+            stop.signum,
+        )
 
     summary = {
         "config": config.to_dict(),
@@ -54,6 +130,7 @@ def run_command(args: argparse.Namespace, config: Config) -> int:
             "iterations_per_round": simulation.context.iterations,
             "client_sizes": {"min": int(min(map(len, simulation.parts))), "max": int(max(map(len, simulation.parts)))},
         },
+        "resumed_after_round": start,
         "compile_time_s": simulation.compile_time_s,
         "run_time_s": time.perf_counter() - started,
         **outputs.summarise_run(history),
@@ -66,12 +143,70 @@ def run_command(args: argparse.Namespace, config: Config) -> int:
         f"(round {summary['best_round']}), {summary['total_wall_time_s']:.1f} s for {len(history)} rounds "
         f"+ {simulation.compile_time_s:.1f} s compile. Outputs in {out}"
     )
-    return 0
+    return summary
 
 
-def _progress_bar(rounds: int, enabled: bool):
+def _run_rounds(simulation, store: checkpoint.Checkpoints, out: Path, history: list[dict], every: int, stop: StopRequests, progress_bar) -> list[dict]:
+    """Rounds in segments that end at each checkpoint: the state after a segment is saved before
+    the next round donates its buffers. Stops early, saved, when `stop` says so."""
+    config = simulation.config
+    wall_time = history[-1]["wall_time_s"] if history else 0.0
+    while len(history) < config.rounds and stop.keep_going():
+        done = len(history)
+        segment_end = min(config.rounds, (done // every + 1) * every)
+        for record in simulation.rounds(done, segment_end, keep_going=stop.keep_going):
+            record["wall_time_s"] += wall_time  # simulator time summed over the sessions of a run
+            check_finite(record, config, store, out)
+            outputs.append_metrics(out, record)
+            history.append(record)
+            _show(record, config, progress_bar)
+        if len(history) > done:
+            wall_time = history[-1]["wall_time_s"]
+            store.save(len(history), simulation.state, simulation.run_key, history, wall_time)
+    return history
+
+
+def check_finite(record: dict, config: Config, store: checkpoint.Checkpoints, out: Path) -> None:
+    """Stop at the first NaN or infinite loss, naming the round and the likely cause."""
+    losses = ["train_loss", "test_loss"] + sorted(k for k in record if k.endswith("loss") and k not in ("train_loss", "test_loss"))
+    for name in losses:
+        value = record.get(name, 0.0)
+        if not math.isfinite(value):
+            what = {"train_loss": "training loss", "test_loss": "test loss"}.get(name, name.replace("_", " "))
+            rates = f"--lr {config.lr}" + "".join(
+                f", --{flag} {rate}" for flag, rate in (("client-lr", config.client_lr), ("server-lr", config.server_lr)) if rate is not None
+            )
+            steps = store.steps()
+            kept = (
+                f"the last good checkpoint (round {steps[-1]}) is in {store.directory}"
+                if steps else "there is no checkpoint yet (it diverged before the first one)"
+            )
+            raise Diverged(f"the {what} became {value} in round {record['round']}; the learning rate ({rates}) is probably too high; {kept}")
+
+
+def _finished_summary(out: Path, config: Config) -> dict | None:
+    """The summary of a run that already did `config.rounds` rounds, else None."""
+    try:
+        summary = outputs.read_json(out / "summary.json")
+    except (OSError, ValueError):
+        return None
+    done = summary.get("rounds_completed")
+    if done is not None and done > config.rounds:
+        raise UsageError(f"the run in {out} has done {done} rounds already; ask for --rounds {done} or more")
+    return summary if done == config.rounds else None
+
+
+def _show(record: dict, config: Config, progress_bar) -> None:
+    if progress_bar is not None:
+        progress_bar.set_postfix_str(describe(record))
+        progress_bar.update(1)
+    else:
+        log(f"round {record['round']}/{config.rounds}: {describe(record)} ({record['round_time_s']:.1f} s)")
+
+
+def _progress_bar(rounds: int, done: int, enabled: bool):
     if not enabled:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=rounds, unit="round", desc="lfmsl", file=sys.stderr, dynamic_ncols=True)
+    return tqdm(total=rounds, initial=done, unit="round", desc="lfmsl", file=sys.stderr, dynamic_ncols=True)

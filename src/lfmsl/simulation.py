@@ -102,20 +102,26 @@ class Simulation:
         accuracy = self._evaluate(self.state, self.data, self.eval_ids, self.test)
         return metrics, accuracy
 
-    def rounds(self, start: int, stop: int) -> Iterator[RoundRecord]:
-        """Run rounds start..stop-1 and yield each one's record as soon as it is known."""
+    def rounds(self, start: int, stop: int, keep_going: Callable[[], bool] = lambda: True) -> Iterator[RoundRecord]:
+        """Run rounds start..stop-1 and yield each one's record as soon as it is known.
+
+        `keep_going()` is asked before each round is dispatched; once it says no, the rounds
+        already dispatched finish and the generator ends with `state` after the last one yielded.
+        """
         self.compile()
         began = last = time.perf_counter()
         pending = None
         for r in range(start, stop + 1):
-            dispatched = self.step(r) if r < stop else None
+            dispatched = self.step(r) if r < stop and keep_going() else None
             if pending is not None:
                 record = self._record(pending[0], jax.device_get(pending[1]))
                 now = time.perf_counter()
                 record["round_time_s"], record["wall_time_s"] = now - last, now - began
                 last = now
                 yield record
-            pending = (r, dispatched) if dispatched is not None else None
+            if dispatched is None:
+                return
+            pending = (r, dispatched)
 
     def _record(self, round_index: int, fetched: tuple) -> RoundRecord:
         train, (accuracy, loss) = fetched

@@ -1,0 +1,180 @@
+"""Checkpoints of a run, so that a crash, a pre-emption or Ctrl-C never costs finished rounds.
+
+A run folder holds `config.json` (the configuration, written before any work) and
+`checkpoints/<rounds done>/`, each an orbax checkpoint of the whole `State` plus a JSON part
+with the round, the run key and the metrics history so far. Round r's randomness is
+`fold_in(run_key, r)`, so (state, rounds done, run key) is all a resumed run needs to compute
+exactly what an uninterrupted run would have.
+
+Orbax writes a checkpoint into `<step>.orbax-checkpoint-tmp` and renames it once complete, so a
+process killed while writing leaves a folder that is never listed as a step (checked with
+SIGKILL, orbax-checkpoint 0.12.8). A process killed while orbax deletes an old checkpoint can
+leave a listed step that cannot be read; `Checkpoints.latest` then takes the one before it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lfmsl.config import Config
+from lfmsl.errors import UsageError
+
+CONFIG_FILE = "config.json"
+SOURCES_FILE = "data_sources.json"  # --manual-dir and --data-dir, reused by --resume unless given again
+CHECKPOINT_DIR = "checkpoints"
+FORMAT = 1  # version of the JSON part; bump when its meaning changes
+RESUMABLE = ("rounds",)  # options that may differ when a run is resumed (more rounds extend it)
+
+
+@dataclasses.dataclass
+class Snapshot:
+    """What a checkpoint restores: the state after `rounds_done` rounds and the history so far."""
+
+    rounds_done: int
+    state: Any
+    run_key: jax.Array
+    history: list[dict]
+    wall_time_s: float  # simulator time of those rounds, summed over every session of the run
+
+
+def read_config(run_dir: Path) -> Config | None:
+    """The configuration a run folder was started with, or None if it holds no run."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        return None
+    try:
+        return Config.from_dict(json.loads(path.read_text()))
+    except (ValueError, TypeError) as error:
+        raise UsageError(f"{path} is not a configuration lfmsl can read ({error}); start a new run with another --out") from None
+
+
+def write_config(run_dir: Path, config: Config, sources: dict[str, str | Path | None]) -> None:
+    """Record the configuration and where the data came from, so the run can be resumed and checked."""
+    from lfmsl.outputs import write_json
+
+    try:
+        write_json(Path(run_dir) / CONFIG_FILE, config.to_dict())
+        write_json(Path(run_dir) / SOURCES_FILE, {k: None if v is None else str(Path(v).absolute()) for k, v in sources.items()})
+    except OSError as error:
+        raise UsageError(f"cannot write to the output folder {run_dir}: {error.strerror}; choose another --out") from None
+
+
+def read_sources(run_dir: Path) -> dict[str, str | None]:
+    """The data folders a run was started with ({} if not recorded)."""
+    path = Path(run_dir) / SOURCES_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def differences(stored: Config, requested: Config, ignore: tuple[str, ...] = RESUMABLE) -> list[str]:
+    """Each option that differs, as '--flag NEW (the run has OLD)'."""
+    old, new = stored.to_dict(), requested.to_dict()
+    return [
+        f"--{name.replace('_', '-')} {new[name]} (the run has {old[name]})"
+        for name in old
+        if name not in ignore and old[name] != new[name]
+    ]
+
+
+def check_same_run(stored: Config, requested: Config, run_dir: Path) -> None:
+    """Refuse to continue a run with a configuration other than the one it was started with."""
+    changed = differences(stored, requested)
+    if changed:
+        raise UsageError(
+            f"{run_dir} holds a run with another configuration: {'; '.join(changed)}. "
+            f"Leave those options out to continue it as it was, or choose another --out for a new run"
+        )
+
+
+class Checkpoints:
+    """The checkpoints of one run folder: save every few rounds, restore the newest readable one."""
+
+    def __init__(self, run_dir: Path, max_to_keep: int = 2):
+        import orbax.checkpoint as ocp
+
+        self._ocp = ocp
+        self.directory = (Path(run_dir) / CHECKPOINT_DIR).absolute()
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep,
+            enable_async_checkpointing=False,  # the next round donates the state's buffers
+            cleanup_tmp_directories=True,  # what a killed save left behind
+        )
+        try:
+            self._manager = ocp.CheckpointManager(self.directory, options=options)
+        except OSError as error:
+            raise UsageError(f"cannot write checkpoints to {self.directory}: {error.strerror}; choose another --out") from None
+
+    def steps(self) -> list[int]:
+        """Rounds done of every complete-looking checkpoint, oldest first."""
+        return sorted(self._manager.all_steps())
+
+    def save(self, rounds_done: int, state: Any, run_key: jax.Array, history: list[dict], wall_time_s: float) -> None:
+        """Write a checkpoint of the state after `rounds_done` rounds; returns once it is on disk."""
+        ocp = self._ocp
+        meta = {
+            "format": FORMAT,
+            "rounds_done": rounds_done,
+            "run_key": jax.random.key_data(run_key).tolist(),
+            "run_key_impl": str(jax.random.key_impl(run_key)),
+            "wall_time_s": wall_time_s,
+            "history": history,
+        }
+        args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+        self._manager.save(rounds_done, args=args, force=True)
+        self._manager.wait_until_finished()
+
+    def latest(self, like: Any) -> Snapshot | None:
+        """The newest checkpoint that reads back whole, shaped like `like`; None if there is none.
+
+        A damaged newer checkpoint is deleted (with a warning), so that the rounds after the one
+        restored can be saved again. If checkpoints exist but none can be read, the run stops
+        rather than silently starting again.
+        """
+        ocp = self._ocp
+        target = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+        steps = self.steps()
+        for step in reversed(steps):
+            try:
+                restored = self._manager.restore(
+                    step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore())
+                )
+                return _snapshot(step, restored.state, restored.meta)
+            except Exception as error:  # noqa: BLE001 - any failure to read means: not usable
+                reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+                print(f"lfmsl: checkpoint {self.directory / str(step)} is incomplete or damaged ({reason}); using the one before", file=sys.stderr)
+                last_error = reason
+                shutil.rmtree(self.directory / str(step), ignore_errors=True)
+                self._manager.reload()
+        if steps:
+            raise UsageError(
+                f"no checkpoint in {self.directory} can be read (the last error: {last_error}); "
+                f"delete that folder to start the run again"
+            )
+        return None
+
+    def close(self) -> None:
+        self._manager.close()
+
+
+def _snapshot(step: int, state: Any, meta: dict) -> Snapshot:
+    """Check that the JSON part belongs to this step, and rebuild the typed run key.
+
+    The arrays are put back as a fresh run has them (uncommitted to a device), so the round
+    compiles to the same program as in a run that was never stopped.
+    """
+    if meta.get("format") != FORMAT or meta.get("rounds_done") != step or len(meta.get("history", ())) != step:
+        raise ValueError(f"its metadata does not describe {step} rounds")
+    state = jax.tree.map(lambda leaf: jnp.asarray(np.asarray(leaf)), state)
+    run_key = jax.random.wrap_key_data(jnp.asarray(meta["run_key"], dtype=jnp.uint32), impl=meta["run_key_impl"])
+    return Snapshot(step, state, run_key, list(meta["history"]), float(meta["wall_time_s"]))

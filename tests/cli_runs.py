@@ -1,0 +1,60 @@
+"""Helpers for tests that run `python -m lfmsl run` in a subprocess on the tiny data folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+TIMING = ("round_time_s", "wall_time_s")  # the only fields allowed to differ between runs
+TINY = ["--train-size", "64", "--batch-size", "8", "--clients", "4", "--no-progress"]
+
+
+def environment(compile_cache: Path | None) -> dict:
+    """This checkout's code; with `compile_cache`, XLA programs are compiled once per session."""
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    if compile_cache is not None:
+        env.update(JAX_COMPILATION_CACHE_DIR=str(compile_cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    return env
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "lfmsl", "run", *map(str, args)]
+
+
+def run(args: list, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(command(*args), env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def start(args: list, env: dict, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(command(*args), env=env, stdout=subprocess.DEVNULL, stderr=open(log, "w"), text=True)
+
+
+def wait_for_rounds(process: subprocess.Popen, run_dir: Path, rounds: int, timeout: float = 300) -> int:
+    """Poll metrics.jsonl until it holds `rounds` lines; returns how many it holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = count_rounds(run_dir)
+        if lines >= rounds or process.poll() is not None:
+            return lines
+        time.sleep(0.005)
+    raise TimeoutError(f"{run_dir} did not reach {rounds} rounds")
+
+
+def count_rounds(run_dir: Path) -> int:
+    try:
+        return len((Path(run_dir) / "metrics.jsonl").read_text().splitlines())
+    except FileNotFoundError:
+        return 0
+
+
+def metrics(run_dir: Path, timing: bool = False) -> list[dict]:
+    """Every round's record; without the timing fields unless asked."""
+    records = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    return records if timing else [{k: v for k, v in r.items() if k not in TIMING} for r in records]

@@ -1,0 +1,188 @@
+"""Checkpoints and resume: a run that is killed, stopped or damaged continues to the same result.
+
+Every end-to-end test compares each non-timing field of every round with an uninterrupted run
+(`reference_run`: locfedmix, 4 clients, 6 rounds, tiny data): they must be exactly equal.
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cli_runs import TINY, count_rounds, environment, metrics, run, start, wait_for_rounds
+from lfmsl import checkpoint, cli
+from lfmsl.config import Config
+from lfmsl.errors import Diverged, UsageError
+from lfmsl.runner import _run_rounds, execute
+from lfmsl.stopping import StopRequests
+
+
+def copy_run(source, tmp_path):
+    target = tmp_path / "run"
+    shutil.copytree(source, target)
+    return target
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_metrics(reference_run, tiny_data_dir, compile_cache, tmp_path):
+    env = environment(compile_cache)
+    out = tmp_path / "killed"
+    process = start(["--data-dir", tiny_data_dir, *TINY, "--rounds", "5", "--checkpoint-every", "1", "--out", out], env, tmp_path / "log")
+    reached = wait_for_rounds(process, out, 2)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL, (tmp_path / "log").read_text()
+    assert 2 <= reached < 5
+    left = sorted(os.listdir(out / "checkpoints"))
+    print(f"killed after {count_rounds(out)} rounds; checkpoints left: {left}")
+
+    resumed = run(["--resume", out], env)  # the data folder is remembered
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming after round" in resumed.stderr
+    assert metrics(out) == metrics(reference_run)
+    wall = [r["wall_time_s"] for r in metrics(out, timing=True)]
+    assert wall == sorted(wall), "simulator time continues from the checkpoint"
+
+
+def test_sigterm_saves_the_last_round_exits_143_and_more_rounds_extend_the_run(reference_run, tiny_data_dir, compile_cache, tmp_path):
+    env = environment(compile_cache)
+    out = tmp_path / "stopped"
+    log = tmp_path / "log"
+    process = start(["--data-dir", tiny_data_dir, *TINY, "--rounds", "4", "--checkpoint-every", "5", "--out", out], env, log)
+    wait_for_rounds(process, out, 1)  # rounds 2 and 3 are already dispatched then
+    process.send_signal(signal.SIGTERM)
+    assert process.wait() == 143, log.read_text()
+    stderr = log.read_text()
+    done = count_rounds(out)
+    assert f"stopped by SIGTERM after round {done} of 4" in stderr and f"--resume {out}" in stderr
+    assert "Traceback" not in stderr
+    assert done < 4 and checkpoint.Checkpoints(out).steps() == [done]  # saved although not a multiple of 5
+
+    resumed = run(["--resume", out, "--rounds", "5"], env)  # and extended from 4 to 5 rounds
+    assert resumed.returncode == 0, resumed.stderr
+    assert metrics(out) == metrics(reference_run)
+    assert json.loads((out / "config.json").read_text())["rounds"] == 5
+
+
+def test_damaged_newest_checkpoint_falls_back_to_the_one_before(reference_run, compile_cache, tmp_path):
+    out = copy_run(reference_run, tmp_path)
+    (out / "summary.json").unlink()  # as if killed after the last checkpoint, before the summary
+    assert checkpoint.Checkpoints(out).steps() == [4, 5]
+    for data in (out / "checkpoints" / "5" / "state").rglob("manifest.ocdbt"):
+        data.write_bytes(b"")  # a torn write
+    (out / "checkpoints" / "6.orbax-checkpoint-tmp").mkdir()  # what a save killed midway leaves
+
+    resumed = run(["--resume", out], environment(compile_cache))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "checkpoints/5 is incomplete or damaged" in resumed.stderr
+    assert "resuming after round 4" in resumed.stderr
+    assert metrics(out) == metrics(reference_run)
+
+
+def test_a_finished_run_is_not_redone_nor_shortened(reference_run, tmp_path, capsys):
+    out = copy_run(reference_run, tmp_path)
+    assert cli.main(["run", "--resume", str(out)]) == 0  # returns before loading any data
+    assert "already finished its 5 rounds" in capsys.readouterr().err
+    assert cli.main(["run", "--resume", str(out), "--rounds", "3"]) == 2
+    assert "has done 5 rounds already" in capsys.readouterr().err
+
+
+def test_resume_with_another_configuration_is_refused_with_the_differences(reference_run, tmp_path, capsys):
+    out = copy_run(reference_run, tmp_path)
+    before = (out / "metrics.jsonl").read_text()
+    code = cli.main(["run", "--resume", str(out), "--clients", "5", "--lr", "0.01", "--algorithm", "locfedmix"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith("lfmsl: error:")
+    assert "--clients 5 (the run has 4)" in err and "--lr 0.01 (the run has 0.001)" in err
+    assert "--algorithm" not in err  # given, but the same as the run's
+    assert (out / "metrics.jsonl").read_text() == before
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "--resume", "{tmp}/nothing"], "holds no run to resume"),
+        (["run", "--resume", "{run}", "--out", "{tmp}/elsewhere"], "leave out --out"),
+        (["run", "--out", "{run}"], "already holds a run"),
+    ],
+)
+def test_resume_mistakes_are_one_line_errors(reference_run, tmp_path, capsys, argv, message):
+    argv = [a.format(tmp=tmp_path, run=reference_run) for a in argv]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and message in err
+
+
+class FakeSimulation:
+    """Rounds with given training losses, and a tiny state, to test the round loop alone."""
+
+    def __init__(self, losses, rounds):
+        self.config = Config(rounds=rounds, lr=0.5)
+        self.state = {"w": jnp.zeros(3)}
+        self.run_key = __import__("jax").random.key(0)
+        self.losses = losses
+
+    def rounds(self, start, stop, keep_going=lambda: True):
+        for r in range(start, stop):
+            if not keep_going():
+                return
+            self.state = {"w": self.state["w"] + 1}
+            yield {"round": r + 1, "test_accuracy": 0.5, "test_loss": 1.0, "train_loss": self.losses[r], "round_time_s": 0.1, "wall_time_s": 0.1 * (r + 1 - start)}
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, bad):
+    simulation = FakeSimulation([2.0, 1.5, 1.2, bad, 1.0, 0.9], rounds=6)
+    store = checkpoint.Checkpoints(tmp_path)
+    with pytest.raises(Diverged) as caught, StopRequests() as stop:
+        _run_rounds(simulation, store, tmp_path, [], 2, stop, None)
+    message = str(caught.value)
+    assert f"the training loss became {bad} in round 4" in message
+    assert "--lr 0.5" in message and "last good checkpoint (round 2)" in message and "\n" not in message
+    assert store.steps() == [2]  # round 3 was fine but is not saved; no state after round 4 is
+    assert [r["round"] for r in metrics(tmp_path)] == [1, 2, 3]
+    restored = store.latest({"w": jnp.zeros(3)})
+    assert restored.rounds_done == 2 and np.array_equal(restored.state["w"], np.full(3, 2.0))
+    assert [r["train_loss"] for r in restored.history] == [2.0, 1.5]
+
+
+def test_stop_request_ends_the_loop_after_the_round_in_flight_and_saves_it(tmp_path):
+    simulation = FakeSimulation([1.0] * 6, rounds=6)
+    store = checkpoint.Checkpoints(tmp_path)
+    previous = signal.getsignal(signal.SIGTERM)
+    with StopRequests() as stop:
+        original = simulation.rounds
+
+        def rounds(start, stop_round, keep_going):
+            for record in original(start, stop_round, keep_going):
+                if record["round"] == 3:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                yield record
+
+        simulation.rounds = rounds
+        history = _run_rounds(simulation, store, tmp_path, [], 5, stop, None)
+    assert stop.signal_name == "SIGTERM" and len(history) == 3
+    assert store.steps() == [3]
+    assert signal.getsignal(signal.SIGTERM) == previous  # the handler is put back
+
+
+def test_execute_lets_a_sweep_skip_finished_runs_and_refuses_other_configurations(reference_run, tmp_path, no_work):
+    out = copy_run(reference_run, tmp_path)
+    config = checkpoint.read_config(out)
+    summary = execute(config, out, resume=True, progress=False)  # finished: returned without any work
+    assert summary["rounds_completed"] == 5 and summary["config"] == config.to_dict()
+    with pytest.raises(UsageError, match=r"another configuration: --clients 8 \(the run has 4\)\. "):
+        execute(dataclasses.replace(config, clients=8), out, resume=True)
+    with pytest.raises(UsageError, match="already holds a run"):
+        execute(config, out, resume=False)
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("data was loaded")
+
+    monkeypatch.setattr("lfmsl.data.load_dataset", refuse)

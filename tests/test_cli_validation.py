@@ -1,0 +1,171 @@
+"""Every bad option or combination ends in one line `lfmsl: error: ...`, a non-zero exit, and
+no traceback, before any data is loaded (or, for checks that need the data, before compiling)."""
+
+import math
+import subprocess
+import sys
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cli_runs import SRC, TINY
+from lfmsl import cli
+from lfmsl.config import ALGORITHMS, DATASETS
+from lfmsl.errors import UsageError
+from lfmsl.executors import parse_executor
+from lfmsl.models import MODELS
+from lfmsl.partition import parse_partition
+
+
+def _number(text, kind):
+    try:
+        return kind(text)
+    except (ValueError, OverflowError):
+        return None
+
+
+def positive_int(v):
+    n = _number(v, int)
+    return n is not None and n >= 1
+
+
+def non_negative_int(v):
+    n = _number(v, int)
+    return n is not None and n >= 0
+
+
+def seed(v):
+    return non_negative_int(v) and int(v) < 2**32
+
+
+def positive_float(v):
+    f = _number(v, float)
+    return f is not None and math.isfinite(f) and f > 0
+
+
+def non_negative_float(v):
+    f = _number(v, float)
+    return f is not None and math.isfinite(f) and f >= 0
+
+
+def fraction(v):
+    f = _number(v, float)
+    return f is not None and 0 < f <= 1
+
+
+def parses(parser):
+    def valid(v):
+        try:
+            parser(v)
+            return True
+        except UsageError:
+            return False
+
+    return valid
+
+
+def one_of(names):
+    return lambda v: v in names
+
+
+VALID = {  # flag -> what a good value is, judged here independently of the code under test
+    "--clients": positive_int, "--rounds": positive_int, "--batch-size": positive_int, "--mix-partners": positive_int,
+    "--avg-every": positive_int, "--train-size": positive_int, "--checkpoint-every": positive_int,
+    "--seed": seed, "--eval-clients": non_negative_int,
+    "--lr": positive_float, "--client-lr": positive_float, "--server-lr": positive_float, "--mix-alpha": positive_float,
+    "--loc-weight": non_negative_float, "--gradmix-fraction": fraction,
+    "--algorithm": one_of(ALGORITHMS), "--dataset": one_of(DATASETS), "--model": one_of(MODELS),
+    "--conv": one_of(("patches", "xla")), "--loc-loss": one_of(("mse", "bce")), "--client-grad": one_of(("own", "global")),
+    "--partition": parses(parse_partition), "--executor": parses(parse_executor),
+}
+BAD_NUMBERS = ["0", "-1", "-0.5", "nan", "-nan", "inf", "-inf", "1e400", "0.0", "1.5", "1e3", "", " ", "abc", "2**3", "4294967296",
+               "99999999999999999999999", "shards:0", "dirichlet:-1", "chunked:0", "loop:2", "iid:3"]
+FLAGS = set(VALID) | {"--no-mix", "--no-loc", "--no-fed", "--no-average-decoders", "--no-progress", "--out", "--resume",
+                      "--manual-dir", "--data-dir", "--help", "-h"}
+
+
+@st.composite
+def bad_value(draw):
+    flag = draw(st.sampled_from(sorted(VALID)))
+    value = draw(st.one_of(st.sampled_from(BAD_NUMBERS), st.text(max_size=12)).filter(lambda v: not VALID[flag](v)))
+    return [flag, value]
+
+
+@st.composite
+def bad_combination(draw):
+    kind = draw(st.sampled_from(["switch", "partners", "one_client", "unknown_flag", "missing_value", "resume"]))
+    if kind == "switch":  # LocFedMix-SL's switches on another algorithm
+        algorithm = draw(st.sampled_from([a for a in ALGORITHMS if a != "locfedmix"]))
+        return ["--algorithm", algorithm, draw(st.sampled_from(["--no-mix", "--no-loc", "--no-fed"]))]
+    if kind == "partners":  # as many partners as clients or more
+        clients = draw(st.integers(2, 50))
+        partners = draw(st.integers(clients, 100))
+        return ["--algorithm", draw(st.sampled_from(["locfedmix", "mix2sfl"])), "--clients", str(clients), "--mix-partners", str(partners)]
+    if kind == "one_client":
+        return ["--algorithm", draw(st.sampled_from(["locfedmix", "mix2sfl"])), "--clients", "1"]
+    if kind == "unknown_flag":
+        name = draw(st.text(st.characters(min_codepoint=45, max_codepoint=122), min_size=1, max_size=10))
+        return ["--" + name] if "--" + name not in FLAGS else ["--bogus"]
+    if kind == "missing_value":
+        return [draw(st.sampled_from(sorted(VALID)))]
+    return ["--resume", "/nonexistent/lfmsl-run"]
+
+
+@pytest.fixture
+def no_data(monkeypatch):
+    """Fail loudly (a traceback, so the test fails) if a bad option gets as far as loading data."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("data was loaded although the options were bad")
+
+    monkeypatch.setattr("lfmsl.data.load_dataset", refuse)
+
+
+def assert_one_line_error(code, capsys, progress_lines=0) -> str:
+    """The run failed with exactly one error line, last, after at most `progress_lines` others."""
+    out, err = capsys.readouterr()
+    assert code != 0
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert 1 <= len(lines) <= 1 + progress_lines, err
+    assert lines[-1].startswith("lfmsl: error: ") and len(lines[-1]) > len("lfmsl: error: "), err
+    assert sum(line.startswith("lfmsl: error:") for line in lines) == 1, err
+    return lines[-1]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=st.one_of(bad_value(), bad_combination()))
+def test_bad_options_end_in_one_line_before_any_data(case, tmp_path, capsys, no_data):
+    capsys.readouterr()
+    code = cli.main(["run", "--out", str(tmp_path / "out"), *case])
+    assert_one_line_error(code, capsys)
+
+
+def test_an_unwritable_output_folder_is_a_one_line_error(tmp_path, capsys, no_data):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert_one_line_error(cli.main(["run", "--out", str(blocker / "run")]), capsys)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--clients", "700"], "more than the 600 training samples"),
+        (["--train-size", "601"], "larger than the training set"),
+        (["--clients", "4", "--partition", "shards:200"], "needs 800 shards"),
+    ],
+)
+def test_data_dependent_checks_come_before_compiling(options, message, tiny_data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = cli.main(["run", "--data-dir", str(tiny_data_dir), "--no-progress", "--out", str(out), *options])
+    assert message in assert_one_line_error(code, capsys, progress_lines=1)  # 'lfmsl: locfedmix on ...' comes first
+    assert not (out / "config.json").exists()  # so the same --out can be used once the options are fixed
+
+
+@pytest.mark.parametrize("options", [["--clients", "0"], ["--lr", "nan"]])
+def test_the_command_line_program_exits_2_with_one_line(options):
+    done = subprocess.run([sys.executable, "-m", "lfmsl", "run", *options], capture_output=True, text=True,
+                          env={"PYTHONPATH": str(SRC), "PATH": ""}, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("lfmsl: error: ") and "Traceback" not in done.stderr
