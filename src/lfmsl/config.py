@@ -50,6 +50,13 @@ class Config:
     server_lr: float | None = None
     # Evaluation.
     eval_clients: int = 10  # clients evaluated per round where clients keep their own models; 0: all
+    # Simulated latency (lfmsl.latency): a named device/link profile, each value overridable.
+    latency_profile: str = "default"
+    client_flops: float | None = None  # FLOP/s of each client; None: the profile's
+    server_flops: float | None = None  # FLOP/s of the server; None: the profile's
+    uplink_mbps: float | None = None  # Mbit/s per client; None: the profile's
+    downlink_mbps: float | None = None
+    target_accuracy: float | None = None  # the summary reports the first round reaching it
 
     @property
     def resolved_client_lr(self) -> float:
@@ -106,6 +113,14 @@ def validate(config: Config) -> Config:
         raise UsageError(f"--conv must be patches or xla, got {config.conv!r}")
     if config.client_grad not in ("own", "global"):
         raise UsageError(f"--client-grad must be own or global, got {config.client_grad!r}")
+    for name in ("client_flops", "server_flops", "uplink_mbps", "downlink_mbps"):
+        _positive(name.replace("_", "-"), getattr(config, name))
+    if config.target_accuracy is not None and not 0 < config.target_accuracy <= 1:
+        raise UsageError(f"--target-accuracy is a fraction in (0, 1], e.g. 0.85; got {config.target_accuracy}")
+    from lfmsl.latency import PROFILES  # late: latency imports the models
+
+    if config.latency_profile not in PROFILES:
+        raise UsageError(f"unknown --latency-profile {config.latency_profile!r}; choose one of {', '.join(PROFILES)}")
     parse_executor(config.executor)
     _validate_combinations(config)
     return config

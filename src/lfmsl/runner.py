@@ -9,6 +9,7 @@ from pathlib import Path
 
 from lfmsl import outputs
 from lfmsl.config import Config, validate
+from lfmsl.latency import summary_fields
 
 
 def describe(record: dict) -> str:
@@ -18,22 +19,32 @@ def describe(record: dict) -> str:
     return f"{accuracy} loss {record['train_loss']:.4f}"
 
 
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def run_command(args: argparse.Namespace, config: Config) -> int:
     validate(config)  # every option is checked before any work starts
     from lfmsl.data import load_dataset
-    from lfmsl.simulation import Simulation
 
     out = outputs.prepare_out_dir(args.out or outputs.new_run_dir("runs", config.algorithm, config.dataset))
-    log = lambda message: print(message, file=sys.stderr, flush=True)
     log(f"lfmsl: {config.algorithm} on {config.dataset}, {config.clients} clients, {config.rounds} rounds -> {out}")
     dataset = load_dataset(config.dataset, manual_dir=args.manual_dir, data_dir=args.data_dir)
+    simulate(config, out, dataset, args.progress)
+    return 0
+
+
+def simulate(config: Config, out: Path, dataset, progress_bar: bool = True) -> dict:
+    """One run into the prepared folder `out` on a loaded dataset; returns its summary."""
+    from lfmsl.simulation import Simulation
+
     simulation = Simulation(config, dataset)
     log(f"lfmsl: {simulation.context.iterations} iterations per round, executor {simulation.context.executor}; compiling...")
     simulation.compile()
     log(f"lfmsl: compiled in {simulation.compile_time_s:.1f} s")
 
     history = []
-    progress = _progress_bar(config.rounds, args.progress)
+    progress = _progress_bar(config.rounds, progress_bar)
     started = time.perf_counter()
     for record in simulation.rounds(0, config.rounds):
         outputs.append_metrics(out, record)
@@ -57,6 +68,7 @@ def run_command(args: argparse.Namespace, config: Config) -> int:
         "compile_time_s": simulation.compile_time_s,
         "run_time_s": time.perf_counter() - started,
         **outputs.summarise_run(history),
+        **summary_fields(history, config.target_accuracy),
         **outputs.environment(),
     }
     outputs.write_json(out / "summary.json", summary)
@@ -66,7 +78,7 @@ def run_command(args: argparse.Namespace, config: Config) -> int:
         f"(round {summary['best_round']}), {summary['total_wall_time_s']:.1f} s for {len(history)} rounds "
         f"+ {simulation.compile_time_s:.1f} s compile. Outputs in {out}"
     )
-    return 0
+    return summary
 
 
 def _progress_bar(rounds: int, enabled: bool):

@@ -22,6 +22,7 @@ from lfmsl.data import Dataset
 from lfmsl.errors import UsageError
 from lfmsl.evaluate import TestData, evaluate_pairs, make_test_data
 from lfmsl.executors import resolve
+from lfmsl.latency import RunCosts
 from lfmsl.models import default_model_for, get_model
 from lfmsl.partition import partition, stratified_subset
 
@@ -68,6 +69,7 @@ class Simulation:
             executor=resolve(config.executor),
         )
         self.algorithm = algorithms.build(self.context)
+        self.costs = RunCosts(config, self.model, self.context.iterations)  # static: bytes and simulated time
         ids = eval_client_ids(config, len(learners)) if self.algorithm.personal else np.zeros(1, np.int32)
         self.eval_ids = jnp.asarray(ids)
         init_key, self.run_key = jax.random.split(jax.random.key(config.seed))
@@ -127,6 +129,7 @@ class Simulation:
             record["test_accuracy_min"] = float(np.min(accuracy))
             record["test_accuracy_max"] = float(np.max(accuracy))
         record.update({k: float(v) for k, v in sorted(train.items())})
+        record.update(self.costs.record_fields(round_index))
         return record
 
 
