@@ -95,6 +95,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=_number, default=d.lr, help=f"Adam learning rate of every part (default: {d.lr})")
     g.add_argument("--client-lr", type=_number, default=None, help="client-side learning rate (default: --lr)")
     g.add_argument("--server-lr", type=_number, default=None, help="server-side learning rate (default: --lr)")
+    g.add_argument("--test-size", type=_positive_int, default=None, metavar="K",
+                   help="score on a class-stratified subset of K test samples, for quick runs (default: the whole test set)")
     g.add_argument("--eval-clients", type=_non_negative_int, default=d.eval_clients, metavar="K",
                    help=f"where clients keep their own models, score K evenly spread clients' models; 0: all (default: {d.eval_clients})")
 

@@ -50,6 +50,7 @@ class Config:
     server_lr: float | None = None
     # Evaluation.
     eval_clients: int = 10  # clients evaluated per round where clients keep their own models; 0: all
+    test_size: int | None = None  # score on a class-stratified subset of the test set (quick runs); None: all
     # Simulated latency (lfmsl.latency): a named device/link profile, each value overridable.
     latency_profile: str = "default"
     client_flops: float | None = None  # FLOP/s of each client; None: the profile's
@@ -97,6 +98,8 @@ def validate(config: Config) -> Config:
         _positive(name.replace("_", "-"), getattr(config, name))
     if config.train_size is not None and config.train_size < 1:
         raise UsageError(f"--train-size must be a positive integer, got {config.train_size}")
+    if config.test_size is not None and config.test_size < 1:
+        raise UsageError(f"--test-size must be a positive integer, got {config.test_size}")
     if config.avg_every is not None and config.avg_every < 1:
         raise UsageError(f"--avg-every must be a positive number of iterations, got {config.avg_every}")
     if not (config.loc_weight >= 0 and math.isfinite(config.loc_weight)):

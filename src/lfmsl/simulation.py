@@ -60,7 +60,8 @@ class Simulation:
         # Centralised training sees the union of the clients' data as one learner.
         learners = [np.sort(np.concatenate(self.parts))] if config.algorithm == "centralized" else self.parts
         self.data: ClientData = make_client_data(dataset.x_train, dataset.y_train, learners)
-        self.test: TestData = make_test_data(dataset.x_test, dataset.y_test)
+        test = np.arange(len(dataset.y_test)) if config.test_size is None else stratified_subset(dataset.y_test, min(config.test_size, len(dataset.y_test)), config.seed)
+        self.test: TestData = make_test_data(dataset.x_test[test], dataset.y_test[test])
         self.context = Context(
             config=config,
             model=self.model,

@@ -90,7 +90,7 @@ def finished_summary(path: Path, config: Config) -> dict | None:
     if not summary_path.exists():
         return None
     summary = json.loads(summary_path.read_text())
-    if summary.get("config") != json.loads(json.dumps(config.to_dict())):
+    if Config.from_dict(summary.get("config", {})) != config:  # keys added later take their defaults
         raise UsageError(f"{path} holds a run of another configuration; remove it or choose another --out")
     return summary if summary.get("rounds_completed") == config.rounds else None
 
