@@ -28,11 +28,13 @@ def main(argv=None) -> int:
     clients = max(args.clients)
     base = figures.base_config(args, algorithm="locfedmix", clients=clients)
     partners = [k for k in PARTNERS if k < clients]
+    switches = [(False,) * 3, (True,) * 3] if args.quick else list(itertools.product((False, True), repeat=3))
+    quick = lambda values, default: [default] if args.quick else values  # --quick: PSL and LocFedMix-SL only
     studies = {
-        "switches": [dataclasses.replace(base, mix=m, loc=l, fed=f) for m, l, f in itertools.product((False, True), repeat=3)],
-        "mix_alpha": [dataclasses.replace(base, mix_alpha=a) for a in ALPHAS],
-        "mix_partners": [dataclasses.replace(base, mix_partners=k) for k in partners],
-        "avg_every": [dataclasses.replace(base, avg_every=t) for t in INTERVALS],
+        "switches": [dataclasses.replace(base, mix=m, loc=l, fed=f) for m, l, f in switches],
+        "mix_alpha": [dataclasses.replace(base, mix_alpha=a) for a in quick(ALPHAS, 1.0)],
+        "mix_partners": [dataclasses.replace(base, mix_partners=k) for k in quick(partners, 1)],
+        "avg_every": [dataclasses.replace(base, avg_every=t) for t in quick(INTERVALS, None)],
     }
     configs = [s for study in studies.values() for c in study for s in figures.seeds_of(c, args.seeds)]
     runs = figures.run(args, list(dict.fromkeys(configs)))

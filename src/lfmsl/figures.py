@@ -19,7 +19,7 @@ SPLIT_BASELINES = ("sl", "psl", "sflv1", "sflv2", "locsplitfed", "locfedmix")
 LABELS = {"sl": "SL (sequential)", "psl": "PSL", "sflv1": "SplitFed V1", "sflv2": "SplitFed V2",
           "locsplitfed": "LocSplitFed", "locfedmix": "LocFedMix-SL", "sglr": "SGLR", "mix2sfl": "Mix2SFL",
           "centralized": "centralized", "fedavg": "FedAvg"}
-QUICK = dict(rounds=1, train_size=120, test_size=200, clients=[2, 3], eval_clients=2, target_accuracy=0.3)
+QUICK = dict(rounds=1, train_size=120, test_size=200, clients=[3], eval_clients=2, target_accuracy=0.3)
 
 
 def _int_list(text: str) -> list[int]:
@@ -47,7 +47,7 @@ def parser(name: str, description: str, *, datasets: str, rounds: int, train_siz
                    help="plot finished run folders (each with summary.json; folders of folders are searched one level down) instead of running")
     p.add_argument("--runs-dir", type=Path, default=Path("runs") / name, help=f"where the runs go (default: runs/{name})")
     p.add_argument("--out", type=Path, default=Path("docs") / "figures" / name, help=f"where figures and tables go (default: docs/figures/{name})")
-    p.add_argument("--quick", action="store_true", help="a tiny configuration (1 round, 120 samples, 2-3 clients): a smoke test")
+    p.add_argument("--quick", action="store_true", help="a tiny configuration (1 round, 120 samples, 3 clients, 200 test samples): a smoke test")
     p.add_argument("--manual-dir", default=None, help="original dataset files for tfds without internet (default: $LFMSL_MANUAL_DIR)")
     p.add_argument("--data-dir", default=None, help="tfds data folder (default: $LFMSL_DATA_DIR)")
     return p
