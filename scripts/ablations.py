@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     dataset = base.dataset
     sections = []
     for study, study_configs in studies.items():
-        rows = sweep.aggregate([r for c in study_configs for r in groups[c]])
+        rows = sweep.aggregate([r for c in study_configs for r in groups[c]], keys=["mix", "loc", "fed"] if study == "switches" else [study])
         accuracy = [100 * row["final_test_accuracy_mean"] for row in rows]
         spread = [100 * row["final_test_accuracy_std"] for row in rows]
         title = f"LocFedMix-SL ablation: {study} ({dataset}, {clients} clients, {args.rounds} rounds)"

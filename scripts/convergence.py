@@ -14,11 +14,7 @@ from lfmsl import figures
 
 
 def main(argv=None) -> int:
-    args = figures.parse(figures.parser("convergence", __doc__, datasets="mnist", rounds=3, train_size=3000, clients="50"), argv)
-    runs = figures.curve_runs(args)
-    path = figures.curves_report(args, runs, "convergence", "round", "round (one local epoch of every client)", "Convergence: accuracy against rounds")
-    print(path.read_text())
-    return 0
+    return figures.curves_main("convergence", __doc__, "round", "round (one local epoch of every client)", "Convergence: accuracy against rounds", argv)
 
 
 if __name__ == "__main__":

@@ -16,11 +16,7 @@ from lfmsl import figures
 
 
 def main(argv=None) -> int:
-    args = figures.parse(figures.parser("latency", __doc__, datasets="mnist", rounds=3, train_size=3000, clients="50"), argv)
-    runs = figures.curve_runs(args)
-    path = figures.curves_report(args, runs, "latency", "sim_latency_s", "simulated latency (s, log scale)", "Accuracy against simulated latency")
-    print(path.read_text())
-    return 0
+    return figures.curves_main("latency", __doc__, "sim_latency_s", "simulated latency (s, log scale)", "Accuracy against simulated latency", argv)
 
 
 if __name__ == "__main__":

@@ -24,10 +24,10 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     sections = []
     for dataset in args.dataset:
-        rows = sweep.aggregate([r for r in runs if r.config.dataset == dataset])
+        rows = sweep.aggregate([r for r in runs if r.config.dataset == dataset], keys=["algorithm", "clients"])
         series = {}
         for algorithm in args.algorithm:
-            mine = sorted((row for row in rows if row.get("algorithm", algorithm) == algorithm), key=lambda row: row["clients"])
+            mine = sorted((row for row in rows if row["algorithm"] == algorithm), key=lambda row: row["clients"])
             series[figures.LABELS[algorithm]] = ([row["clients"] for row in mine], [100 * row["final_test_accuracy_mean"] for row in mine],
                                                  [100 * row["final_test_accuracy_std"] for row in mine])
         name = f"scalability_{dataset}.png"

@@ -107,7 +107,10 @@ def settings_line(runs: Sequence[sweep.Run]) -> str:
         values = sorted({getattr(r.config, name) for r in runs}, key=str)
         shown = ", ".join("all" if v is None else str(v) for v in values)
         parts.append(f"{name.replace('_', ' ')} {shown}")
-    return "; ".join(parts) + " (latency profile 'default': clients 10 GFLOP/s, server 1 TFLOP/s, 100 Mbit/s up and down)"
+    from lfmsl.latency import profile_for
+
+    profiles = sorted({str(profile_for(r.config)) for r in runs})
+    return "; ".join(parts) + f"; simulated devices and links: {', '.join(profiles)}"
 
 
 def write_report(out: Path, name: str, title: str, runs: Sequence[sweep.Run], sections: Sequence[tuple[str, str]]) -> Path:
@@ -179,3 +182,11 @@ def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1000 else f"{value:.0f}"
     return str(value)
+
+
+def curves_main(name: str, description: str, x_key: str, xlabel: str, title: str, argv: Sequence[str] | None) -> int:
+    """The whole of scripts/convergence.py and scripts/latency.py: runs, figure, report."""
+    args = parse(parser(name, description, datasets="mnist", rounds=3, train_size=3000, clients="50"), argv)
+    path = curves_report(args, curve_runs(args), name, x_key, xlabel, title)
+    print(path.read_text())
+    return 0

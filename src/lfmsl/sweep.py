@@ -135,10 +135,13 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
-def aggregate(runs: Sequence[Run]) -> list[dict]:
-    """One row per configuration up to the seed: mean and std (ddof=1) over seeds of each metric."""
+def aggregate(runs: Sequence[Run], keys: Sequence[str] | None = None) -> list[dict]:
+    """One row per configuration up to the seed: mean and std (ddof=1) over seeds of each metric.
+
+    The rows name the options in `keys`, by default those that vary between the runs.
+    """
     finished = [r for r in runs if r.summary is not None]
-    keys = varying([r.config for r in finished]) or ["algorithm"]
+    keys = list(keys or varying([r.config for r in finished]) or ["algorithm"])
     with_target = any(r.config.target_accuracy is not None for r in finished)
     metrics = [m[0] for m in METRICS if with_target or "target" not in m[0]]
     groups: dict[Config, list[Run]] = {}
