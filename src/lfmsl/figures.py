@@ -45,6 +45,7 @@ def parser(name: str, description: str, *, datasets: str, rounds: int, train_siz
     p.add_argument("--target-accuracy", type=float, default=0.8, help="target test accuracy, a fraction (default: 0.8; --quick: 0.3)")
     p.add_argument("--from-runs", type=Path, nargs="+", default=None, metavar="DIR",
                    help="plot finished run folders (each with summary.json; folders of folders are searched one level down) instead of running")
+    p.add_argument("--from-clients", type=int, default=None, metavar="N", help="with --from-runs: only the runs with N clients")
     p.add_argument("--runs-dir", type=Path, default=Path("runs") / name, help=f"where the runs go (default: runs/{name})")
     p.add_argument("--out", type=Path, default=Path("docs") / "figures" / name, help=f"where figures and tables go (default: docs/figures/{name})")
     p.add_argument("--quick", action="store_true", help="a tiny configuration (1 round, 120 samples, 3 clients, 200 test samples): a smoke test")
@@ -136,7 +137,8 @@ def run_folders(paths: Sequence[Path]) -> list[sweep.Run]:
 def curve_runs(args: argparse.Namespace) -> list[sweep.Run]:
     """The runs behind a curve figure: --from-runs, or one run per algorithm and seed at the largest --clients."""
     if args.from_runs:
-        return [r for r in run_folders(args.from_runs) if r.config.algorithm in args.algorithm]
+        return [r for r in run_folders(args.from_runs)
+                if r.config.algorithm in args.algorithm and args.from_clients in (None, r.config.clients)]
     base = base_config(args, clients=max(args.clients))
     return run([dataclasses.replace(base, dataset=d, algorithm=a, seed=s) for d in args.dataset for a in args.algorithm for s in args.seeds])
 
