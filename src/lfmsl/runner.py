@@ -76,7 +76,8 @@ def simulate(config: Config, out: Path, dataset, progress_bar: bool = True) -> d
     log(
         f"lfmsl: done. final accuracy {100 * summary['final_test_accuracy']:.2f}%, best {100 * summary['best_test_accuracy']:.2f}% "
         f"(round {summary['best_round']}), {summary['total_wall_time_s']:.1f} s for {len(history)} rounds "
-        f"+ {simulation.compile_time_s:.1f} s compile. Outputs in {out}"
+        f"+ {simulation.compile_time_s:.1f} s compile; simulated latency {summary['sim_latency_s']:.3g} s, "
+        f"{summary['comm_bytes'] / 1e6:.4g} MB sent. Outputs in {out}"
     )
     return summary
 
