@@ -105,7 +105,11 @@ def settings_line(runs: Sequence[sweep.Run]) -> str:
     """The settings the runs actually used (each option's distinct values), for a report's head."""
     parts = []
     for name in SETTINGS:
-        values = sorted({getattr(r.config, name) for r in runs}, key=str)
+        values = {getattr(r.config, name) for r in runs}
+        try:
+            values = sorted(values)
+        except TypeError:  # None beside numbers
+            values = sorted(values, key=str)
         shown = ", ".join("all" if v is None else str(v) for v in values)
         parts.append(f"{name.replace('_', ' ')} {shown}")
     from lfmsl.latency import profile_for
@@ -153,7 +157,8 @@ def curves_report(args: argparse.Namespace, runs: Sequence[sweep.Run], name: str
     sections = []
     for dataset in dict.fromkeys(r.config.dataset for r in runs):
         series, lines = {}, []
-        for key, group in by_config([r for r in runs if r.config.dataset == dataset]).items():
+        groups = by_config([r for r in runs if r.config.dataset == dataset])
+        for key, group in sorted(groups.items(), key=lambda item: list(LABELS).index(item[0].algorithm)):  # same colours as scalability
             histories = [sweep.history(r) for r in group]
             length = min(len(h) for h in histories)
             x = np.mean([[rec[x_key] for rec in h[:length]] for h in histories], axis=0)
