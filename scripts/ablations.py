@@ -69,4 +69,4 @@ def c_iterations(runs) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(figures.entry(main))

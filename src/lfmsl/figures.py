@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 from lfmsl import sweep
 from lfmsl.config import Config
+from lfmsl.errors import UsageError
 
 SPLIT_BASELINES = ("sl", "psl", "sflv1", "sflv2", "locsplitfed", "locfedmix")
 LABELS = {"sl": "SL (sequential)", "psl": "PSL", "sflv1": "SplitFed V1", "sflv2": "SplitFed V2",
@@ -133,6 +134,8 @@ def run_folders(paths: Sequence[Path]) -> list[sweep.Run]:
     """Finished runs in the given folders, or in their subfolders (e.g. /work/main/runs/n100-r5)."""
     found = []
     for path in paths:
+        if not path.is_dir():
+            raise UsageError(f"--from-runs {path}: no such folder")
         candidates = [path] if (path / "summary.json").exists() else sorted(p for p in path.iterdir() if (p / "summary.json").exists())
         found += [sweep.load_run(p) for p in candidates]
     return found
@@ -197,3 +200,14 @@ def curves_main(name: str, description: str, x_key: str, xlabel: str, title: str
     path = curves_report(args, curve_runs(args), name, x_key, xlabel, title)
     print(path.read_text())
     return 0
+
+
+def entry(main: Callable[[Sequence[str] | None], int]) -> int:
+    """Run a script's main; a user's error is one line and exit status 2, as in the CLI."""
+    import sys
+
+    try:
+        return main(None)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

@@ -210,7 +210,8 @@ def load_run(path: Path) -> Run:
     if not summary_path.exists():
         raise UsageError(f"{path} holds no finished run (no summary.json)")
     summary = json.loads(summary_path.read_text())
-    return Run(Config.from_dict(summary["config"]), Path(path), summary)
+    known = {k: v for k, v in summary["config"].items() if k in Config.__dataclass_fields__}  # runs of other lfmsl versions
+    return Run(Config.from_dict(known), Path(path), summary)
 
 
 def sweep_command(args: argparse.Namespace) -> int:
