@@ -16,6 +16,7 @@ from lfmsl import figures, plots, sweep
 ALPHAS = (0.2, 0.5, 1.0, 2.0)
 PARTNERS = (1, 2, 4)
 INTERVALS = (1, 5, None)  # iterations between averaging; None: once per round
+STUDIES = ("switches", "mix_alpha", "mix_partners", "avg_every")
 
 
 def switches_label(config) -> str:
@@ -24,7 +25,9 @@ def switches_label(config) -> str:
 
 
 def main(argv=None) -> int:
-    args = figures.parse(figures.parser("ablations", __doc__, datasets="fashion_mnist", rounds=3, train_size=3000, clients="20"), argv)
+    p = figures.parser("ablations", __doc__, datasets="fashion_mnist", rounds=3, train_size=3000, clients="20")
+    p.add_argument("--studies", type=lambda t: t.split(","), default=list(STUDIES), help=f"comma list of {', '.join(STUDIES)} (default: all)")
+    args = figures.parse(p, argv)
     clients = max(args.clients)
     base = figures.base_config(args, algorithm="locfedmix", clients=clients)
     partners = [k for k in PARTNERS if k < clients]
@@ -36,6 +39,7 @@ def main(argv=None) -> int:
         "mix_partners": [dataclasses.replace(base, mix_partners=k) for k in quick(partners, 1)],
         "avg_every": [dataclasses.replace(base, avg_every=t) for t in quick(INTERVALS, None)],
     }
+    studies = {name: configs for name, configs in studies.items() if name in args.studies}
     configs = [s for study in studies.values() for c in study for s in figures.seeds_of(c, args.seeds)]
     runs = figures.run(args, list(dict.fromkeys(configs)))
     groups = figures.by_config(runs)
