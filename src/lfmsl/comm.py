@@ -34,7 +34,6 @@ CATEGORIES = (
     "smashed_up", "labels_up", "grads_down", "client_weights_up", "client_weights_down",
     "aux_weights_up", "aux_weights_down", "server_copies", "relay",
 )
-SPLIT_ALGORITHMS = ("sl", "psl", "sflv1", "sflv2", "locsplitfed", "locfedmix", "sglr", "mix2sfl")
 
 
 @functools.lru_cache(maxsize=None)

@@ -104,7 +104,7 @@ def timing(config: Config, model: SplitModel, traffic: comm.Traffic, profile: Pr
 
     sequential = config.algorithm == "sl"
     recipe = None if sequential else recipe_for(config)
-    local = {"decoder": "decoder", "aux": "aux"}.get(recipe.local if recipe else None)
+    local = recipe.local if recipe else None  # "decoder" | "aux" | None: the client's extra part
     client = b * BACKWARD_FACTOR * (flops["client"] + (flops[local] if local else 0.0)) / profile.client_flops
     up = _link_seconds((traffic.per_iteration["smashed_up"] + traffic.per_iteration["labels_up"]) / n, profile.uplink_mbps)
     down = _link_seconds(traffic.per_iteration["grads_down"] / n, profile.downlink_mbps)
