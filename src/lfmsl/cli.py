@@ -102,8 +102,23 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=_number, default=d.lr, help=f"learning rate of every part (default: {d.lr})")
     g.add_argument("--client-lr", type=_number, default=None, help="client-side learning rate (default: --lr)")
     g.add_argument("--server-lr", type=_number, default=None, help="server-side learning rate (default: --lr)")
+    g.add_argument("--test-size", type=_positive_int, default=None, metavar="K",
+                   help="score on a class-stratified subset of K test samples, for quick runs (default: the whole test set)")
     g.add_argument("--eval-clients", type=_non_negative_int, default=d.eval_clients, metavar="K",
                    help=f"where clients keep their own models, score K evenly spread clients' models; 0: all (default: {d.eval_clients})")
+
+    g = parser.add_argument_group("simulated latency (see lfmsl.latency)")
+    from lfmsl.latency import PROFILES
+
+    g.add_argument("--latency-profile", default=d.latency_profile, choices=tuple(PROFILES), metavar="NAME",
+                   help=f"device speeds and link rates: {', '.join(PROFILES)} (default: {d.latency_profile}: "
+                        "clients 10 GFLOP/s, server 1 TFLOP/s, 100 Mbit/s up and down)")
+    g.add_argument("--client-flops", type=_number, default=None, metavar="FLOPS", help="client speed in FLOP/s, e.g. 1e10 (default: the profile's)")
+    g.add_argument("--server-flops", type=_number, default=None, metavar="FLOPS", help="server speed in FLOP/s, e.g. 1e12 (default: the profile's)")
+    g.add_argument("--uplink-mbps", type=_number, default=None, metavar="MBPS", help="each client's uplink in Mbit/s (default: the profile's)")
+    g.add_argument("--downlink-mbps", type=_number, default=None, metavar="MBPS", help="each client's downlink in Mbit/s (default: the profile's)")
+    g.add_argument("--target-accuracy", type=_number, default=None, metavar="A",
+                   help="report the first round, simulated latency and wall time reaching test accuracy A, a fraction such as 0.85")
 
 
 def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
@@ -127,6 +142,19 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
                    help="folder with one subfolder per dataset of its original files, for tfds without internet (default: $LFMSL_MANUAL_DIR)")
     g.add_argument("--data-dir", default=None, metavar="DIR", help="tfds data folder (default: $LFMSL_DATA_DIR or ~/tensorflow_datasets)")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar (one line per round instead)")
+    sweep = commands.add_parser("sweep", help="run a grid of simulations and tabulate them",
+                                description="Run every combination of the comma-separated option values (e.g. --algorithm psl,locfedmix "
+                                            "--clients 10,50 --seed 0,1), one folder per run, skipping runs already finished, "
+                                            "then write results.csv and results.md with the mean and std over seeds.")
+    add_config_arguments(sweep)
+    from lfmsl.sweep import listify
+
+    listify(sweep)
+    g = sweep.add_argument_group("input and output")
+    g.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder of the sweep: one subfolder per run, and the tables")
+    g.add_argument("--manual-dir", default=None, metavar="DIR", help="as for 'lfmsl run'")
+    g.add_argument("--data-dir", default=None, metavar="DIR", help="as for 'lfmsl run'")
+    g.add_argument("--progress", action="store_true", help="a progress bar per run (default: one line per run)")
     return parser
 
 
@@ -154,7 +182,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command is None:
-            raise UsageError("say what to do: 'lfmsl run' (see 'lfmsl --help')")
+            raise UsageError("say what to do: 'lfmsl run' or 'lfmsl sweep' (see 'lfmsl --help')")
+        if args.command == "sweep":
+            from lfmsl.sweep import sweep_command
+
+            return sweep_command(args)
         from lfmsl.runner import run_command
 
         return run_command(args, run_config(args, argv))

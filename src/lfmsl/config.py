@@ -52,6 +52,14 @@ class Config:
     server_lr: float | None = None
     # Evaluation.
     eval_clients: int = 10  # clients evaluated per round where clients keep their own models; 0: all
+    test_size: int | None = None  # score on a class-stratified subset of the test set (quick runs); None: all
+    # Simulated latency (lfmsl.latency): a named device/link profile, each value overridable.
+    latency_profile: str = "default"
+    client_flops: float | None = None  # FLOP/s of each client; None: the profile's
+    server_flops: float | None = None  # FLOP/s of the server; None: the profile's
+    uplink_mbps: float | None = None  # Mbit/s per client; None: the profile's
+    downlink_mbps: float | None = None
+    target_accuracy: float | None = None  # the summary reports the first round reaching it
 
     @property
     def resolved_client_lr(self) -> float:
@@ -92,6 +100,8 @@ def validate(config: Config) -> Config:
         _positive(name.replace("_", "-"), getattr(config, name))
     if config.train_size is not None and config.train_size < 1:
         raise UsageError(f"--train-size must be a positive integer, got {config.train_size}")
+    if config.test_size is not None and config.test_size < 1:
+        raise UsageError(f"--test-size must be a positive integer, got {config.test_size}")
     if config.avg_every is not None and config.avg_every < 1:
         raise UsageError(f"--avg-every must be a positive number of iterations, got {config.avg_every}")
     if not (config.loc_weight >= 0 and math.isfinite(config.loc_weight)):
@@ -115,7 +125,14 @@ def validate(config: Config) -> Config:
 
         if config.model not in MODELS:
             raise UsageError(f"unknown --model {config.model!r}; choose one of {', '.join(MODELS)}")
-    parse_partition(config.partition)
+    for name in ("client_flops", "server_flops", "uplink_mbps", "downlink_mbps"):
+        _positive(name.replace("_", "-"), getattr(config, name))
+    if config.target_accuracy is not None and not 0 < config.target_accuracy <= 1:
+        raise UsageError(f"--target-accuracy is a fraction in (0, 1], e.g. 0.85; got {config.target_accuracy}")
+    from lfmsl.latency import PROFILES  # late: latency imports the models
+
+    if config.latency_profile not in PROFILES:
+        raise UsageError(f"unknown --latency-profile {config.latency_profile!r}; choose one of {', '.join(PROFILES)}")
     parse_executor(config.executor)
     parse_partition(config.partition)
     _validate_combinations(config)

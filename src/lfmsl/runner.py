@@ -14,6 +14,7 @@ from pathlib import Path
 from lfmsl import checkpoint, outputs
 from lfmsl.config import Config, validate
 from lfmsl.errors import Diverged, Interrupted, UsageError
+from lfmsl.latency import summary_fields
 from lfmsl.stopping import StopRequests
 
 DEFAULT_CHECKPOINT_EVERY = 1  # rounds: a save costs well under 1% of a CPU round (docs/DETERMINISM.md)
@@ -49,8 +50,11 @@ def execute(
     manual_dir: str | Path | None = None,
     data_dir: str | Path | None = None,
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+    dataset=None,
 ) -> dict:
     """Run `config` into `out_dir` and return its summary.
+
+    `dataset`, when given, is the loaded `config.dataset` (a sweep loads each dataset once).
 
     Fresh when `out_dir` holds no run. With `resume`, a run of the same configuration in
     `out_dir` continues from its newest checkpoint (a larger `rounds` extends it), and a
@@ -68,7 +72,11 @@ def execute(
         return finished
     store = checkpoint.Checkpoints(out)
     try:
-        return _execute(config, out, store, progress, manual_dir, data_dir, checkpoint_every)
+        if dataset is None:
+            from lfmsl.data import load_dataset
+
+            dataset = load_dataset(config.dataset, manual_dir=manual_dir, data_dir=data_dir)
+        return _execute(config, out, store, progress, dataset, {"manual_dir": manual_dir, "data_dir": data_dir}, checkpoint_every)
     finally:
         store.close()
 
@@ -83,17 +91,15 @@ def _open_run_dir(config: Config, out: Path, resume: bool) -> dict | None:
     return _finished_summary(out, config)
 
 
-def _execute(config: Config, out: Path, store: checkpoint.Checkpoints, progress: bool, manual_dir, data_dir, every: int) -> dict:
+def _execute(config: Config, out: Path, store: checkpoint.Checkpoints, progress: bool, dataset, sources: dict, every: int) -> dict:
+    from lfmsl.simulation import Simulation
+
     steps = store.steps()
     if steps and steps[-1] > config.rounds:
         raise UsageError(f"the run in {out} has done {steps[-1]} rounds already; ask for --rounds {steps[-1]} or more")
-    from lfmsl.data import load_dataset
-    from lfmsl.simulation import Simulation
-
     log(f"lfmsl: {config.algorithm} on {config.dataset}, {config.clients} clients, {config.rounds} rounds -> {out}")
-    dataset = load_dataset(config.dataset, manual_dir=manual_dir, data_dir=data_dir)
     simulation = Simulation(config, dataset)  # data-dependent checks happen here, before compiling
-    checkpoint.write_config(out, config, {"manual_dir": manual_dir, "data_dir": data_dir})
+    checkpoint.write_config(out, config, sources)
     snapshot = store.latest(simulation.state) if steps else None
     history = []
     if snapshot is not None:
@@ -134,6 +140,7 @@ def _execute(config: Config, out: Path, store: checkpoint.Checkpoints, progress:
         "compile_time_s": simulation.compile_time_s,
         "run_time_s": time.perf_counter() - started,
         **outputs.summarise_run(history),
+        **summary_fields(history, config.target_accuracy),
         **outputs.environment(),
     }
     outputs.write_json(out / "summary.json", summary)
@@ -141,7 +148,8 @@ def _execute(config: Config, out: Path, store: checkpoint.Checkpoints, progress:
     log(
         f"lfmsl: done. final accuracy {100 * summary['final_test_accuracy']:.2f}%, best {100 * summary['best_test_accuracy']:.2f}% "
         f"(round {summary['best_round']}), {summary['total_wall_time_s']:.1f} s for {len(history)} rounds "
-        f"+ {simulation.compile_time_s:.1f} s compile. Outputs in {out}"
+        f"+ {simulation.compile_time_s:.1f} s compile; simulated latency {summary['sim_latency_s']:.3g} s, "
+        f"{summary['comm_bytes'] / 1e6:.4g} MB sent. Outputs in {out}"
     )
     return summary
 

@@ -22,6 +22,7 @@ from lfmsl.data import Dataset
 from lfmsl.errors import UsageError
 from lfmsl.evaluate import TestData, evaluate_pairs, make_test_data
 from lfmsl.executors import resolve
+from lfmsl.latency import RunCosts
 from lfmsl.models import default_model_for, get_model
 from lfmsl.partition import partition, stratified_subset
 
@@ -59,7 +60,8 @@ class Simulation:
         # Centralised training sees the union of the clients' data as one learner.
         learners = [np.sort(np.concatenate(self.parts))] if config.algorithm == "centralized" else self.parts
         self.data: ClientData = make_client_data(dataset.x_train, dataset.y_train, learners)
-        self.test: TestData = make_test_data(dataset.x_test, dataset.y_test)
+        test = np.arange(len(dataset.y_test)) if config.test_size is None else stratified_subset(dataset.y_test, min(config.test_size, len(dataset.y_test)), config.seed)
+        self.test: TestData = make_test_data(dataset.x_test[test], dataset.y_test[test])
         self.context = Context(
             config=config,
             model=self.model,
@@ -68,6 +70,7 @@ class Simulation:
             executor=resolve(config.executor, num_clients=len(learners)),
         )
         self.algorithm = algorithms.build(self.context)
+        self.costs = RunCosts(config, self.model, self.context.iterations)  # static: bytes and simulated time
         ids = eval_client_ids(config, len(learners)) if self.algorithm.personal else np.zeros(1, np.int32)
         self.eval_ids = jnp.asarray(ids)
         init_key, self.run_key = jax.random.split(jax.random.key(config.seed))
@@ -133,6 +136,7 @@ class Simulation:
             record["test_accuracy_min"] = float(np.min(accuracy))
             record["test_accuracy_max"] = float(np.max(accuracy))
         record.update({k: float(v) for k, v in sorted(train.items())})
+        record.update(self.costs.record_fields(round_index))
         return record
 
 

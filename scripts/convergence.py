@@ -1,0 +1,21 @@
+"""Convergence (the paper's claim 2): test accuracy against rounds for every split algorithm,
+and the rounds each needs to reach --target-accuracy. Runs one run per algorithm at the
+largest --clients, or plots finished runs (--from-runs, e.g. /work/main/runs/n100-r5).
+Writes convergence_<dataset>.png and convergence.md into --out.
+
+Example: python scripts/convergence.py --from-runs /work/main/runs/n100-r5 --target-accuracy 0.8
+"""
+
+from __future__ import annotations
+
+import sys
+
+from lfmsl import figures
+
+
+def main(argv=None) -> int:
+    return figures.curves_main("convergence", __doc__, "round", "round (one local epoch of every client)", "Convergence: accuracy against rounds", argv)
+
+
+if __name__ == "__main__":
+    sys.exit(figures.entry(main))

@@ -1,0 +1,173 @@
+"""Simulated latency: the time a round would take on real devices and links.
+
+The model is the one in docs/ALGORITHMS.md [default; the paper's own is not available]. For
+the parallel algorithms one iteration takes
+
+    T = B*F_c/f_c + B*(q + l)/R_up + (N*B + M)*F_s/f_s + B*q/R_down
+
+F_c and F_s are forward+backward FLOPs per sample of the client side (lower segment, plus its
+decoder or auxiliary head where the algorithm has one) and of the server segment, counted as
+BACKWARD_FACTOR = 3 times the forward FLOPs that `models.flops_per_sample` reads from XLA's
+cost analysis. q is the smashed data per sample and l the label, in bits; M = N*n_s*B mixed
+samples where the server mixes. Per algorithm:
+- LocSplitFed: no download and no waiting; clients, uplink and server work as a pipeline, so
+  an iteration takes as long as its slowest stage.
+- SFL-V2: the server serves the clients one after another, sum_i B*F_s/f_s (under a pure
+  throughput model this equals the batched server time of PSL).
+- Sequential SL: the single-client time summed over all clients, plus the relay: each
+  hand-over moves the client model at the slower of the two links.
+- Averaging adds one upload and one download of every client's averaged parts (in parallel
+  over clients) at each averaging step. SFL-V1's server copies stay at the server: no link.
+- FedAvg: the full model trains on the client; centralized: on the server, no links.
+This simulated time is kept apart from the simulator's own wall-clock time (`wall_time_s`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Sequence
+
+from lfmsl import comm
+from lfmsl.config import MIX_ALGORITHMS, Config
+from lfmsl.models import SplitModel, default_model_for, flops_per_sample, get_model
+
+BACKWARD_FACTOR = 3.0  # forward + backward = 3 x forward (backward ~ 2 x forward)
+BITS_PER_BYTE = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """Device speeds (FLOP/s) and per-client link rates (Mbit/s)."""
+
+    client_flops: float
+    server_flops: float
+    uplink_mbps: float
+    downlink_mbps: float
+
+
+# Named profiles [default]; illustrative settings, not measurements of real devices.
+PROFILES = {
+    "default": Profile(client_flops=10e9, server_flops=1e12, uplink_mbps=100.0, downlink_mbps=100.0),
+    "iot": Profile(client_flops=1e9, server_flops=1e12, uplink_mbps=10.0, downlink_mbps=50.0),
+    "edge": Profile(client_flops=100e9, server_flops=10e12, uplink_mbps=1000.0, downlink_mbps=1000.0),
+}
+IMAGE_SHAPES = {"mnist": ((28, 28, 1), 10), "fashion_mnist": ((28, 28, 1), 10), "cifar10": ((32, 32, 3), 10)}
+
+
+def profile_for(config: Config) -> Profile:
+    """The named profile with any value the configuration sets overriding it."""
+    base = PROFILES[config.latency_profile]
+    overrides = {f.name: getattr(config, f.name) for f in dataclasses.fields(Profile) if getattr(config, f.name) is not None}
+    return dataclasses.replace(base, **overrides)
+
+
+def model_for(config: Config) -> SplitModel:
+    """The run's split model, built from the configuration alone (no data needed)."""
+    shape, classes = IMAGE_SHAPES[config.dataset]
+    return get_model(config.model or default_model_for(config.dataset), shape, classes, config.conv)
+
+
+@functools.lru_cache(maxsize=None)
+def forward_flops(model: SplitModel) -> dict[str, float]:
+    """Forward FLOPs per sample of each part (compiled once per model)."""
+    return flops_per_sample(model)
+
+
+def _link_seconds(num_bytes: float, mbps: float) -> float:
+    return num_bytes * BITS_PER_BYTE / (mbps * 1e6)
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """Simulated seconds of one iteration, one averaging step and one relay hand-over."""
+
+    per_iteration: float
+    per_average: float
+    per_relay: float
+
+
+def timing(config: Config, model: SplitModel, traffic: comm.Traffic, profile: Profile) -> Timing:
+    """The latency model of `config.algorithm` (see the module docstring)."""
+    from lfmsl.algorithms import recipe_for
+
+    flops = forward_flops(model)
+    n, b = config.clients, config.batch_size
+    full = BACKWARD_FACTOR * (flops["client"] + flops["server"])
+    if config.algorithm == "centralized":
+        return Timing(b * full / profile.server_flops, 0.0, 0.0)
+    per_average = (_link_seconds((traffic.per_average["client_weights_up"] + traffic.per_average["aux_weights_up"]) / n, profile.uplink_mbps)
+                   + _link_seconds((traffic.per_average["client_weights_down"] + traffic.per_average["aux_weights_down"]) / n, profile.downlink_mbps))
+    if config.algorithm == "fedavg":
+        return Timing(b * full / profile.client_flops, per_average, 0.0)
+
+    sequential = config.algorithm == "sl"
+    recipe = None if sequential else recipe_for(config)
+    local = recipe.local if recipe else None  # "decoder" | "aux" | None: the client's extra part
+    client = b * BACKWARD_FACTOR * (flops["client"] + (flops[local] if local else 0.0)) / profile.client_flops
+    up = _link_seconds((traffic.per_iteration["smashed_up"] + traffic.per_iteration["labels_up"]) / n, profile.uplink_mbps)
+    down = _link_seconds(traffic.per_iteration["grads_down"] / n, profile.downlink_mbps)
+    server_step = b * BACKWARD_FACTOR * flops["server"] / profile.server_flops  # one client's batch
+    if sequential:  # one client at a time, each through the server alone
+        relay = _link_seconds(traffic.relay_bytes, min(profile.uplink_mbps, profile.downlink_mbps))
+        return Timing(n * (client + up + server_step + down), 0.0, relay)
+    mixed = n * config.mix_partners if recipe.mix and config.algorithm in MIX_ALGORITHMS else 0
+    server = (n + mixed) * server_step  # SFL-V2's one-after-another sum is the same total
+    if not recipe.send_grad:  # LocSplitFed: no download, no waiting: a pipeline
+        return Timing(max(client, up, server), per_average, 0.0)
+    return Timing(client + up + server + down, per_average, 0.0)
+
+
+class RunCosts:
+    """Bytes and simulated seconds of every round of one run, computed once from shapes."""
+
+    def __init__(self, config: Config, model: SplitModel, iterations: int):
+        self.config = config
+        self.traffic = comm.traffic(config, model, iterations)
+        self.profile = profile_for(config)
+        self.timing = timing(config, model, self.traffic, self.profile)
+        self._rounds: list[tuple[dict[str, int], float]] = []
+
+    def round(self, round_index: int) -> tuple[dict[str, int], float]:
+        """Bytes by category and simulated seconds of round `round_index` (from 0)."""
+        t, config = self.traffic, self.config
+        sent = comm.round_bytes(t, config, round_index)
+        seconds = (t.steps_per_round * self.timing.per_iteration
+                   + comm.averaging_steps(round_index, t.steps_per_round, t.avg_every) * self.timing.per_average
+                   + comm.relay_handovers(round_index, config.clients) * self.timing.per_relay)
+        return sent, seconds
+
+    def record_fields(self, round_index: int) -> dict:
+        """The fields a round's record gets: this round's and the cumulative cost."""
+        while len(self._rounds) <= round_index:
+            self._rounds.append(self.round(len(self._rounds)))
+        done = self._rounds[: round_index + 1]
+        sent, seconds = done[-1]
+        cumulative = {k: sum(r[0][k] for r in done) for k in comm.CATEGORIES}
+        return {
+            "comm_bytes": sum(cumulative.values()),
+            "comm_round_bytes": sum(sent.values()),
+            "comm_breakdown": sent,
+            "comm_breakdown_cumulative": cumulative,
+            "sim_round_latency_s": seconds,
+            "sim_latency_s": math.fsum(r[1] for r in done),
+        }
+
+
+def annotate(history: Sequence[dict], config: Config, iterations: int) -> list[dict]:
+    """Records with the cost fields added (for runs made before the ledger existed)."""
+    costs = RunCosts(config, model_for(config), iterations)
+    return [{**record, **costs.record_fields(record["round"] - 1)} for record in history]
+
+
+def summary_fields(history: Sequence[dict], target: float | None) -> dict:
+    """Total cost of a run and, with a target accuracy, what it took to reach it."""
+    if not history:
+        return {}
+    out = {"sim_latency_s": history[-1]["sim_latency_s"], "comm_bytes": history[-1]["comm_bytes"], "target_accuracy": target}
+    reached = next((r for r in history if target is not None and r["test_accuracy"] >= target), None)
+    out["rounds_to_target"] = reached["round"] if reached else None
+    out["sim_latency_to_target_s"] = reached["sim_latency_s"] if reached else None
+    out["wall_time_to_target_s"] = reached.get("wall_time_s") if reached else None
+    return out

@@ -1,0 +1,63 @@
+"""Figures of the experiment scripts: lines (with an error band or bars) and grouped bars.
+
+Every figure has labelled axes with units, a title and a legend, and is written as a PNG.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+Series = tuple[Sequence[float], Sequence[float], Sequence[float] | None]  # x, y, spread (or None)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def line_plot(series: Mapping[str, Series], path: Path, xlabel: str, ylabel: str, title: str,
+              logx: bool = False, xticks: Sequence[float] | None = None) -> Path:
+    """One line per label, with error bars where a spread is given."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(6.4, 4.2))
+    for label, (x, y, spread) in series.items():
+        axes.errorbar(x, y, yerr=spread, marker="o", markersize=4, capsize=3, label=label)
+    if logx:
+        axes.set_xscale("log")
+    if xticks is not None:
+        axes.set_xticks(list(xticks), [f"{t:g}" for t in xticks])
+        axes.minorticks_off()
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return Path(path)
+
+
+def bar_plot(labels: Sequence[str], values: Sequence[float], path: Path, ylabel: str, title: str,
+             spread: Sequence[float] | None = None, legend: str = "final test accuracy") -> Path:
+    """One bar per label (e.g. each ablation setting)."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(max(6.4, 0.8 * len(labels)), 4.2))
+    axes.bar(range(len(labels)), values, yerr=spread, capsize=3, label=legend)
+    axes.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    axes.set_xlabel("setting")
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    low = min(values) if values else 0.0
+    axes.set_ylim(max(0.0, low - 10.0), None)
+    axes.grid(alpha=0.3, axis="y")
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return Path(path)

@@ -1,0 +1,227 @@
+"""`lfmsl sweep`: a grid of runs in one process, one folder each, and a table over seeds.
+
+Every configuration flag takes a comma list (`--algorithm psl,locfedmix --clients 10,50
+--seed 0,1 --mix-alpha 0.5,1`); the grid is their product. Each run gets a folder named from
+its options that differ from the defaults, so a re-run of the same or a larger grid finds the
+runs that already finished (a `summary.json` with the same configuration) and skips them.
+Each dataset is loaded once. The table (results.csv, results.md) has one row per
+configuration with the mean and standard deviation over seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import itertools
+import json
+import shutil
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from lfmsl import outputs
+from lfmsl.config import Config, validate
+from lfmsl.errors import UsageError
+
+DEFAULTS = Config()
+NAMED = ("algorithm", "dataset", "clients", "seed")  # always in a run folder's name
+METRICS = (  # summary key, table heading, scale, format
+    ("final_test_accuracy", "final acc (%)", 100.0, "{:.2f}"),
+    ("best_test_accuracy", "best acc (%)", 100.0, "{:.2f}"),
+    ("sim_latency_s", "sim. latency (s)", 1.0, "{:.4g}"),
+    ("rounds_to_target", "rounds to target", 1.0, "{:.1f}"),
+    ("sim_latency_to_target_s", "sim. latency to target (s)", 1.0, "{:.4g}"),
+    ("comm_bytes", "comm. (MB)", 1e-6, "{:.4g}"),
+    ("total_wall_time_s", "wall time (s)", 1.0, "{:.1f}"),
+)
+
+
+@dataclasses.dataclass
+class Run:
+    """One run of a sweep: its configuration, folder and summary (None until finished)."""
+
+    config: Config
+    path: Path
+    summary: dict | None = None
+
+
+def listify(parser: argparse.ArgumentParser) -> None:
+    """Make every valued configuration flag accept a comma list, each item checked as before."""
+    fields = {f.name for f in dataclasses.fields(Config)}
+    for action in parser._actions:
+        if action.dest not in fields or action.nargs == 0:
+            continue
+        convert, choices = action.type or str, action.choices
+
+        def parse_list(text: str, convert=convert, choices=choices, flag=action.option_strings[0]) -> list:
+            items = [convert(item.strip()) for item in text.split(",") if item.strip()]
+            bad = [item for item in items if choices is not None and item not in choices]
+            if not items or bad:
+                raise argparse.ArgumentTypeError(f"{flag}: expected a comma list of {', '.join(map(str, choices or ['values']))}")
+            return items
+
+        action.type, action.choices = parse_list, None
+
+
+def grid(values: dict) -> list[Config]:
+    """The product of every list-valued option; scalars are the same in every run."""
+    lists = {k: (v if isinstance(v, list) else [v]) for k, v in values.items() if k in Config.__dataclass_fields__}
+    keys = list(lists)
+    configs = [Config(**dict(zip(keys, combo))) for combo in itertools.product(*(lists[k] for k in keys))]
+    return list(dict.fromkeys(configs))  # a repeated list item is one run
+
+
+def run_name(config: Config) -> str:
+    """A folder name from the options that define the run, stable across grids."""
+    parts = [config.algorithm, config.dataset, f"n{config.clients}", f"s{config.seed}"]
+    for field in dataclasses.fields(Config):
+        value = getattr(config, field.name)
+        if field.name in NAMED or value == getattr(DEFAULTS, field.name):
+            continue
+        parts.append(f"{'no-' if value is False else ''}{field.name.replace('_', '-')}" + ("" if isinstance(value, bool) else f"={value}"))
+    return "_".join(parts).replace("/", "-").replace(":", "-")
+
+
+def finished_summary(path: Path, config: Config) -> dict | None:
+    """The summary of a finished run of `config` in `path`, else None; another run there is an error."""
+    summary_path = path / "summary.json"
+    if not summary_path.exists():
+        return None
+    summary = json.loads(summary_path.read_text())
+    if Config.from_dict(summary.get("config", {})) != config:  # keys added later take their defaults
+        raise UsageError(f"{path} holds a run of another configuration; remove it or choose another --out")
+    return summary if summary.get("rounds_completed") == config.rounds else None
+
+
+def execute(config: Config, path: Path, dataset, progress: bool) -> dict:
+    """The one place a sweep runs a simulation: an interrupted run resumes from its checkpoint."""
+    from lfmsl.runner import execute as execute_run
+
+    return execute_run(config, path, resume=True, progress=progress, dataset=dataset)
+
+
+def run_sweep(configs: Sequence[Config], out: Path, load: Callable[[str], object], progress: bool = False,
+              log: Callable[[str], None] = print) -> list[Run]:
+    """Run every configuration not yet finished under `out`, loading each dataset once."""
+    for config in configs:
+        validate(config)
+    runs = [Run(config, Path(out) / run_name(config)) for config in configs]
+    for run in runs:
+        run.summary = finished_summary(run.path, run.config)
+    todo = [run for run in runs if run.summary is None]
+    log(f"lfmsl sweep: {len(runs)} runs, {len(runs) - len(todo)} already finished, {len(todo)} to run -> {out}")
+    for name, group in itertools.groupby(sorted(todo, key=lambda r: r.config.dataset), key=lambda r: r.config.dataset):
+        dataset = load(name)
+        for run in group:
+            log(f"lfmsl sweep: {run.path.name}")
+            run.summary = execute(run.config, run.path, dataset, progress)
+    return runs
+
+
+def varying(configs: Iterable[Config], ignore: Sequence[str] = ("seed",)) -> list[str]:
+    """Options whose value differs between configurations, in Config order."""
+    configs = list(configs)
+    return [f.name for f in dataclasses.fields(Config)
+            if f.name not in ignore and len({getattr(c, f.name) for c in configs}) > 1]
+
+
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def aggregate(runs: Sequence[Run], keys: Sequence[str] | None = None) -> list[dict]:
+    """One row per configuration up to the seed: mean and std (ddof=1) over seeds of each metric.
+
+    The rows name the options in `keys`, by default those that vary between the runs.
+    """
+    finished = [r for r in runs if r.summary is not None]
+    keys = list(keys or varying([r.config for r in finished]) or ["algorithm"])
+    with_target = any(r.config.target_accuracy is not None for r in finished)
+    metrics = [m[0] for m in METRICS if with_target or "target" not in m[0]]
+    groups: dict[Config, list[Run]] = {}
+    for run in finished:
+        groups.setdefault(dataclasses.replace(run.config, seed=0), []).append(run)
+    rows = []
+    for group in groups.values():
+        row = {k: getattr(group[0].config, k) for k in keys}
+        row["seeds"] = len(group)
+        for key in metrics:
+            values = [r.summary[key] for r in group if r.summary.get(key) is not None]
+            row[f"{key}_mean"], row[f"{key}_std"] = _mean_std(values)
+            row[f"{key}_n"] = len(values)
+        rows.append(row)
+    return rows
+
+
+def _cell(row: dict, key: str, scale: float, fmt: str) -> str:
+    mean, std = row[f"{key}_mean"], row[f"{key}_std"]
+    if mean is None:
+        return "not reached" if "target" in key else "-"
+    text = f"{fmt.format(mean * scale)} ± {fmt.format(std * scale)}" if row["seeds"] > 1 else fmt.format(mean * scale)
+    if row[f"{key}_n"] < row["seeds"]:
+        text += f" ({row[f'{key}_n']}/{row['seeds']} seeds)"
+    return text
+
+
+def markdown_table(rows: Sequence[dict], metrics: Sequence[str] | None = None) -> str:
+    """The rows as a Markdown table (mean ± std over seeds where there are several)."""
+    if not rows:
+        return "(no finished runs)\n"
+    chosen = [m for m in METRICS if f"{m[0]}_mean" in rows[0] and (metrics is None or m[0] in metrics)]
+    keys = [k for k in rows[0] if not any(k.startswith(m[0]) for m in METRICS) and k != "seeds"]
+    header = keys + ["seeds"] + [m[1] for m in chosen]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [str(row[k]) for k in keys] + [str(row["seeds"])] + [_cell(row, key, scale, fmt) for key, _, scale, fmt in chosen]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(rows: Sequence[dict], out: Path) -> None:
+    """results.csv (every column) and results.md (readable) in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    if rows:
+        with open(out / "results.csv", "w", newline="") as stream:
+            writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
+    (out / "results.md").write_text(markdown_table(rows))
+
+
+def history(run: Run) -> list[dict]:
+    """A run's round records, with the cost fields computed where the run predates them."""
+    records = outputs.read_metrics(run.path)
+    if records and "sim_latency_s" not in records[0]:
+        from lfmsl.latency import annotate
+
+        records = annotate(records, run.config, run.summary["resolved"]["iterations_per_round"])
+    return records
+
+
+def load_run(path: Path) -> Run:
+    """A finished run folder (any folder with summary.json), e.g. one made by `lfmsl run`."""
+    summary_path = Path(path) / "summary.json"
+    if not summary_path.exists():
+        raise UsageError(f"{path} holds no finished run (no summary.json)")
+    summary = json.loads(summary_path.read_text())
+    known = {k: v for k, v in summary["config"].items() if k in Config.__dataclass_fields__}  # runs of other lfmsl versions
+    return Run(Config.from_dict(known), Path(path), summary)
+
+
+def sweep_command(args: argparse.Namespace) -> int:
+    """`lfmsl sweep`: run the grid, then write the tables."""
+    from lfmsl.data import load_dataset
+    from lfmsl.runner import log
+
+    configs = grid(vars(args))
+    runs = run_sweep(configs, args.out, lambda name: load_dataset(name, manual_dir=args.manual_dir, data_dir=args.data_dir),
+                     args.progress, log)
+    rows = aggregate(runs)
+    write_tables(rows, args.out)
+    log(f"lfmsl sweep: tables in {args.out / 'results.csv'} and {args.out / 'results.md'}")
+    print(markdown_table(rows), end="")
+    return 0

@@ -1,0 +1,52 @@
+"""The experiment scripts: --help, and --quick runs that write their figures and tables."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+NAMES = ("scalability", "convergence", "latency", "ablations")
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(f"script_{name}", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_help(name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        load(name).main(["--help"])
+    assert exit_info.value.code == 0
+    assert "--quick" in capsys.readouterr().out
+
+
+def test_quick_runs_write_figures_and_tables(tmp_path, manual_data_dir, tfds_data_dir):
+    data = ["--manual-dir", str(manual_data_dir), "--data-dir", str(tfds_data_dir)]
+    runs, out = tmp_path / "runs", tmp_path / "figures"
+    common = ["--quick", "--runs-dir", str(runs), *data]
+    assert load("scalability").main([*common, "--algorithm", "psl,locfedmix", "--out", str(out / "s")]) == 0
+    assert (out / "s" / "scalability_fashion_mnist.png").stat().st_size > 0
+    table = (out / "s" / "scalability.md").read_text()
+    assert "| psl | 3 | 1 |" in table and "| locfedmix | 3 | 1 |" in table  # algorithm, clients, seeds
+    for name in ("convergence", "latency"):  # from the finished runs: nothing is run again
+        assert load(name).main(["--quick", "--from-runs", str(runs), "--out", str(out / name)]) == 0
+        assert (out / name / f"{name}_fashion_mnist.png").stat().st_size > 0
+        assert "LocFedMix-SL" in (out / name / f"{name}.md").read_text()
+    # Quick ablations of the settings reuse the LocFedMix-SL run: nothing new is run.
+    studies = "mix_alpha,mix_partners,avg_every"
+    assert load("ablations").main([*common, "--studies", studies, "--out", str(out / "a")]) == 0
+    assert {p.name for p in (out / "a").glob("*.png")} == {"mix_alpha.png", "mix_partners.png", "avg_every.png"}
+    assert len(list(runs.glob("*/summary.json"))) == 2
+
+
+def test_plots_write_labelled_pngs(tmp_path):
+    from lfmsl import plots
+
+    line = plots.line_plot({"a": ([1, 2], [50.0, 60.0], [1.0, 2.0]), "b": ([1, 2], [55.0, 58.0], None)}, tmp_path / "l.png",
+                           "number of clients N", "final test accuracy (%)", "title", logx=True, xticks=[1, 2])
+    bar = plots.bar_plot(["none", "mix+loc+fed"], [50.0, 60.0], tmp_path / "b.png", "final test accuracy (%)", "title", [1.0, 0.5])
+    assert line.stat().st_size > 0 and bar.stat().st_size > 0

@@ -1,0 +1,95 @@
+"""lfmsl sweep: the grid from comma lists, one folder per run, tables over seeds, skipping finished runs."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lfmsl import comm, sweep
+from lfmsl.cli import build_parser, main
+from lfmsl.config import Config
+from lfmsl.data import Dataset
+from lfmsl.errors import UsageError
+from lfmsl.latency import model_for
+
+
+def tiny_dataset() -> Dataset:
+    """40 random training and 20 test images: enough to run the machinery, in seconds."""
+    rng = np.random.default_rng(0)
+    images = lambda n: rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8)
+    labels = lambda n: np.arange(n) % 10
+    return Dataset("fashion_mnist", images(40), labels(40), images(20), labels(20), 10)
+
+
+def test_comma_lists_make_a_grid():
+    args = build_parser().parse_args(["sweep", "--algorithm", "psl,locfedmix", "--clients", "2,4", "--seed", "0,1",
+                                      "--mix-alpha", "0.5", "--out", "x"])
+    configs = sweep.grid(vars(args))
+    assert len(configs) == 8
+    assert {(c.algorithm, c.clients, c.seed) for c in configs} == {(a, n, s) for a in ("psl", "locfedmix") for n in (2, 4) for s in (0, 1)}
+    assert {c.mix_alpha for c in configs} == {0.5}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["sweep", "--algorithm", "psl,nope", "--out", "x"], "--algorithm"),
+    (["sweep", "--clients", "2,zero", "--out", "x"], "--clients"),
+])
+def test_bad_lists_are_one_line_errors(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lfmsl: error:") and message in err and "\n" not in err
+
+
+def test_run_names_are_stable_and_distinct():
+    a = Config(algorithm="locfedmix", clients=4, mix=False, mix_alpha=0.5)
+    assert sweep.run_name(a) == "locfedmix_fashion_mnist_n4_s0_no-mix_mix-alpha=0.5"
+    assert sweep.run_name(Config(partition="dirichlet:0.5")) != sweep.run_name(Config())
+
+
+def fake_run(seed, accuracy, **options):
+    config = Config(seed=seed, **options)
+    return sweep.Run(config, Path(sweep.run_name(config)), {"final_test_accuracy": accuracy, "best_test_accuracy": accuracy,
+                                                             "sim_latency_s": 2.0, "comm_bytes": 10, "total_wall_time_s": 1.0})
+
+
+def test_tables_average_over_seeds(tmp_path):
+    runs = [fake_run(0, 0.5, clients=4), fake_run(1, 0.7, clients=4), fake_run(0, 0.9, clients=8)]
+    rows = sweep.aggregate(runs)
+    assert [(r["clients"], r["seeds"]) for r in rows] == [(4, 2), (8, 1)]
+    assert rows[0]["final_test_accuracy_mean"] == pytest.approx(0.6)
+    assert rows[0]["final_test_accuracy_std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+    assert rows[1]["final_test_accuracy_std"] == 0.0
+    sweep.write_tables(rows, tmp_path)
+    assert (tmp_path / "results.csv").read_text().startswith("clients,seeds,final_test_accuracy_mean")
+    table = (tmp_path / "results.md").read_text()
+    assert "| 4 | 2 | 60.00 ± 14.14 |" in table and "| 8 | 1 | 90.00 |" in table
+
+
+def test_sweep_runs_skips_finished_runs_and_reruns_unfinished_ones(tmp_path):
+    loads = []
+    load = lambda name: loads.append(name) or tiny_dataset()
+    config = Config(algorithm="psl", clients=2, rounds=2, eval_clients=1, target_accuracy=0.05)
+    (run,) = sweep.run_sweep([config], tmp_path, load, log=lambda m: None)
+    assert loads == ["fashion_mnist"] and run.path == tmp_path / sweep.run_name(config)
+
+    # The records carry the ledger: cumulative bytes equal the closed-form rounds.
+    records = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+    traffic = comm.traffic(config, model_for(config), run.summary["resolved"]["iterations_per_round"])
+    per_round = [sum(comm.round_bytes(traffic, config, r).values()) for r in range(2)]
+    assert [r["comm_bytes"] for r in records] == [per_round[0], per_round[0] + per_round[1]]
+    assert records[1]["sim_latency_s"] == pytest.approx(2 * records[0]["sim_latency_s"])
+    assert run.summary["sim_latency_s"] == records[1]["sim_latency_s"]
+    assert run.summary["rounds_to_target"] == 1  # any accuracy beats 5%
+
+    # A re-run finds the run finished: no data loaded, nothing run, the same summary.
+    (again,) = sweep.run_sweep([config], tmp_path, load, log=lambda m: None)
+    assert loads == ["fashion_mnist"] and again.summary == run.summary
+    # An unfinished run (metrics but no summary) is run again from the start.
+    (run.path / "summary.json").unlink()
+    (third,) = sweep.run_sweep([config], tmp_path, load, log=lambda m: None)
+    assert loads == ["fashion_mnist"] * 2 and third.summary["rounds_completed"] == 2
+    assert len((run.path / "metrics.jsonl").read_text().splitlines()) == 2
+    # Another configuration in the same folder is refused.
+    with pytest.raises(UsageError, match="another configuration"):
+        sweep.finished_summary(run.path, Config(algorithm="psl", clients=2, rounds=3))
