@@ -66,7 +66,7 @@ def test_tables_average_over_seeds(tmp_path):
     assert "| 4 | 2 | 60.00 ± 14.14 |" in table and "| 8 | 1 | 90.00 |" in table
 
 
-def test_sweep_runs_skips_finished_runs_and_reruns_unfinished_ones(tmp_path):
+def test_sweep_runs_skips_finished_runs_and_resumes_unfinished_ones(tmp_path):
     loads = []
     load = lambda name: loads.append(name) or tiny_dataset()
     config = Config(algorithm="psl", clients=2, rounds=2, eval_clients=1, target_accuracy=0.05)
@@ -85,11 +85,20 @@ def test_sweep_runs_skips_finished_runs_and_reruns_unfinished_ones(tmp_path):
     # A re-run finds the run finished: no data loaded, nothing run, the same summary.
     (again,) = sweep.run_sweep([config], tmp_path, load, log=lambda m: None)
     assert loads == ["fashion_mnist"] and again.summary == run.summary
-    # An unfinished run (metrics but no summary) is run again from the start.
+    # A run stopped after round 1 (no summary, newest checkpoint round 1) resumes from there and
+    # recomputes round 2 exactly as before.
+    import shutil
+
     (run.path / "summary.json").unlink()
+    shutil.rmtree(run.path / "checkpoints" / "2")
     (third,) = sweep.run_sweep([config], tmp_path, load, log=lambda m: None)
     assert loads == ["fashion_mnist"] * 2 and third.summary["rounds_completed"] == 2
-    assert len((run.path / "metrics.jsonl").read_text().splitlines()) == 2
+    assert third.summary["resumed_after_round"] == 1
+    resumed = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+    timing = ("round_time_s", "wall_time_s")
+    assert [{k: v for k, v in r.items() if k not in timing} for r in resumed] == [
+        {k: v for k, v in r.items() if k not in timing} for r in records
+    ]
     # Another configuration in the same folder is refused.
     with pytest.raises(UsageError, match="another configuration"):
         sweep.finished_summary(run.path, Config(algorithm="psl", clients=2, rounds=3))
