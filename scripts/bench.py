@@ -288,8 +288,7 @@ def main(argv=None) -> int:
                 if "error" not in result and "error" not in cost:
                     result = add_fractions({**result, **{k: cost[k] for k in ("flops_per_round", "bytes_per_round")}}, hw)
                 results.append(result)
-                if not args.json:
-                    print(table(results[-1:], hw).splitlines()[-1], file=sys.stderr, flush=True)
+                print(table(results[-1:], hw).splitlines()[-1], file=sys.stderr, flush=True)  # progress
     print(json.dumps(results, indent=1) if args.json else table(results, hw))
     return 0
 

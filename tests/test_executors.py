@@ -33,12 +33,12 @@ def test_auto_follows_the_table_per_backend_and_client_count():
 
 def test_map_clients_equals_a_python_loop():
     fn = lambda a, b: (a * b.sum(), jax.numpy.tanh(a))
-    a, b = np.random.default_rng(0).normal(size=(2, 7, 3))
+    a, b = np.random.default_rng(0).normal(size=(2, 7, 3)).astype(np.float32)
     want = [np.stack(x) for x in zip(*(fn(a[i], b[i]) for i in range(7)))]
     for spec in ("vmap", "chunked:3", "loop"):
         got = jax.jit(executors.map_clients(fn, spec))(a, b)
         for g, w in zip(got, want):
-            np.testing.assert_allclose(g, w, rtol=1e-6)
+            np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6)
 
 
 def one_round(algorithm: str, executor: str, conv: str, clients: int = 5, batch: int = 4, iterations: int = 2):

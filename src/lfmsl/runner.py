@@ -20,6 +20,10 @@ def describe(record: dict) -> str:
 
 def run_command(args: argparse.Namespace, config: Config) -> int:
     validate(config)  # every option is checked before any work starts
+    if getattr(args, "distributed", False):  # before JAX touches a device
+        from lfmsl.sharding import initialize_distributed
+
+        initialize_distributed()
     from lfmsl.data import load_dataset
     from lfmsl.simulation import Simulation
 
