@@ -1,10 +1,12 @@
 """Executors: parsing, the measured `auto` choice, and equal results from every executor."""
 
+import functools
+
 import jax
 import numpy as np
 import pytest
 
-from lfmsl import algorithms, executors
+from lfmsl import algorithms, blocks, executors, models
 from lfmsl.algorithms.base import Context
 from lfmsl.batching import make_client_data
 from lfmsl.config import Config
@@ -53,15 +55,43 @@ def one_round(algorithm: str, executor: str, conv: str, clients: int = 5, batch:
     return jax.jit(algorithm.round)(jax.jit(algorithm.init)(key), data, key)
 
 
-@pytest.mark.parametrize("conv,specs", [("patches", ("chunked:3", "loop")), ("xla", ("loop",))])
-def test_executors_give_the_same_round(conv, specs):
+@pytest.mark.parametrize("conv", ["patches", "xla"])
+def test_executors_give_the_same_client_gradients(conv):
+    """The LocFedMix-SL client step (segment, decoder, reconstruction loss) through each executor:
+    smashed data, local losses and the parameter gradients of a random downlink gradient."""
+    model = get_model("cnn", (28, 28, 1), 10, conv)
+    params = [models.init_params(model, jax.random.key(i)) for i in range(5)]
+    stacked = jax.tree.map(lambda *xs: jax.numpy.stack(xs), *[{"lower": p["client"], "decoder": p["decoder"]} for p in params])
+    images = jax.random.uniform(jax.random.key(9), (5, 3, 28, 28, 1))
+    cotangent = jax.random.normal(jax.random.key(8), (5, 3, *model.smashed_shape))
+
+    def one(p, x):
+        s = model.client.apply({"params": p["lower"]}, x)
+        return s, blocks.reconstruction_loss(model.decoder.apply({"params": p["decoder"]}, s), x)
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def run(spec, stacked, images, cotangent):
+        out, vjp = jax.vjp(lambda p: executors.map_clients(one, spec)(p, images), stacked)
+        return out, vjp((cotangent, jax.numpy.ones(5)))
+
+    want = run("vmap", stacked, images, cotangent)
+    for spec in ("chunked:3", "loop"):
+        got = run(spec, stacked, images, cotangent)
+        jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4, err_msg=spec), got, want)
+
+
+def test_executors_give_the_same_round():
     """LocFedMix-SL (client segment, decoder, mixup, averaging): vmap vs lax.map, with a chunk
-    size that does not divide the 5 clients; states and metrics after two iterations."""
-    want_state, want_metrics = one_round("locfedmix", "vmap", conv)
-    for spec in specs:
-        state, metrics = one_round("locfedmix", spec, conv)
+    size that does not divide the 5 clients; states and metrics after two iterations.
+
+    Adam moves every parameter by about its learning rate (1e-3) whatever the gradient's size,
+    so a float-rounding difference in a near-zero gradient can show as ~1e-5 in the state;
+    atol 1e-4 allows that, while a wrong gradient would move parameters by ~1e-3."""
+    want_state, want_metrics = one_round("locfedmix", "vmap", "patches")
+    for spec in ("chunked:3", "loop"):
+        state, metrics = one_round("locfedmix", spec, "patches")
         for name in ("clients", "client_opt", "server", "server_opt"):
-            jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=2e-4, atol=1e-6, err_msg=f"{spec} {name}"),
+            jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=2e-4, atol=1e-4, err_msg=f"{spec} {name}"),
                          getattr(state, name), getattr(want_state, name))
         for key, value in want_metrics.items():
-            np.testing.assert_allclose(metrics[key], value, rtol=2e-4, atol=1e-6, err_msg=f"{spec} {key}")
+            np.testing.assert_allclose(metrics[key], value, rtol=1e-3, atol=1e-6, err_msg=f"{spec} {key}")

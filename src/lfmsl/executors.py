@@ -50,7 +50,7 @@ def parse_executor(spec: str) -> tuple[str, int | None]:
 # come from scripts/bench.py on a 2-core AMD EPYC (docs/PERFORMANCE.md); the accelerator rows
 # are the design's expectation (all clients in one batched computation), not yet measured.
 AUTO_TABLE: dict[str, tuple[tuple[int, str], ...]] = {
-    "cpu": ((1, "vmap"), (2**62, "loop")),
+    "cpu": ((1, "vmap"), (100, "loop"), (2**62, "chunked:10")),
     "gpu": ((2**62, "vmap"),),
     "tpu": ((2**62, "vmap"),),
 }
