@@ -142,6 +142,8 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
                    help="folder with one subfolder per dataset of its original files, for tfds without internet (default: $LFMSL_MANUAL_DIR)")
     g.add_argument("--data-dir", default=None, metavar="DIR", help="tfds data folder (default: $LFMSL_DATA_DIR or ~/tensorflow_datasets)")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar (one line per round instead)")
+    g.add_argument("--distributed", action="store_true",
+                   help="join jax.distributed first (one process per host of a TPU pod slice or GPU cluster; see docs/SCALING.md)")
     sweep = commands.add_parser("sweep", help="run a grid of simulations and tabulate them",
                                 description="Run every combination of the comma-separated option values (e.g. --algorithm psl,locfedmix "
                                             "--clients 10,50 --seed 0,1), one folder per run, skipping runs already finished, "

@@ -50,7 +50,7 @@ def parse_executor(spec: str) -> tuple[str, int | None]:
 # come from scripts/bench.py on a 2-core AMD EPYC (docs/PERFORMANCE.md); the accelerator rows
 # are the design's expectation (all clients in one batched computation), not yet measured.
 AUTO_TABLE: dict[str, tuple[tuple[int, str], ...]] = {
-    "cpu": ((2**62, "loop"),),
+    "cpu": ((1, "vmap"), (100, "loop"), (2**62, "chunked:10")),
     "gpu": ((2**62, "vmap"),),
     "tpu": ((2**62, "vmap"),),
 }
@@ -70,13 +70,26 @@ def resolve(spec: str, backend: str | None = None, num_clients: int | None = Non
 
 
 def map_clients(fn: Callable, spec: str) -> Callable:
-    """Return a function applying `fn` to every client slice of its arguments' leading axis."""
+    """Return a function applying `fn` to every client slice of its arguments' leading axis.
+
+    Every argument and output of `fn` is per client. Where a mesh with a "clients" axis of
+    more than one device is set (`jax.set_mesh`, see sharding.py) when this is traced, each
+    device maps over its own clients (`shard_map`), so no executor gathers the clients axis.
+    """
     kind, chunk = parse_executor(resolve(spec))
     if kind == "vmap":
-        return jax.vmap(fn)
-    remat = jax.checkpoint(fn)
+        local = jax.vmap(fn)
+    else:
+        remat = jax.checkpoint(fn)
+
+        def local(*args):
+            return jax.lax.map(lambda xs: remat(*xs), args, batch_size=chunk)
 
     def mapped(*args):
-        return jax.lax.map(lambda xs: remat(*xs), args, batch_size=chunk)
+        mesh = jax.sharding.get_abstract_mesh()
+        if mesh.empty or mesh.shape.get("clients", 1) == 1:
+            return local(*args)
+        spec = jax.sharding.PartitionSpec("clients")
+        return jax.shard_map(local, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)(*args)
 
     return mapped

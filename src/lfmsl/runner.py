@@ -32,6 +32,10 @@ def log(message: str) -> None:
 
 
 def run_command(args: argparse.Namespace, config: Config) -> int:
+    if getattr(args, "distributed", False):  # before JAX touches a device
+        from lfmsl.sharding import initialize_distributed
+
+        initialize_distributed()
     out = args.resume or args.out or outputs.new_run_dir("runs", config.algorithm, config.dataset)
     recorded = checkpoint.read_sources(out) if args.resume is not None else {}
     execute(

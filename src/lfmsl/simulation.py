@@ -25,6 +25,7 @@ from lfmsl.executors import resolve
 from lfmsl.latency import RunCosts
 from lfmsl.models import default_model_for, get_model
 from lfmsl.partition import partition, stratified_subset
+from lfmsl.sharding import Placement
 
 RoundRecord = dict[str, float]
 
@@ -59,9 +60,11 @@ class Simulation:
         self.parts = client_partition(config, dataset.y_train)
         # Centralised training sees the union of the clients' data as one learner.
         learners = [np.sort(np.concatenate(self.parts))] if config.algorithm == "centralized" else self.parts
-        self.data: ClientData = make_client_data(dataset.x_train, dataset.y_train, learners)
+        # Clients split over all devices where there are several (sharding.py).
+        self.placement = Placement(len(learners), split=config.algorithm not in ("sl", "centralized"))
+        self.data: ClientData = self.placement.data(make_client_data(dataset.x_train, dataset.y_train, learners))
         test = np.arange(len(dataset.y_test)) if config.test_size is None else stratified_subset(dataset.y_test, min(config.test_size, len(dataset.y_test)), config.seed)
-        self.test: TestData = make_test_data(dataset.x_test[test], dataset.y_test[test])
+        self.test: TestData = self.placement.replicate(make_test_data(dataset.x_test[test], dataset.y_test[test]))
         self.context = Context(
             config=config,
             model=self.model,
@@ -72,9 +75,9 @@ class Simulation:
         self.algorithm = algorithms.build(self.context)
         self.costs = RunCosts(config, self.model, self.context.iterations)  # static: bytes and simulated time
         ids = eval_client_ids(config, len(learners)) if self.algorithm.personal else np.zeros(1, np.int32)
-        self.eval_ids = jnp.asarray(ids)
+        self.eval_ids = self.placement.replicate(jnp.asarray(ids))
         init_key, self.run_key = jax.random.split(jax.random.key(config.seed))
-        self.state: State = jax.jit(self.algorithm.init)(init_key)
+        self.state: State = self.placement.init_state(self.algorithm.init, init_key)
         self.compile_time_s = 0.0
         self._round = None
         self._evaluate = None
@@ -89,13 +92,15 @@ class Simulation:
             return
         start = time.perf_counter()
         key = self.round_key(0)
-        self._round = jax.jit(self.algorithm.round, donate_argnums=0).lower(self.state, self.data, key).compile()
+        with self.placement.tracing():
+            self._round = self.placement.jit_round(self.algorithm.round).lower(self.state, self.data, key).compile()
 
         def evaluate(state, data, ids, test):
             lowers, uppers = self.algorithm.eval_pairs(state, data, ids)
             return evaluate_pairs(self.model, lowers, uppers, test)
 
-        self._evaluate = jax.jit(evaluate).lower(self.state, self.data, self.eval_ids, self.test).compile()
+        with self.placement.tracing():
+            self._evaluate = self.placement.jit_replicated(evaluate).lower(self.state, self.data, self.eval_ids, self.test).compile()
         self.compile_time_s = time.perf_counter() - start
 
     def step(self, round_index: int) -> tuple[dict, tuple]:

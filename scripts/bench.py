@@ -1,0 +1,297 @@
+#!/usr/bin/env python
+"""Time one round of the parallel split algorithms for growing client counts and each executor.
+
+    python scripts/bench.py                                  # LocFedMix-SL, 1/10/100/1000 clients, every executor
+    python scripts/bench.py --clients 100 --executor vmap,loop --json
+    python scripts/bench.py --algorithms locfedmix,psl,sflv1 --clients 10,100
+
+Each case runs in its own process (so its peak memory is its own, and a case that runs out of
+memory fails alone): it builds the algorithm on synthetic batches of the real shapes
+(Fashion-MNIST, 28x28x1 uint8, 10 classes; nothing from lfmsl.data, so no TensorFlow is needed),
+compiles the round once (timed), runs it once to warm up and then `--repeats` more times.
+
+Reported per case: client-steps per second (clients x iterations per round / round time),
+samples per second (x batch), compile time, peak memory (max RSS on a CPU, the device's
+`peak_bytes_in_use` on a GPU or TPU), FLOPs and bytes per round from XLA's cost analysis of the
+vectorised iteration (XLA counts a loop body once, so the loop executors' own analyses
+undercount), and the fraction of the hardware's limit: (the time the FLOPs and bytes need at
+peak, whichever is longer) / the measured time. The peak is stated per device (H100/H200
+datasheet numbers) or measured (a large matmul and a large copy) where unknown, e.g. a CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this checkout's lfmsl
+
+IMAGE_SHAPE, NUM_CLASSES = (28, 28, 1), 10
+# Datasheet peaks (dense): FLOP/s fp32, FLOP/s bf16, memory bytes/s.
+DATASHEET = {"H100": (67e12, 989e12, 3.35e12), "H200": (67e12, 989e12, 4.8e12)}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--algorithms", default="locfedmix",
+                   help="comma-separated algorithms, or 'all' for every parallel one (default: locfedmix)")
+    p.add_argument("--clients", default="1,10,100,1000", help="comma-separated client counts (default: 1,10,100,1000)")
+    p.add_argument("--executor", default="vmap,chunked:10,loop,auto", help="comma-separated executors (default: vmap,chunked:10,loop,auto)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--iterations", type=int, default=2, help="iterations per round, i.e. samples per client / batch (default: 2)")
+    p.add_argument("--repeats", type=int, default=2, help="timed rounds after one warm-up round (default: 2)")
+    p.add_argument("--conv", default="patches", choices=("patches", "xla"))
+    p.add_argument("--max-memory-gb", type=float, default=None,
+                   help="address-space limit of each case's process on a CPU, so that a case that would exhaust the machine fails alone")
+    p.add_argument("--case-timeout", type=int, default=3600, help="seconds before a case is abandoned (default: 3600)")
+    p.add_argument("--json", action="store_true", help="print the results as a JSON list of cases")
+    p.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case in this process
+    return p.parse_args(argv)
+
+
+# ------------------------------------------------------------------------------ one case
+
+
+def synthetic_data(num_clients: int, per_client: int, seed: int = 0):
+    from lfmsl.batching import make_client_data
+
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (num_clients * per_client, *IMAGE_SHAPE), dtype=np.uint8)
+    labels = rng.integers(0, NUM_CLASSES, num_clients * per_client)
+    parts = np.arange(num_clients * per_client).reshape(num_clients, per_client)
+    return make_client_data(images, labels, list(parts))
+
+
+def case_config(algorithm: str, clients: int, executor: str, batch: int, conv: str):
+    from lfmsl.config import MIX_ALGORITHMS, Config, validate
+
+    mix = not (algorithm in MIX_ALGORITHMS and clients < 2)  # mixup pairs two clients
+    extra = {"mix": False} if not mix and algorithm == "locfedmix" else {}
+    return validate(Config(algorithm=algorithm, clients=clients, batch_size=batch, executor=executor,
+                           model="cnn", conv=conv, **extra))
+
+
+def peak_memory_bytes() -> int:
+    import jax
+
+    device = jax.devices()[0]
+    if device.platform != "cpu":
+        stats = device.memory_stats() or {}
+        if "peak_bytes_in_use" in stats:
+            return int(stats["peak_bytes_in_use"])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+def run_case(spec: dict) -> dict:
+    """Compile and time one (algorithm, clients, executor) round; returns the measurements."""
+    import jax
+
+    from lfmsl import algorithms
+    from lfmsl.algorithms.base import Context
+    from lfmsl.executors import resolve
+    from lfmsl.models import get_model
+
+    n, iterations, batch = spec["clients"], spec["iterations"], spec["batch_size"]
+    if spec["algorithm"] in ("sl", "centralized"):
+        raise SystemExit(f"bench times the parallel algorithms and fedavg; {spec['algorithm']} has no parallel clients")
+    config = case_config(spec["algorithm"], n, spec["executor"], batch, spec["conv"])
+    model = get_model("cnn", IMAGE_SHAPE, NUM_CLASSES, spec["conv"])
+    data = synthetic_data(n, iterations * batch)
+    key = jax.random.key(0)
+
+    def lowered(iters: int, executor: str):
+        algorithm = algorithms.build(Context(config, model, n, iters, executor))
+        state = jax.jit(algorithm.init)(key)
+        return jax.jit(algorithm.round, donate_argnums=0).lower(state, data, key), algorithm
+
+    executor = resolve(spec["executor"], num_clients=n)
+    start = time.perf_counter()
+    low, algorithm = lowered(iterations, executor)
+    compiled = low.compile()
+    compile_s = time.perf_counter() - start
+    state = jax.jit(algorithm.init)(key)
+    times = []
+    for r in range(spec["repeats"] + 1):
+        began = time.perf_counter()
+        state, metrics = compiled(state, data, jax.random.fold_in(key, r))
+        jax.block_until_ready((state, metrics))
+        times.append(time.perf_counter() - began)
+    round_s = statistics.median(times[1:])
+    steps = n * iterations
+    return {
+        **spec,
+        "resolved_executor": executor,
+        "mix": config.mix,
+        "round_s": round_s,
+        "round_s_min": min(times[1:]),
+        "first_round_s": times[0],
+        "client_steps_per_s": steps / round_s,
+        "samples_per_s": steps * batch / round_s,
+        "compile_s": compile_s,
+        "peak_memory_bytes": peak_memory_bytes(),
+        "train_loss": float(metrics["train_loss"]),
+    }
+
+
+def round_cost(spec: dict) -> dict:
+    """FLOPs and bytes of a round from XLA's cost analysis of one vectorised iteration, times the
+    iterations: XLA counts a loop body once, so the loop executors' own analyses undercount.
+    The same for every executor (the same computation), so computed once per case group."""
+    import jax
+
+    from lfmsl import algorithms
+    from lfmsl.algorithms.base import Context
+    from lfmsl.models import get_model
+
+    n = spec["clients"]
+    config = case_config(spec["algorithm"], n, "vmap", spec["batch_size"], spec["conv"])
+    model = get_model("cnn", IMAGE_SHAPE, NUM_CLASSES, spec["conv"])
+    algorithm = algorithms.build(Context(config, model, n, 1, "vmap"))
+    key = jax.random.key(0)
+    state = jax.eval_shape(algorithm.init, key)
+    data = synthetic_data(n, spec["batch_size"])
+    cost = jax.jit(algorithm.round).lower(state, data, key).compile().cost_analysis()
+    cost = (cost[0] if isinstance(cost, (list, tuple)) else cost) or {}
+    return {"flops_per_round": float(cost.get("flops", 0.0)) * spec["iterations"],
+            "bytes_per_round": float(cost.get("bytes accessed", 0.0)) * spec["iterations"]}
+
+
+# ------------------------------------------------------------------------------ hardware
+
+
+def _best_time(fn, *args, repeats: int = 5) -> float:
+    import jax
+
+    compiled = jax.jit(fn).lower(*args).compile()
+    jax.block_until_ready(compiled(*args))
+    best = float("inf")
+    for _ in range(repeats):
+        began = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        best = min(best, time.perf_counter() - began)
+    return best
+
+
+def hardware() -> dict:
+    """The device and its limits: datasheet numbers where known, else measured."""
+    import jax
+    import jax.numpy as jnp
+
+    device = jax.devices()[0]
+    info = {"platform": device.platform, "device_kind": device.device_kind, "device_count": jax.device_count(),
+            "cpu_count": os.cpu_count(), "jax": jax.__version__}
+    known = next((v for k, v in DATASHEET.items() if k in device.device_kind), None)
+    if known:
+        info.update(peak_flops=known[0], peak_flops_bf16=known[1], peak_bytes_per_s=known[2], peak_source="datasheet (fp32 dense)")
+        return info
+    size = 2048 if device.platform == "cpu" else 8192
+    a = jnp.ones((size, size), jnp.float32)
+    flops = 2 * size**3 / _best_time(lambda a: a @ a, a)
+    big = jnp.ones((64 * 2**20,), jnp.float32)  # 256 MiB, read once
+    bandwidth = big.nbytes / _best_time(jnp.sum, big)
+    info.update(peak_flops=flops, peak_bytes_per_s=bandwidth,
+                peak_source=f"measured: {size}^3 fp32 matmul, sum of 256 MiB")
+    return info
+
+
+def add_fractions(result: dict, hw: dict) -> dict:
+    """Fraction of the hardware's limit: (roofline time of the FLOPs and bytes) / measured time."""
+    flop_s = result["flops_per_round"] / hw["peak_flops"]
+    byte_s = result["bytes_per_round"] / hw["peak_bytes_per_s"]
+    result["achieved_flops_per_s"] = result["flops_per_round"] / result["round_s"]
+    result["flops_fraction"] = flop_s / result["round_s"]
+    result["bandwidth_fraction"] = byte_s / result["round_s"]
+    result["hardware_fraction"] = max(flop_s, byte_s) / result["round_s"]
+    return result
+
+
+# ------------------------------------------------------------------------------ driver
+
+
+def spawn(spec: dict, args: argparse.Namespace) -> dict:
+    """Run one case in a child process; a failure (out of memory, timeout) is reported, not raised."""
+    command = [sys.executable, __file__, "--case", json.dumps(spec)]
+    if args.max_memory_gb:
+        command += ["--max-memory-gb", str(args.max_memory_gb)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=args.case_timeout)
+    except subprocess.TimeoutExpired:
+        return {**spec, "error": f"timed out after {args.case_timeout} s"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return {**spec, "error": f"exit {done.returncode}: {tail[:300]}"}
+    return json.loads(lines[-1])
+
+
+def table(results: list[dict], hw: dict) -> str:
+    rows = [f"# {hw['device_kind']} ({hw['platform']}, {hw['cpu_count']} CPUs), peak {hw['peak_flops'] / 1e9:.0f} GFLOP/s, "
+            f"{hw['peak_bytes_per_s'] / 1e9:.0f} GB/s ({hw['peak_source']})",
+            f"{'algorithm':<11} {'clients':>7} {'executor':<11} {'round s':>8} {'client-steps/s':>14} {'samples/s':>10} "
+            f"{'compile s':>9} {'peak MiB':>9} {'GFLOP/s':>8} {'% limit':>7}"]
+    for r in results:
+        executor = r["executor"] + (f"->{r['resolved_executor']}" if r.get("resolved_executor", r["executor"]) != r["executor"] else "")
+        if "achieved_flops_per_s" not in r:
+            rows.append(f"{r['algorithm']:<11} {r['clients']:>7} {executor:<11} {r.get('error', 'no cost analysis')}")
+            continue
+        rows.append(f"{r['algorithm']:<11} {r['clients']:>7} {executor:<11} {r['round_s']:>8.2f} {r['client_steps_per_s']:>14.1f} "
+                    f"{r['samples_per_s']:>10.0f} {r['compile_s']:>9.1f} {r['peak_memory_bytes'] / 2**20:>9.0f} "
+                    f"{r['achieved_flops_per_s'] / 1e9:>8.1f} {100 * r['hardware_fraction']:>7.1f}")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.case:
+        if args.max_memory_gb:  # before JAX starts, so that XLA's allocations are limited too
+            cap = int(args.max_memory_gb * 2**30)
+            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+        spec = json.loads(args.case)
+        print(json.dumps(round_cost(spec) if spec.get("cost_only") else run_case(spec)), flush=True)
+        return 0
+    from lfmsl.config import ALGORITHMS
+    from lfmsl.executors import parse_executor
+    from lfmsl.errors import UsageError
+
+    parallel = [a for a in ALGORITHMS if a not in ("sl", "centralized")]
+    names = parallel if args.algorithms == "all" else args.algorithms.split(",")
+    try:
+        bad = [a for a in names if a not in parallel]
+        if bad:
+            raise UsageError(f"--algorithms: {', '.join(bad)} not benchmarkable; choose from {', '.join(parallel)} or 'all'")
+        clients = [int(c) for c in args.clients.split(",")]
+        executors = args.executor.split(",")
+        for e in executors:
+            parse_executor(e)
+    except (UsageError, ValueError) as error:
+        print(f"bench: error: {error}", file=sys.stderr)
+        return 2
+    hw = hardware()
+    results = []
+    for algorithm in names:
+        for n in clients:
+            base = {"algorithm": algorithm, "clients": n, "batch_size": args.batch_size,
+                    "iterations": args.iterations, "repeats": args.repeats, "conv": args.conv}
+            cost = spawn({**base, "executor": "vmap", "cost_only": True}, args)
+            for executor in executors:
+                result = spawn({**base, "executor": executor}, args)
+                result.update({f"hw_{k}": v for k, v in hw.items()})
+                if "error" not in result and "error" not in cost:
+                    result = add_fractions({**result, **{k: cost[k] for k in ("flops_per_round", "bytes_per_round")}}, hw)
+                results.append(result)
+                print(table(results[-1:], hw).splitlines()[-1], file=sys.stderr, flush=True)  # progress
+    print(json.dumps(results, indent=1) if args.json else table(results, hw))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

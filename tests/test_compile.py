@@ -1,0 +1,45 @@
+"""A run compiles its round and its evaluation once each, whatever the number of rounds."""
+
+import collections
+import contextlib
+
+import jax
+import pytest
+
+from lfmsl.config import Config
+from lfmsl.simulation import Simulation
+
+BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"  # one event per XLA compilation
+ROUND, EVALUATE = "jit(<lambda>)", "jit(evaluate)"
+
+
+@contextlib.contextmanager
+def counting_compilations():
+    counts = collections.Counter()
+
+    def listener(event, duration, **kwargs):
+        if event == BACKEND_COMPILE:
+            counts[kwargs.get("fun_name", "?")] += 1
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield counts
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+@pytest.mark.parametrize("algorithm,executor", [("locfedmix", "loop"), ("psl", "vmap")])
+def test_round_and_evaluation_compile_once(fashion_mnist, algorithm, executor):
+    config = Config(algorithm=algorithm, clients=4, rounds=4, batch_size=16, train_size=128, executor=executor, eval_clients=1)
+    simulation = Simulation(config, fashion_mnist)
+    with counting_compilations() as at_compile:
+        simulation.compile()
+    # The round is the algorithm's lambda; small helpers (the round key's fold_in) may appear too.
+    assert at_compile[ROUND] == 1 and at_compile[EVALUATE] == 1, at_compile
+    with counting_compilations() as first:
+        records = list(simulation.rounds(0, 1))
+    with counting_compilations() as later:
+        records += list(simulation.rounds(1, 4))
+    assert [r["round"] for r in records] == [1, 2, 3, 4]
+    assert sum(later.values()) == 0, f"rounds 2-4 compiled {dict(later)}"
+    assert first[ROUND] == 0 and first[EVALUATE] == 0, first

@@ -1,0 +1,97 @@
+"""Executors: parsing, the measured `auto` choice, and equal results from every executor."""
+
+import functools
+
+import jax
+import numpy as np
+import pytest
+
+from lfmsl import algorithms, blocks, executors, models
+from lfmsl.algorithms.base import Context
+from lfmsl.batching import make_client_data
+from lfmsl.config import Config
+from lfmsl.errors import UsageError
+from lfmsl.models import get_model
+
+
+def test_parse_executor():
+    assert executors.parse_executor("vmap") == ("vmap", None)
+    assert executors.parse_executor("chunked") == ("chunked", executors.DEFAULT_CHUNK)
+    assert executors.parse_executor("chunked:3") == ("chunked", 3)
+    for bad in ("pmap", "vmap:2", "chunked:x", "chunked:0"):
+        with pytest.raises(UsageError):
+            executors.parse_executor(bad)
+
+
+def test_auto_follows_the_table_per_backend_and_client_count():
+    for backend, rows in executors.AUTO_TABLE.items():
+        for largest, choice in rows:
+            executors.parse_executor(choice)  # every entry is a concrete executor
+            assert choice != "auto"
+            assert executors.resolve("auto", backend, min(largest, 10**6)) == choice
+        assert executors.resolve("auto", backend) == rows[-1][1]
+    assert executors.resolve("chunked:4", "gpu", 10) == "chunked:4"
+
+
+def test_map_clients_equals_a_python_loop():
+    fn = lambda a, b: (a * b.sum(), jax.numpy.tanh(a))
+    a, b = np.random.default_rng(0).normal(size=(2, 7, 3)).astype(np.float32)
+    want = [np.stack(x) for x in zip(*(fn(a[i], b[i]) for i in range(7)))]
+    for spec in ("vmap", "chunked:3", "loop"):
+        got = jax.jit(executors.map_clients(fn, spec))(a, b)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6)
+
+
+def one_round(algorithm: str, executor: str, conv: str, clients: int = 5, batch: int = 4, iterations: int = 2):
+    config = Config(algorithm=algorithm, clients=clients, batch_size=batch, executor=executor, model="cnn", conv=conv)
+    model = get_model("cnn", (28, 28, 1), 10, conv)
+    rng = np.random.default_rng(0)
+    n = clients * batch * iterations
+    parts = list(np.arange(n).reshape(clients, -1))
+    data = make_client_data(rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, n), parts)
+    algorithm = algorithms.build(Context(config, model, clients, iterations, executor))
+    key = jax.random.key(0)
+    return jax.jit(algorithm.round)(jax.jit(algorithm.init)(key), data, key)
+
+
+@pytest.mark.parametrize("conv", ["patches", "xla"])
+def test_executors_give_the_same_client_gradients(conv):
+    """The LocFedMix-SL client step (segment, decoder, reconstruction loss) through each executor:
+    smashed data, local losses and the parameter gradients of a random downlink gradient."""
+    model = get_model("cnn", (28, 28, 1), 10, conv)
+    params = [models.init_params(model, jax.random.key(i)) for i in range(5)]
+    stacked = jax.tree.map(lambda *xs: jax.numpy.stack(xs), *[{"lower": p["client"], "decoder": p["decoder"]} for p in params])
+    images = jax.random.uniform(jax.random.key(9), (5, 3, 28, 28, 1))
+    cotangent = jax.random.normal(jax.random.key(8), (5, 3, *model.smashed_shape))
+
+    def one(p, x):
+        s = model.client.apply({"params": p["lower"]}, x)
+        return s, blocks.reconstruction_loss(model.decoder.apply({"params": p["decoder"]}, s), x)
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def run(spec, stacked, images, cotangent):
+        out, vjp = jax.vjp(lambda p: executors.map_clients(one, spec)(p, images), stacked)
+        return out, vjp((cotangent, jax.numpy.ones(5)))
+
+    want = run("vmap", stacked, images, cotangent)
+    for spec in ("chunked:3", "loop"):
+        got = run(spec, stacked, images, cotangent)
+        jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4, err_msg=spec), got, want)
+
+
+def test_executors_give_the_same_round():
+    """LocFedMix-SL (client segment, decoder, mixup, averaging): vmap vs lax.map, with a chunk
+    size that does not divide the 5 clients; states and metrics after two iterations.
+
+    Adam moves every parameter by about its learning rate (1e-3) whatever the gradient's size,
+    so a float-rounding difference in a near-zero gradient can show as ~1e-5 in the state;
+    atol 1e-4 allows that, while a wrong gradient would move parameters by ~1e-3."""
+    want_state, want_metrics = one_round("locfedmix", "vmap", "patches")
+    for spec in ("chunked:3", "loop"):
+        state, metrics = one_round("locfedmix", spec, "patches")
+        for name in ("clients", "client_opt", "server", "server_opt"):
+            jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=2e-4, atol=1e-4, err_msg=f"{spec} {name}"),
+                         getattr(state, name), getattr(want_state, name))
+        for key, value in want_metrics.items():
+            np.testing.assert_allclose(metrics[key], value, rtol=1e-3, atol=1e-6, err_msg=f"{spec} {key}")

@@ -1,0 +1,83 @@
+"""The clients axis sharded over 4 forced CPU devices gives the single-device run's results.
+
+Each run is a subprocess, since the device count is fixed when JAX starts
+(XLA_FLAGS=--xla_force_host_platform_device_count=4).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec
+
+from lfmsl.sharding import Placement, check_divisible, client_mesh
+from lfmsl.errors import UsageError
+
+CASES = [("locfedmix", "loop"), ("sflv1", "vmap")]  # shard_map over lax.map; per-client server copies
+
+SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    import jax
+    from lfmsl.config import Config
+    from lfmsl.data import load_dataset
+    from lfmsl.errors import UsageError
+    from lfmsl.simulation import Simulation
+
+    dataset = load_dataset("fashion_mnist", manual_dir=os.environ.get("LFMSL_MANUAL_DIR"), data_dir=sys.argv[1])
+    out = {"devices": jax.device_count(), "runs": {}}
+    for algorithm, executor in json.loads(sys.argv[2]):
+        config = Config(algorithm=algorithm, clients=8, rounds=2, batch_size=16, train_size=256, executor=executor, eval_clients=0)
+        simulation = Simulation(config, dataset)
+        out["runs"][algorithm] = list(simulation.rounds(0, 2))
+        out.setdefault("sharded", {})[algorithm] = str(getattr(simulation.state.clients["lower"]["conv1"]["kernel"].sharding, "spec", None))
+    try:
+        Simulation(Config(algorithm="psl", clients=6, batch_size=16, train_size=256), dataset)
+        out["error"] = None
+    except UsageError as error:
+        out["error"] = str(error)
+    print(json.dumps(out))
+""")
+
+
+def run(devices: int, tfds_data_dir, manual_data_dir) -> dict:
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu",
+               LFMSL_MANUAL_DIR=str(manual_data_dir))
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tfds_data_dir), json.dumps(CASES)], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def runs(tfds_data_dir, manual_data_dir):
+    return run(1, tfds_data_dir, manual_data_dir), run(4, tfds_data_dir, manual_data_dir)
+
+
+def test_sharded_runs_match_single_device(runs):
+    single, sharded = runs
+    assert single["devices"] == 1 and sharded["devices"] == 4
+    for algorithm, _ in CASES:
+        assert sharded["sharded"][algorithm] == str(PartitionSpec("clients"))
+        for one, four in zip(single["runs"][algorithm], sharded["runs"][algorithm], strict=True):
+            for key in ("train_loss", "test_accuracy", "test_loss", "client_drift"):
+                np.testing.assert_allclose(four[key], one[key], rtol=2e-3, atol=1e-4, err_msg=f"{algorithm} {key}")
+
+
+def test_uneven_client_count_is_a_usage_error(runs):
+    single, sharded = runs
+    assert single["error"] is None
+    assert "--clients 6 cannot be split evenly over 4 devices" in sharded["error"] and "4 or 8" in sharded["error"]
+
+
+def test_single_device_placement_is_a_no_op():
+    placement = Placement(7)
+    assert not placement.active
+    tree = {"a": np.ones(3)}
+    assert placement.replicate(tree) is tree
+    check_divisible(7, client_mesh())  # one device: any count
+    with pytest.raises(UsageError, match="multiple of 2"):
+        check_divisible(3, client_mesh([object(), object()]))
