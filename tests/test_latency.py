@@ -116,3 +116,9 @@ def test_summary_reports_the_first_round_reaching_the_target():
 def test_bad_latency_options_are_usage_errors(options, message):
     with pytest.raises(UsageError, match=message):
         validate(Config(**options))
+
+
+def test_simulated_work_does_not_depend_on_the_convolution_formulation():
+    """--conv patches and --conv xla compute the same model: the same FLOPs, the same latency."""
+    patches, xla = (latency.forward_flops(latency.model_for(Config(conv=c))) for c in ("patches", "xla"))
+    assert patches == xla

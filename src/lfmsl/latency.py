@@ -71,7 +71,13 @@ def model_for(config: Config) -> SplitModel:
 
 @functools.lru_cache(maxsize=None)
 def forward_flops(model: SplitModel) -> dict[str, float]:
-    """Forward FLOPs per sample of each part (compiled once per model)."""
+    """Forward FLOPs per sample of each part (compiled once per model).
+
+    Counted on the reference implementation (XLA's own convolutions), so the simulated devices'
+    work is the model's, not that of the formulation the simulator happens to compute it with.
+    """
+    if model.name == "cnn":
+        model = get_model(model.name, model.input_shape, model.num_classes, conv_impl="xla")
     return flops_per_sample(model)
 
 

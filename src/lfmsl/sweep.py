@@ -144,6 +144,7 @@ def aggregate(runs: Sequence[Run], keys: Sequence[str] | None = None) -> list[di
     metrics = [m[0] for m in METRICS if with_target or "target" not in m[0]]
     groups: dict[Config, list[Run]] = {}
     for run in finished:
+        run = dataclasses.replace(run, summary=current_summary(run)) if run.path.exists() else run
         groups.setdefault(dataclasses.replace(run.config, seed=0), []).append(run)
     rows = []
     for group in groups.values():
@@ -193,13 +194,25 @@ def write_tables(rows: Sequence[dict], out: Path) -> None:
 
 
 def history(run: Run) -> list[dict]:
-    """A run's round records, with the cost fields computed where the run predates them."""
-    records = outputs.read_metrics(run.path)
-    if records and "sim_latency_s" not in records[0]:
-        from lfmsl.latency import annotate
+    """A run's round records with the cost fields computed from its configuration.
 
-        records = annotate(records, run.config, run.summary["resolved"]["iterations_per_round"])
-    return records
+    Bytes and simulated latency are static functions of the configuration, so they are recomputed
+    rather than read: runs made before the ledger existed, or under another cost model, then
+    compare on one footing.
+    """
+    records = outputs.read_metrics(run.path)
+    if not records:
+        return records
+    from lfmsl.latency import annotate
+
+    return annotate(records, run.config, run.summary["resolved"]["iterations_per_round"])
+
+
+def current_summary(run: Run) -> dict:
+    """The run's summary with its cost totals recomputed like `history`."""
+    from lfmsl.latency import summary_fields
+
+    return {**run.summary, **summary_fields(history(run), run.config.target_accuracy)}
 
 
 def load_run(path: Path) -> Run:
