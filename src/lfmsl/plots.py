@@ -32,6 +32,10 @@ def line_plot(series: Mapping[str, Series], path: Path, xlabel: str, ylabel: str
     if xticks is not None:
         axes.set_xticks(list(xticks), [f"{t:g}" for t in xticks])
         axes.minorticks_off()
+    elif all(float(v).is_integer() for x, _, _ in series.values() for v in x):  # rounds, counts
+        from matplotlib.ticker import MaxNLocator
+
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel(xlabel)
     axes.set_ylabel(ylabel)
     axes.set_title(title)
