@@ -76,9 +76,7 @@ def forward_flops(model: SplitModel) -> dict[str, float]:
     Counted on the reference implementation (XLA's own convolutions), so the simulated devices'
     work is the model's, not that of the formulation the simulator happens to compute it with.
     """
-    if model.name == "cnn":
-        model = get_model(model.name, model.input_shape, model.num_classes, conv_impl="xla")
-    return flops_per_sample(model)
+    return flops_per_sample(get_model(model.name, model.input_shape, model.num_classes, conv_impl="xla"))
 
 
 def _link_seconds(num_bytes: float, mbps: float) -> float:
