@@ -1,9 +1,9 @@
 """Convergence (the paper's claim 2): test accuracy against rounds for every split algorithm,
 and the rounds each needs to reach --target-accuracy. Runs one run per algorithm at the
-largest --clients, or plots finished runs (--from-runs, e.g. /work/main/runs/n100-r5).
+largest --clients, or plots finished runs (--from-runs, e.g. runs/n100-r5).
 Writes convergence_<dataset>.png and convergence.md into --out.
 
-Example: python scripts/convergence.py --from-runs /work/main/runs/n100-r5 --target-accuracy 0.8
+Example: python scripts/convergence.py --from-runs runs/n100-r5 --target-accuracy 0.8
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ algorithm at the largest --clients, or plots finished runs (--from-runs); runs m
 the ledger existed get their latency computed from their configuration.
 Writes latency_<dataset>.png and latency.md into --out.
 
-Example: python scripts/latency.py --from-runs /work/main/runs/n100-r5 --target-accuracy 0.8
+Example: python scripts/latency.py --from-runs runs/n100-r5 --target-accuracy 0.8
 """
 
 from __future__ import annotations

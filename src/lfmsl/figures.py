@@ -131,7 +131,7 @@ def write_report(out: Path, name: str, title: str, runs: Sequence[sweep.Run], se
 
 
 def run_folders(paths: Sequence[Path]) -> list[sweep.Run]:
-    """Finished runs in the given folders, or in their subfolders (e.g. /work/main/runs/n100-r5)."""
+    """Finished runs in the given folders, or in their subfolders (e.g. runs/n100-r5)."""
     found = []
     for path in paths:
         if not path.is_dir():
