@@ -197,26 +197,50 @@ def test_cnn_conv_impls_are_interchangeable(cnn, cnn_params):
         cnn.client.clone(conv_impl="nope").init(jax.random.key(0), x)
 
 
-@pytest.mark.parametrize("kernel,strides,shape", [((3, 3), (2, 2), (7, 7, 4)),
-                                                  ((3, 3), (2, 2), (6, 5, 3)),
-                                                  ((4, 4), (2, 2), (5, 5, 2)),
-                                                  ((2, 3), (2, 1), (4, 6, 3)),
-                                                  ((5, 5), (3, 3), (3, 4, 2)),
-                                                  ((3, 3), (1, 1), (5, 5, 2))])
-def test_patch_conv_transpose_equals_nn_conv_transpose(kernel, strides, shape):
-    ref = nn.ConvTranspose(6, kernel, strides, padding="SAME")
-    patch = models.PatchConvTranspose(6, kernel, strides)
+@pytest.mark.parametrize("method", ["subpixel", "overlap_add"])
+@pytest.mark.parametrize("kernel,strides,shape,features", [((3, 3), (2, 2), (7, 7, 4), 6),
+                                                           ((3, 3), (2, 2), (6, 5, 3), 1),
+                                                           ((4, 4), (2, 2), (5, 5, 2), 6),
+                                                           ((2, 3), (2, 1), (4, 6, 3), 2),
+                                                           ((5, 5), (3, 3), (3, 4, 2), 6),
+                                                           ((3, 3), (1, 1), (5, 5, 2), 6)])
+def test_patch_conv_transpose_equals_nn_conv_transpose(kernel, strides, shape, features, method):
+    ref = nn.ConvTranspose(features, kernel, strides, padding="SAME")
+    patch = models.PatchConvTranspose(features, kernel, strides, method=method)
     x = images(shape, 2)
     params = ref.init(jax.random.key(0), x)["params"]
     assert jax.tree.map(jnp.shape, patch.init(jax.random.key(0), x)["params"]) == \
         jax.tree.map(jnp.shape, params)
     np.testing.assert_allclose(apply(patch, params, x), apply(ref, params, x), atol=1e-5)
 
+    # Stacked per-client kernels under vmap, values and gradients (parameters and input).
     stacked = stack([ref.init(jax.random.key(i), x)["params"] for i in range(3)])
     xs = jnp.stack([images(shape, 2, seed=i) for i in range(3)])
-    want = jax.vmap(lambda p, x: apply(ref, p, x))(stacked, xs)
-    got = jax.vmap(lambda p, x: apply(patch, p, x))(stacked, xs)
-    np.testing.assert_allclose(got, want, atol=1e-5)
+    cotangent = jax.random.normal(jax.random.key(5), jax.vmap(lambda p, x: apply(ref, p, x))(stacked, xs).shape)
+
+    def value_and_grads(module):
+        loss = lambda p, x: jnp.sum(jax.vmap(lambda p, x: apply(module, p, x))(p, x) * cotangent)
+        return jax.value_and_grad(loss, argnums=(0, 1))(stacked, xs)
+
+    (want, want_grads), (got, got_grads) = value_and_grads(ref), value_and_grads(patch)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5), got_grads, want_grads)
+
+
+def test_patch_conv_transpose_auto_takes_the_narrower_intermediate():
+    """The cnn decoder: its 64 -> 32 layer is sub-pixel (256 < 288 wide), its 32 -> 1 output
+    layer overlap-add (9 < 128): seen in which product the jaxpr contains."""
+    def contraction_widths(features, cin):
+        module = models.PatchConvTranspose(features)
+        x = jnp.zeros((1, 7, 7, cin))
+        params = module.init(jax.random.key(0), x)
+        jaxpr = jax.make_jaxpr(lambda p: module.apply(p, x))(params).jaxpr
+        return {e.outvars[0].aval.shape[-1] for e in jaxpr.eqns  # products over the image's pixels
+                if e.primitive.name == "dot_general" and e.outvars[0].aval.shape[:3] == (1, 7, 7)}
+    assert contraction_widths(32, 64) == {4 * 32}  # sub-pixel: 4 phases x 32 out
+    assert contraction_widths(1, 32) == {9}  # overlap-add: 9 taps x 1 out
+    with pytest.raises(UsageError, match="method"):
+        models.PatchConvTranspose(2, method="nope").init(jax.random.key(0), images((4, 4, 1), 1))
 
 
 def test_patch_conv_transpose_rejects_other_padding():
@@ -226,12 +250,17 @@ def test_patch_conv_transpose_rejects_other_padding():
 
 def test_reshape_max_pool_equals_nn_max_pool_with_gradient():
     x = jax.random.normal(jax.random.key(3), (2, 8, 6, 5))
-    ref = lambda x: nn.max_pool(jax.nn.relu(x), (2, 2), strides=(2, 2))
-    new = lambda x: models.reshape_max_pool(jax.nn.relu(x))
-    np.testing.assert_array_equal(new(x), ref(x))
     weights = jax.random.normal(jax.random.key(4), (2, 4, 3, 5))
-    grad = lambda f: jax.grad(lambda x: jnp.sum(f(x) * weights))(x)
-    np.testing.assert_array_equal(grad(new), grad(ref))
+    grad = lambda f, x: jax.grad(lambda x: jnp.sum(f(x) * weights))(x)
+    for before in (jax.nn.relu, lambda x: x):  # with ReLU zeros (ties) and without
+        ref = lambda x: nn.max_pool(before(x), (2, 2), strides=(2, 2))
+        new = lambda x: models.reshape_max_pool(before(x))
+        np.testing.assert_array_equal(new(x), ref(x))
+        np.testing.assert_array_equal(grad(new, x), grad(ref, x))
+    # The hand-written gradient under vmap, against the loop over clients.
+    xs = jax.random.normal(jax.random.key(5), (3, 2, 8, 6, 5))
+    per_client = jnp.stack([grad(models.reshape_max_pool, x) for x in xs])
+    np.testing.assert_array_equal(jax.vmap(lambda x: grad(models.reshape_max_pool, x))(xs), per_client)
 
 
 def test_cnn_patches_equals_xla_with_gradients_under_vmap():

@@ -124,14 +124,26 @@ def _subpixel_taps(k: int, s: int) -> tuple[int, np.ndarray]:
     return d_min, table
 
 
+def _transpose_pad(k: int, s: int) -> int:
+    """The low padding of the dilated input in a SAME transposed convolution (as ``lax``)."""
+    return k - 1 if s > k - 1 else int(np.ceil((k + s - 2) / 2))
+
+
 class PatchConvTranspose(nn.Module):
-    """``nn.ConvTranspose`` (SAME, no kernel flip) as sub-pixel patches plus one matrix product.
+    """``nn.ConvTranspose`` (SAME, no kernel flip) as one matrix product and data movement.
 
     Why: under ``vmap`` XLA's transposed convolution becomes a grouped convolution of a
-    zero-dilated input, slow on XLA:CPU. Here each input pixel's small window is multiplied by
-    a kernel rearranged into its s*s output phases (a "sub-pixel" convolution), and the phases
-    are interleaved into the output: no multiplications by the inserted zeros, and a batched
-    matmul under vmap. Same parameter names, shapes and initialisers as ``nn.ConvTranspose``.
+    zero-dilated input, slow on XLA:CPU. Two formulations, both a batched matmul under vmap
+    and neither multiplying by the inserted zeros; ``method`` picks one, and "auto" takes the
+    one whose intermediate is narrower (the decoder's wide layer is sub-pixel, its 1-channel
+    output layer overlap-add; docs/PERFORMANCE.md):
+
+    - "subpixel": each input pixel's small window times a kernel rearranged into its s*s
+      output phases, then the phases interleaved (intermediate: window*in features).
+    - "overlap_add": every input pixel times every tap (intermediate: kh*kw*out features),
+      then each tap's results added at their output positions, a strided (interior) pad.
+
+    Same parameter names, shapes and initialisers as ``nn.ConvTranspose``.
     """
 
     features: int
@@ -141,27 +153,61 @@ class PatchConvTranspose(nn.Module):
     use_bias: bool = True
     kernel_init: Callable = nn.linear.default_kernel_init
     bias_init: Callable = nn.initializers.zeros_init()
+    method: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         if self.padding != "SAME":
             raise UsageError(f"PatchConvTranspose supports padding 'SAME' only, got {self.padding!r}")
-        (kh, kw), (sh, sw) = self.kernel_size, self.strides
-        b, h, w, cin = x.shape
+        if self.method not in ("auto", "subpixel", "overlap_add"):
+            raise UsageError(f"unknown PatchConvTranspose method {self.method!r}; choose auto, subpixel or overlap_add")
+        (kh, kw), strides = self.kernel_size, tuple(self.strides)
+        cin = x.shape[-1]
         kernel = self.param("kernel", self.kernel_init, (kh, kw, cin, self.features), jnp.float32)
-        dh, eh = _subpixel_taps(kh, sh)
-        dw, ew = _subpixel_taps(kw, sw)
-        nh, nw = eh.shape[1], ew.shape[1]
-        # [window_h, window_w, in, phase_h, phase_w, out]: the kernel split into output phases.
-        phased = jnp.einsum("tar,ubq,tuio->abirqo", eh, ew, kernel)
-        pads = [(-dh, nh - 1 + dh), (-dw, nw - 1 + dw)]
-        patches = extract_patches(x, (nh, nw), (1, 1), pads)
-        y = patches @ phased.reshape(nh * nw * cin, sh * sw * self.features)
-        y = y.reshape(b, h, w, sh, sw, self.features).transpose(0, 1, 3, 2, 4, 5)
-        y = y.reshape(b, h * sh, w * sw, self.features)
+        taps_h, taps_w = (_subpixel_taps(k, s)[1] for k, s in zip((kh, kw), strides))
+        subpixel_width = taps_h.shape[1] * taps_w.shape[1] * cin
+        method = self.method
+        if method == "auto":
+            method = "overlap_add" if kh * kw * self.features < subpixel_width else "subpixel"
+        y = (_overlap_add_transpose if method == "overlap_add" else _subpixel_transpose)(x, kernel, strides)
         if self.use_bias:
             y = y + self.param("bias", self.bias_init, (self.features,), jnp.float32)
         return y
+
+
+def _subpixel_transpose(x: jax.Array, kernel: jax.Array, strides: tuple[int, int]) -> jax.Array:
+    """SAME transposed convolution as sub-pixel patches times the phase-split kernel."""
+    kh, kw, cin, cout = kernel.shape
+    (sh, sw), (b, h, w, _) = strides, x.shape
+    dh, eh = _subpixel_taps(kh, sh)
+    dw, ew = _subpixel_taps(kw, sw)
+    nh, nw = eh.shape[1], ew.shape[1]
+    # [window_h, window_w, in, phase_h, phase_w, out]: the kernel split into output phases.
+    phased = jnp.einsum("tar,ubq,tuio->abirqo", eh, ew, kernel)
+    pads = [(-dh, nh - 1 + dh), (-dw, nw - 1 + dw)]
+    patches = extract_patches(x, (nh, nw), (1, 1), pads)
+    y = patches @ phased.reshape(nh * nw * cin, sh * sw * cout)
+    y = y.reshape(b, h, w, sh, sw, cout).transpose(0, 1, 3, 2, 4, 5)
+    return y.reshape(b, h * sh, w * sw, cout)
+
+
+def _overlap_add_transpose(x: jax.Array, kernel: jax.Array, strides: tuple[int, int]) -> jax.Array:
+    """SAME transposed convolution as input times every tap, each tap's result added at its place.
+
+    Input pixel i feeds output s*i + pad - t through tap t (``lax.conv_transpose``'s SAME
+    convention); a pad with s-1 interior zeros and low padding pad - t puts it there.
+    """
+    kh, kw, cin, cout = kernel.shape
+    (sh, sw), (b, h, w, _) = strides, x.shape
+    per_tap = (x @ kernel.transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout)).reshape(b, h, w, kh, kw, cout)
+    ah, aw = _transpose_pad(kh, sh), _transpose_pad(kw, sw)
+    zero = jnp.zeros((), x.dtype)
+    y = jnp.zeros((b, h * sh, w * sw, cout), x.dtype)
+    for t in range(kh):
+        for u in range(kw):
+            placement = [(0, 0, 0), (ah - t, sh - 1 - ah + t, sh - 1), (aw - u, sw - 1 - aw + u, sw - 1), (0, 0, 0)]
+            y = y + jax.lax.pad(per_tap[:, :, :, t, u, :], zero, placement)
+    return y
 
 
 def _conv(impl: str, features: int, name: str) -> nn.Module:
@@ -186,16 +232,39 @@ def _flatten(x: jax.Array) -> jax.Array:
     return x.reshape(x.shape[0], -1)
 
 
+def _pool_windows(x: jax.Array, size: int) -> jax.Array:
+    """[B,H,W,C] -> [B,H/s,s,W/s,s,C]: each non-overlapping window on axes 2 and 4."""
+    b, h, w, c = x.shape
+    return x.reshape(b, h // size, size, w // size, size, c)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
 def reshape_max_pool(x: jax.Array, size: int = 2) -> jax.Array:
     """Non-overlapping size x size max-pool as a reshape and a max: [B,H,W,C] -> [B,H/s,W/s,C].
 
     Why: ``nn.max_pool`` is a ``reduce_window`` whose gradient, ``select_and_scatter``, was 3x
     slower than this under a loop and 9x slower under vmap on XLA:CPU (docs/PERFORMANCE.md).
-    The value is the same; the gradient differs only on exact ties inside a window, which
-    after a ReLU are zeros whose gradient the ReLU stops anyway.
+    The gradient is written by hand as one select (the window's maximum gets the output's
+    gradient): autodiff of ``max`` would store a float tie-count tensor as large as the input,
+    which made a 100-client vmapped LocFedMix-SL round 10% slower. The value is the same as
+    ``nn.max_pool``'s; the gradient differs only on exact ties inside a window (every tied
+    element gets it), which after a ReLU are zeros whose gradient the ReLU stops anyway.
     """
-    b, h, w, c = x.shape
-    return x.reshape(b, h // size, size, w // size, size, c).max(axis=(2, 4))
+    return _pool_windows(x, size).max(axis=(2, 4))
+
+
+def _max_pool_forward(x: jax.Array, size: int):
+    pooled = reshape_max_pool(x, size)
+    return pooled, (x, pooled)
+
+
+def _max_pool_backward(size: int, residuals, grad: jax.Array):
+    x, pooled = residuals
+    at_max = _pool_windows(x, size) == pooled[:, :, None, :, None, :]
+    return (jnp.where(at_max, grad[:, :, None, :, None, :], 0.0).reshape(x.shape),)
+
+
+reshape_max_pool.defvjp(_max_pool_forward, _max_pool_backward)
 
 
 def _pool2(x: jax.Array, impl: str = "xla") -> jax.Array:
