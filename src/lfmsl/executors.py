@@ -5,7 +5,8 @@ All executors compute the same thing; they differ in how XLA schedules it:
 - `chunked:K`: `lax.map` over chunks of K clients, vmapped inside a chunk.
 - `loop`: `lax.map` over single clients, one after another (a scan): no batching transform at
   all, which makes it the reference the vectorised paths are checked against.
-- `auto`: a per-backend, per-client-count choice from measurements (see `resolve`).
+- `auto`: a per-backend, per-client-count choice from measurements (see `resolve`); where the
+  chosen executor's round would not fit in memory, `Simulation` takes the loop (memory.py).
 The map happens inside the round's one jitted computation, so each compiles once.
 
 The `lax.map` executors rematerialise each chunk's forward pass in the backward pass

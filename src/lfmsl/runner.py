@@ -116,7 +116,7 @@ def _execute(config: Config, out: Path, store: checkpoint.Checkpoints, progress:
     if start < config.rounds:
         log(f"lfmsl: {simulation.context.iterations} iterations per round, executor {simulation.context.executor}; compiling...")
         simulation.compile()
-        log(f"lfmsl: compiled in {simulation.compile_time_s:.1f} s")
+        log(f"lfmsl: compiled in {simulation.compile_time_s:.1f} s (executor {simulation.context.executor})")
     progress_bar = _progress_bar(config.rounds, start, progress)
     started = time.perf_counter()
     try:

@@ -7,6 +7,7 @@ stalls the device.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Callable, Iterator
 
@@ -14,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lfmsl import algorithms
+from lfmsl import algorithms, memory
 from lfmsl.algorithms.base import Context, State
 from lfmsl.batching import ClientData, iterations_per_round, make_client_data
 from lfmsl.config import Config, validate
@@ -91,9 +92,13 @@ class Simulation:
         if self._round is not None:
             return
         start = time.perf_counter()
-        key = self.round_key(0)
-        with self.placement.tracing():
-            self._round = self.placement.jit_round(self.algorithm.round).lower(self.state, self.data, key).compile()
+        self._round = self._compile_round()
+        if not memory.fits(self._round) and self.config.executor == "auto" and self.context.executor != "loop":
+            # auto's table chose by speed; the loop keeps one client's activations at a time.
+            self.context = dataclasses.replace(self.context, executor="loop")
+            self.algorithm = algorithms.build(self.context)
+            self._round = self._compile_round()
+        memory.require_fit(self._round, self.context.executor, self.context.num_clients)
 
         def evaluate(state, data, ids, test):
             lowers, uppers = self.algorithm.eval_pairs(state, data, ids)
@@ -102,6 +107,10 @@ class Simulation:
         with self.placement.tracing():
             self._evaluate = self.placement.jit_replicated(evaluate).lower(self.state, self.data, self.eval_ids, self.test).compile()
         self.compile_time_s = time.perf_counter() - start
+
+    def _compile_round(self):
+        with self.placement.tracing():
+            return self.placement.jit_round(self.algorithm.round).lower(self.state, self.data, self.round_key(0)).compile()
 
     def step(self, round_index: int) -> tuple[dict, tuple]:
         """Dispatch one round and its evaluation; returns device arrays, not yet fetched."""
