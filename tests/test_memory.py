@@ -7,16 +7,9 @@ import pytest
 
 from lfmsl import memory
 from lfmsl.config import Config
-from lfmsl.data import Dataset
 from lfmsl.errors import UsageError
 from lfmsl.simulation import Simulation
-
-
-def tiny_dataset() -> Dataset:
-    rng = np.random.default_rng(0)
-    images = lambda n: rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8)
-    labels = lambda n: np.arange(n) % 10
-    return Dataset("fashion_mnist", images(64), labels(64), images(20), labels(20), 10)
+from synthetic import tiny_dataset
 
 
 def test_working_bytes_counts_an_intermediate():
@@ -36,7 +29,7 @@ def test_require_fit_says_what_to_change(monkeypatch):
 
 
 def round_bytes(executor: str) -> int:
-    simulation = Simulation(Config(algorithm="locfedmix", clients=4, batch_size=16, executor=executor), tiny_dataset())
+    simulation = Simulation(Config(algorithm="locfedmix", clients=4, batch_size=16, executor=executor), tiny_dataset(train=64))
     simulation.compile()
     return memory.working_bytes(simulation._round)
 
@@ -46,7 +39,7 @@ def test_auto_falls_back_to_the_loop_and_a_named_executor_is_refused(monkeypatch
     assert loop_bytes < vmap_bytes  # the loop keeps one client's activations at a time
     monkeypatch.setattr(memory, "available_bytes", lambda device=None: (loop_bytes + vmap_bytes) // 2)
 
-    simulation = Simulation(Config(algorithm="locfedmix", clients=4, batch_size=16, executor="auto"), tiny_dataset())
+    simulation = Simulation(Config(algorithm="locfedmix", clients=4, batch_size=16, executor="auto"), tiny_dataset(train=64))
     assert simulation.context.executor == "vmap"  # the speed table's choice for 4 clients on a CPU
     simulation.compile()
     assert simulation.context.executor == "loop"
@@ -54,4 +47,4 @@ def test_auto_falls_back_to_the_loop_and_a_named_executor_is_refused(monkeypatch
     assert np.isfinite(record["train_loss"])
 
     with pytest.raises(UsageError, match="needs .* GiB of working memory"):
-        Simulation(Config(algorithm="locfedmix", clients=4, batch_size=16, executor="vmap"), tiny_dataset()).compile()
+        Simulation(Config(algorithm="locfedmix", clients=4, batch_size=16, executor="vmap"), tiny_dataset(train=64)).compile()

@@ -9,17 +9,9 @@ import pytest
 from lfmsl import comm, sweep
 from lfmsl.cli import build_parser, main
 from lfmsl.config import Config
-from lfmsl.data import Dataset
 from lfmsl.errors import UsageError
 from lfmsl.latency import model_for
-
-
-def tiny_dataset() -> Dataset:
-    """40 random training and 20 test images: enough to run the machinery, in seconds."""
-    rng = np.random.default_rng(0)
-    images = lambda n: rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8)
-    labels = lambda n: np.arange(n) % 10
-    return Dataset("fashion_mnist", images(40), labels(40), images(20), labels(20), 10)
+from synthetic import tiny_dataset
 
 
 def test_comma_lists_make_a_grid():
