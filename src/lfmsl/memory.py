@@ -43,17 +43,19 @@ def working_bytes(compiled: Any) -> int | None:
     return None if analysis is None else int(analysis.temp_size_in_bytes)
 
 
-def fits(compiled: Any, device: jax.Device | None = None) -> bool:
-    """True unless the compiled computation certainly needs more memory than is available."""
+def shortfall(compiled: Any, device: jax.Device | None = None) -> tuple[int, int] | None:
+    """(needed, available) bytes when the compiled computation certainly needs more memory than
+    is available, else None (it fits, or the platform does not say)."""
     need, have = working_bytes(compiled), available_bytes(device)
-    return need is None or have is None or need <= have
+    return (need, have) if need is not None and have is not None and need > have else None
 
 
 def require_fit(compiled: Any, executor: str, num_clients: int, device: jax.Device | None = None) -> None:
     """Raise a UsageError saying what to change when a round cannot fit in memory."""
-    if fits(compiled, device):
+    missing = shortfall(compiled, device)
+    if missing is None:
         return
-    need, have = working_bytes(compiled), available_bytes(device)
+    need, have = missing
     raise UsageError(
         f"one round with --executor {executor} and {num_clients} clients needs {need / 2**30:.1f} GiB of working "
         f"memory, but only {have / 2**30:.1f} GiB is available; use --executor loop or chunked:K (they keep one "

@@ -93,7 +93,7 @@ class Simulation:
             return
         start = time.perf_counter()
         self._round = self._compile_round()
-        if not memory.fits(self._round) and self.config.executor == "auto" and self.context.executor != "loop":
+        if self.config.executor == "auto" and self.context.executor != "loop" and memory.shortfall(self._round):
             # auto's table chose by speed; the loop keeps one client's activations at a time.
             self.context = dataclasses.replace(self.context, executor="loop")
             self.algorithm = algorithms.build(self.context)
