@@ -107,12 +107,11 @@ def summarise_run(history: Sequence[dict]) -> dict:
 
 def plot_accuracy(curves: dict[str, Sequence[dict]], path: Path, title: str) -> None:
     """Test accuracy over rounds, one line per named run (shaded min-max where clients differ)."""
-    import matplotlib
+    from matplotlib.ticker import MaxNLocator
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from lfmsl.plots import new_axes, save
 
-    figure, axes = plt.subplots(figsize=(6.4, 4.2))
+    figure, axes = new_axes()
     for label, history in curves.items():
         rounds = [r["round"] for r in history]
         axes.plot(rounds, [100 * r["test_accuracy"] for r in history], marker="o", markersize=3, label=label)
@@ -120,14 +119,10 @@ def plot_accuracy(curves: dict[str, Sequence[dict]], path: Path, title: str) -> 
             low = [100 * r["test_accuracy_min"] for r in history]
             high = [100 * r["test_accuracy_max"] for r in history]
             axes.fill_between(rounds, low, high, alpha=0.2)
-    from matplotlib.ticker import MaxNLocator
-
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("round")
     axes.set_ylabel("test accuracy (%)")
     axes.set_title(title)
     axes.grid(alpha=0.3)
     axes.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save(figure, path)

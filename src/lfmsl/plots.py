@@ -20,11 +20,23 @@ def _pyplot():
     return plt
 
 
+def new_axes(width: float = 6.4):
+    """A (figure, axes) pair of the project's figure size, drawn without a display."""
+    return _pyplot().subplots(figsize=(width, 4.2))
+
+
+def save(figure, path: Path) -> Path:
+    """Write `figure` as a PNG at `path` and free it."""
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    _pyplot().close(figure)
+    return Path(path)
+
+
 def line_plot(series: Mapping[str, Series], path: Path, xlabel: str, ylabel: str, title: str,
               logx: bool = False, xticks: Sequence[float] | None = None) -> Path:
     """One line per label, with error bars where a spread is given."""
-    plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(6.4, 4.2))
+    figure, axes = new_axes()
     for label, (x, y, spread) in series.items():
         axes.errorbar(x, y, yerr=spread, marker="o", markersize=4, capsize=3, label=label)
     if logx:
@@ -41,17 +53,13 @@ def line_plot(series: Mapping[str, Series], path: Path, xlabel: str, ylabel: str
     axes.set_title(title)
     axes.grid(alpha=0.3)
     axes.legend(fontsize="small")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return Path(path)
+    return save(figure, path)
 
 
 def bar_plot(labels: Sequence[str], values: Sequence[float], path: Path, ylabel: str, title: str,
              spread: Sequence[float] | None = None, legend: str = "final test accuracy") -> Path:
     """One bar per label (e.g. each ablation setting)."""
-    plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(max(6.4, 0.8 * len(labels)), 4.2))
+    figure, axes = new_axes(max(6.4, 0.8 * len(labels)))
     axes.bar(range(len(labels)), values, yerr=spread, capsize=3, label=legend)
     axes.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
     axes.set_xlabel("setting")
@@ -61,7 +69,4 @@ def bar_plot(labels: Sequence[str], values: Sequence[float], path: Path, ylabel:
     axes.set_ylim(max(0.0, low - 10.0), None)
     axes.grid(alpha=0.3, axis="y")
     axes.legend(fontsize="small")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return Path(path)
+    return save(figure, path)
