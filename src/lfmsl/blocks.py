@@ -31,6 +31,27 @@ def reconstruction_loss(reconstruction: jax.Array, images: jax.Array, kind: str 
     return -jnp.mean(images * jnp.log(r) + (1.0 - images) * jnp.log(1.0 - r))
 
 
+@jax.custom_vjp
+def scale_gradient(x: jax.Array, factor: jax.Array | float) -> jax.Array:
+    """The identity forward; the backward pass multiplies the gradient by `factor`.
+
+    LocFedMix-SL's decoder moves along dR/dh unscaled, while beta weighs only the pull of R on
+    the client segment below it: R(h, scale_gradient(s, beta)) gives both from one loss.
+    """
+    return x
+
+
+def _scale_gradient_fwd(x, factor):
+    return x, factor
+
+
+def _scale_gradient_bwd(factor, g):
+    return g * factor, None
+
+
+scale_gradient.defvjp(_scale_gradient_fwd, _scale_gradient_bwd)
+
+
 def weighted_average(stacked: PyTree, weights: jax.Array) -> PyTree:
     """sum_i weights_i * tree_i over the leading clients axis (FedAvg's dataset-size mean)."""
     return jax.tree.map(lambda leaf: jnp.tensordot(weights, leaf, axes=1), stacked)

@@ -71,6 +71,9 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                    help="iid, dirichlet:ALPHA (label skew) or shards:K (K label shards per client) (default: iid)")
     g.add_argument("--train-size", type=_positive_int, default=None, metavar="K",
                    help="train on a class-stratified subset of K samples, for quick runs (default: the whole training set)")
+    g.add_argument("--samples-per-client", type=_positive_int, default=None, metavar="K",
+                   help="each client holds K samples (a class-stratified draw of N x K, then --partition over them), "
+                        "so the data grows with the clients (default: the training set split among the clients)")
     g.add_argument("--seed", type=_non_negative_int, default=d.seed, help=f"seed of partitions, batches, mixup and models (default: {d.seed})")
     g.add_argument("--executor", default=d.executor, metavar="KIND",
                    help="how clients are run: vmap, chunked[:K] (lax.map over chunks of K), loop, or auto (by backend) (default: auto)")

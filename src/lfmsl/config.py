@@ -30,6 +30,7 @@ class Config:
     batch_size: int = 32
     partition: str = "iid"
     train_size: int | None = None
+    samples_per_client: int | None = None  # each client holds K samples of a stratified draw of N x K
     seed: int = 0
     executor: str = "auto"
     conv: str = "patches"  # cnn client convolutions: "patches" (im2col + matmul) or "xla"
@@ -100,6 +101,12 @@ def validate(config: Config) -> Config:
         _positive(name.replace("_", "-"), getattr(config, name))
     if config.train_size is not None and config.train_size < 1:
         raise UsageError(f"--train-size must be a positive integer, got {config.train_size}")
+    if config.samples_per_client is not None:
+        if not isinstance(config.samples_per_client, int) or config.samples_per_client < 1:
+            raise UsageError(f"--samples-per-client must be a positive integer, got {config.samples_per_client}")
+        if config.train_size is not None:
+            raise UsageError("give --train-size (a fixed training set split among the clients) or --samples-per-client "
+                             "(K samples per client, so the data grows with the clients), not both")
     if config.test_size is not None and config.test_size < 1:
         raise UsageError(f"--test-size must be a positive integer, got {config.test_size}")
     if config.avg_every is not None and config.avg_every < 1:

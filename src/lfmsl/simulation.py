@@ -32,8 +32,20 @@ RoundRecord = dict[str, float]
 
 
 def client_partition(config: Config, labels: np.ndarray) -> list[np.ndarray]:
-    """Each client's training indices; the same for every algorithm with the same seed."""
+    """Each client's training indices; the same for every algorithm with the same seed.
+
+    The pool split among the clients is the whole training set, a class-stratified subset of
+    `--train-size` samples, or one of `--clients` x `--samples-per-client` samples.
+    """
     pool = np.arange(len(labels))
+    if config.samples_per_client is not None:
+        wanted = config.clients * config.samples_per_client
+        if wanted > len(labels):
+            raise UsageError(
+                f"--clients {config.clients} x --samples-per-client {config.samples_per_client} = {wanted} samples, but the "
+                f"training set has {len(labels)}; lower one of them"
+            )
+        pool = np.sort(stratified_subset(labels, wanted, config.seed))
     if config.train_size is not None:
         if config.train_size > len(labels):
             raise UsageError(f"--train-size {config.train_size} is larger than the training set ({len(labels)} samples)")

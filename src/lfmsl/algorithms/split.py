@@ -37,12 +37,13 @@ class Recipe:
 
 def _client_forward(ctx: Context, recipe: Recipe):
     """One client's forward pass: smashed data and its local loss (zero if it has none)."""
-    model, loss_kind = ctx.model, ctx.config.loc_loss
+    model, loss_kind, beta = ctx.model, ctx.config.loc_loss, ctx.config.loc_weight
 
     def forward(params: PyTree, images: jax.Array, labels: jax.Array):
         smashed = model.client.apply({"params": params["lower"]}, images)
-        if recipe.local == "decoder":
-            local = blocks.reconstruction_loss(model.decoder.apply({"params": params["decoder"]}, smashed), images, loss_kind)
+        if recipe.local == "decoder":  # the decoder steps along dR/dh; beta weighs R's pull on the client only
+            reconstruction = model.decoder.apply({"params": params["decoder"]}, blocks.scale_gradient(smashed, beta))
+            local = blocks.reconstruction_loss(reconstruction, images, loss_kind)
         elif recipe.local == "aux":
             local = blocks.cross_entropy(model.aux.apply({"params": params["aux"]}, smashed), labels)
         else:
@@ -103,18 +104,21 @@ def _per_client_server(ctx: Context, recipe: Recipe, optimizer, params, opt_stat
 
 
 def _sequential_server(ctx: Context, recipe: Recipe, optimizer, params, opt_state, smashed, labels, weights, key):
-    """SFL-V2: one server, one step per client batch, clients taken in a random order."""
+    """SFL-V2: one server, one step per client batch, clients taken in a random order.
+
+    Its relative update is the whole iteration's (all N steps), comparable with one shared step."""
     order = jax.random.permutation(key, smashed.shape[0])
 
     def body(carry, i):
         params, opt_state = carry
-        params, opt_state, grad_smashed, loss, rel = _single_server_step(ctx, optimizer, params, opt_state, smashed[i], labels[i])
-        return (params, opt_state), (grad_smashed, loss, rel)
+        params, opt_state, grad_smashed, loss, _ = _single_server_step(ctx, optimizer, params, opt_state, smashed[i], labels[i])
+        return (params, opt_state), (grad_smashed, loss)
 
-    (params, opt_state), (grads, losses, rels) = jax.lax.scan(body, (params, opt_state), order)
+    (new_params, opt_state), (grads, losses) = jax.lax.scan(body, (params, opt_state), order)
     own = jnp.zeros_like(smashed).at[order].set(grads)
     per_client = jnp.zeros_like(losses).at[order].set(losses)
-    return params, opt_state, own, per_client, jnp.mean(rels)
+    rel = blocks.relative_update(jax.tree.map(jnp.subtract, new_params, params), params)
+    return new_params, opt_state, own, per_client, rel
 
 
 SERVER_RULES = {"shared": _shared_server, "per_client": _per_client_server, "sequential": _sequential_server}
@@ -145,7 +149,6 @@ def make_step(ctx: Context, recipe: Recipe, client_opt, server_opt):
     """The iteration of `recipe` as a function for `scan_round`."""
     forward = map_clients(_client_forward(ctx, recipe), ctx.executor)
     server_rule = SERVER_RULES[recipe.server]
-    local_weight = ctx.config.loc_weight if recipe.local == "decoder" else 1.0
     averaged = ["lower"] + (["decoder"] if ctx.config.average_decoders else []) + ["aux"]
 
     def step(state: State, images, labels, weights, key) -> tuple[State, Metrics]:
@@ -155,7 +158,7 @@ def make_step(ctx: Context, recipe: Recipe, client_opt, server_opt):
             ctx, recipe, server_opt, state.server, state.server_opt, jax.lax.stop_gradient(smashed), labels, weights, server_key
         )
         received = downlink_gradient(ctx, recipe, own, weights, grad_key)
-        (grads,) = client_vjp((received, jnp.full_like(local, local_weight)))
+        (grads,) = client_vjp((received, jnp.ones_like(local)))
         updates, client_opt_state = stacked_update(client_opt, grads, state.client_opt, state.clients)
         client_rel = jnp.mean(blocks.per_client_relative_update(updates["lower"], state.clients["lower"]))
         clients = optax.apply_updates(state.clients, updates)

@@ -1,0 +1,125 @@
+"""The reproduction study of LocFedMix-SL's claims: which runs it is made of, and running them.
+
+Every part is a list of configurations on Fashion-MNIST where each client holds K samples
+(`--samples-per-client`), so more clients bring more data, as in the authors' setup. All runs
+live in one folder, `<results>/runs/<run name>`, so a configuration shared by two parts runs
+once, and a re-run skips what has finished and resumes what was interrupted (through
+`lfmsl.sweep`). `Scale.quick()` is the same study shrunk to seconds, for the test suite.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from pathlib import Path
+from typing import Callable, Sequence
+
+from lfmsl import sweep
+from lfmsl.config import Config
+
+SPLIT_ALGORITHMS = ("sl", "psl", "sflv1", "sflv2", "locsplitfed", "locfedmix")
+LATER_ALGORITHMS = ("sglr", "mix2sfl")
+IMBALANCE_ALGORITHMS = ("psl", "sflv1", "sflv2", "locsplitfed", "locfedmix")
+SGD_RATES = (0.01, 0.03, 0.1)
+NON_IID = "dirichlet:0.3"
+
+
+@dataclasses.dataclass(frozen=True)
+class Scale:
+    """How large the study is: the full one, or a tiny one with the same structure."""
+
+    samples_per_client: int = 300
+    rounds: int = 10
+    seeds: tuple[int, ...] = (0, 1, 2)
+    clients: tuple[int, ...] = (10, 20, 50, 100)  # (a)
+    clients_imbalance: tuple[int, ...] = (10, 100)  # (b)
+    clients_fixed: int = 50  # (c) and (d)
+    algorithms: tuple[str, ...] = SPLIT_ALGORITHMS
+    imbalance_algorithms: tuple[str, ...] = IMBALANCE_ALGORITHMS
+    later_algorithms: tuple[str, ...] = LATER_ALGORITHMS
+    switches: tuple[tuple[bool, bool, bool], ...] = tuple(itertools.product((False, True), repeat=3))
+    avg_every: tuple[int, ...] = (1, 5)  # iterations; the default, once per round, is in the switches
+    sgd_rates: tuple[float, ...] = SGD_RATES
+    lr_check_rounds: int = 3
+    test_size: int | None = None  # the full test set
+
+    @classmethod
+    def quick(cls) -> "Scale":
+        return cls(samples_per_client=16, rounds=2, seeds=(0, 1), clients=(2, 3), clients_imbalance=(2,), clients_fixed=3,
+                   algorithms=("psl", "locfedmix"), imbalance_algorithms=("psl", "locfedmix"), later_algorithms=(),
+                   switches=((False, False, False), (True, True, True)), avg_every=(1,), sgd_rates=(0.03, 0.1),
+                   lr_check_rounds=1, test_size=200)
+
+
+def base(scale: Scale, **values) -> Config:
+    return Config(dataset="fashion_mnist", samples_per_client=scale.samples_per_client, rounds=scale.rounds,
+                  test_size=scale.test_size, **values)
+
+
+def _seeded(configs: Sequence[Config], scale: Scale) -> list[Config]:
+    return [dataclasses.replace(c, seed=s) for c in configs for s in scale.seeds]
+
+
+def scaling(scale: Scale) -> list[Config]:
+    """(a) Scalability and convergence on the authors' axis: N grows, K samples each, IID, Adam."""
+    return _seeded([base(scale, algorithm=a, clients=n) for n in scale.clients for a in scale.algorithms], scale)
+
+
+def lr_check(scale: Scale) -> list[Config]:
+    """The SGD learning rate for (b): centralized training on the largest (b) pool, one seed."""
+    n = max(scale.clients_imbalance)
+    return [dataclasses.replace(base(scale, algorithm="centralized", clients=n, optimizer="sgd", lr=lr), rounds=scale.lr_check_rounds)
+            for lr in scale.sgd_rates]
+
+
+def imbalance(scale: Scale, sgd_lr: float) -> list[Config]:
+    """(b) The regime where the paper's imbalance exists: plain SGD, gradient of the combined loss."""
+    return _seeded([base(scale, algorithm=a, clients=n, optimizer="sgd", lr=sgd_lr, client_grad="global")
+                    for n in scale.clients_imbalance for a in scale.imbalance_algorithms], scale)
+
+
+def non_iid(scale: Scale) -> list[Config]:
+    """(c) Label skew: Dirichlet(0.3) over the N x K samples."""
+    return _seeded([base(scale, algorithm=a, clients=scale.clients_fixed, partition=NON_IID) for a in scale.algorithms], scale)
+
+
+def ablations(scale: Scale) -> list[Config]:
+    """(d) LocFedMix-SL's parts on and off, and the averaging interval T_c."""
+    locfedmix = base(scale, algorithm="locfedmix", clients=scale.clients_fixed)
+    switched = [dataclasses.replace(locfedmix, mix=m, loc=l, fed=f) for m, l, f in scale.switches]
+    intervals = [dataclasses.replace(locfedmix, avg_every=t) for t in scale.avg_every]
+    return _seeded(switched + intervals, scale)
+
+
+def later_work(scale: Scale) -> list[Config]:
+    """(a) for SGLR and Mix2SFL, run last: the issue adds them where the budget allows."""
+    return _seeded([base(scale, algorithm=a, clients=n) for n in scale.clients for a in scale.later_algorithms], scale)
+
+
+PARTS = ("a", "b", "c", "d", "later")
+
+
+def best_rate(runs: Sequence[sweep.Run]) -> float:
+    """The learning rate with the highest final accuracy; a tie goes to the smaller rate."""
+    finished = [r for r in runs if r.summary is not None]
+    return max(finished, key=lambda r: (r.summary["final_test_accuracy"], -r.config.lr)).config.lr
+
+
+def run_study(scale: Scale, results: Path, load: Callable[[str], object], parts: Sequence[str] = PARTS,
+              log: Callable[[str], None] = print) -> dict[str, list[sweep.Run]]:
+    """Run (or find finished) the parts in order; returns each part's runs."""
+    runs_dir = Path(results) / "runs"
+    done: dict[str, list[sweep.Run]] = {}
+    run = lambda configs: sweep.run_sweep(configs, runs_dir, load, progress=False, log=log)
+    if "a" in parts:
+        done["a"] = run(scaling(scale))
+    if "b" in parts:
+        done["lr"] = run(lr_check(scale))
+        done["b"] = run(imbalance(scale, best_rate(done["lr"])))
+    if "d" in parts:
+        done["d"] = run(ablations(scale))
+    if "c" in parts:
+        done["c"] = run(non_iid(scale))
+    if "later" in parts and scale.later_algorithms:
+        done["later"] = run(later_work(scale))
+    return done
