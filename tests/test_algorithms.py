@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lfmsl import blocks
-from lfmsl.algorithms import Context, build
+from lfmsl.algorithms import Context, build, recipe_for
 from lfmsl.algorithms.split import Recipe, build_split, init_state, make_step, optimizers
 from lfmsl.batching import gather, iterations_per_round, make_client_data
 from lfmsl.config import ALGORITHMS, Config
@@ -178,3 +178,41 @@ def test_update_ratio_grows_with_clients_for_psl(fashion_mnist, model):
         data, ctx = make_run(fashion_mnist, model, [16] * count, algorithm="psl", client_grad="global", optimizer="sgd", lr=0.05)
         ratios.append(float(one_round(data, ctx)[1]["update_ratio"]))
     assert ratios[1] > 1.5 * ratios[0]
+
+
+def _one_iteration(fashion_mnist, model, sizes, **options):
+    """One iteration of `options`' algorithm from its initial state: (state before, after, metrics)."""
+    data, ctx = make_run(fashion_mnist, model, sizes, **options)
+    images, labels = gather(data, jnp.arange(sum(sizes)).reshape(len(sizes), -1)[:, :BATCH])
+    recipe = recipe_for(ctx.config)
+    client_opt, server_opt = optimizers(ctx, recipe)
+    state = init_state(ctx, recipe, jax.random.key(0), client_opt, server_opt, len(sizes))
+    after, metrics = jax.jit(make_step(ctx, recipe, client_opt, server_opt))(state, images, labels, data.weights, jax.random.key(5))
+    return state, after, metrics
+
+
+def test_decoder_steps_along_dr_dh_unscaled_and_beta_weighs_only_the_client_pull(fashion_mnist, model):
+    """Under SGD an update is linear in the gradient: the decoder's is the same for every beta,
+    and the client segment's is g + beta * dR/dw, so beta = 0.5 lands half-way between 0 and 1."""
+    runs = {beta: _one_iteration(fashion_mnist, model, [16, 16], algorithm="locfedmix", optimizer="sgd", lr=0.1, fed=False,
+                                 loc_weight=beta)
+            for beta in (0.0, 0.5, 1.0)}
+    decoders = {beta: after.clients["decoder"] for beta, (_, after, _) in runs.items()}
+    before = runs[1.0][0].clients["decoder"]
+    moved = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(decoders[1.0]), jax.tree.leaves(before)))
+    assert moved > 1e-6  # the decoder learns, at beta = 0 as well
+    assert_trees_close(decoders[0.0], decoders[1.0], rtol=1e-6, atol=1e-8)
+    assert_trees_close(decoders[0.5], decoders[1.0], rtol=1e-6, atol=1e-8)
+    lowers = {beta: after.clients["lower"] for beta, (_, after, _) in runs.items()}
+    halfway = jax.tree.map(lambda a, b: (a + b) / 2, lowers[0.0], lowers[1.0])
+    assert_trees_close(lowers[0.5], halfway, rtol=1e-5, atol=1e-7)
+    pulled = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(lowers[0.0]), jax.tree.leaves(lowers[1.0])))
+    assert pulled > 1e-6  # beta does move the client segment
+
+
+def test_sflv2_update_ratio_is_the_whole_iterations_server_update(fashion_mnist, model):
+    """SFL-V2's server takes N steps an iteration; its relative update is that of all N together."""
+    before, after, metrics = _one_iteration(fashion_mnist, model, [16, 16, 16], algorithm="sflv2")
+    flat = lambda tree: np.concatenate([np.asarray(leaf, np.float64).ravel() for leaf in jax.tree.leaves(tree)])
+    expected = np.linalg.norm(flat(after.server) - flat(before.server)) / np.linalg.norm(flat(before.server))
+    np.testing.assert_allclose(float(metrics["server_rel"]), expected, rtol=1e-4)

@@ -71,7 +71,7 @@ def one_of(names):
 
 VALID = {  # flag -> what a good value is, judged here independently of the code under test
     "--clients": positive_int, "--rounds": positive_int, "--batch-size": positive_int, "--mix-partners": positive_int,
-    "--avg-every": positive_int, "--train-size": positive_int, "--checkpoint-every": positive_int,
+    "--avg-every": positive_int, "--train-size": positive_int, "--samples-per-client": positive_int, "--checkpoint-every": positive_int,
     "--seed": seed, "--eval-clients": non_negative_int,
     "--lr": positive_float, "--client-lr": positive_float, "--server-lr": positive_float, "--mix-alpha": positive_float,
     "--loc-weight": non_negative_float, "--gradmix-fraction": fraction,
@@ -81,7 +81,7 @@ VALID = {  # flag -> what a good value is, judged here independently of the code
 }
 BAD_NUMBERS = ["0", "-1", "-0.5", "nan", "-nan", "inf", "-inf", "1e400", "0.0", "1.5", "1e3", "", " ", "abc", "2**3", "4294967296",
                "99999999999999999999999", "shards:0", "dirichlet:-1", "chunked:0", "loop:2", "iid:3"]
-FLAGS = set(VALID) | {"--no-mix", "--no-loc", "--no-fed", "--no-average-decoders", "--no-progress", "--out", "--resume",
+FLAGS = set(VALID) | {"--no-mix", "--no-loc", "--no-fed", "--no-average-decoders", "--no-overlap", "--no-progress", "--out", "--resume",
                       "--manual-dir", "--data-dir", "--help", "-h"}
 
 
@@ -94,7 +94,7 @@ def bad_value(draw):
 
 @st.composite
 def bad_combination(draw):
-    kind = draw(st.sampled_from(["switch", "partners", "one_client", "unknown_flag", "missing_value", "resume"]))
+    kind = draw(st.sampled_from(["switch", "partners", "one_client", "both_sizes", "unknown_flag", "missing_value", "resume"]))
     if kind == "switch":  # LocFedMix-SL's switches on another algorithm
         algorithm = draw(st.sampled_from([a for a in ALGORITHMS if a != "locfedmix"]))
         return ["--algorithm", algorithm, draw(st.sampled_from(["--no-mix", "--no-loc", "--no-fed"]))]
@@ -102,6 +102,8 @@ def bad_combination(draw):
         clients = draw(st.integers(2, 50))
         partners = draw(st.integers(clients, 100))
         return ["--algorithm", draw(st.sampled_from(["locfedmix", "mix2sfl"])), "--clients", str(clients), "--mix-partners", str(partners)]
+    if kind == "both_sizes":  # a fixed training set and a size per client at once
+        return ["--train-size", str(draw(st.integers(1, 1000))), "--samples-per-client", str(draw(st.integers(1, 100)))]
     if kind == "one_client":
         return ["--algorithm", draw(st.sampled_from(["locfedmix", "mix2sfl"])), "--clients", "1"]
     if kind == "unknown_flag":
@@ -154,6 +156,7 @@ def test_an_unwritable_output_folder_is_a_one_line_error(tmp_path, capsys, no_da
         (["--clients", "700"], "more than the 600 training samples"),
         (["--train-size", "601"], "larger than the training set"),
         (["--clients", "4", "--partition", "shards:200"], "needs 800 shards"),
+        (["--clients", "7", "--samples-per-client", "100"], "7 x --samples-per-client 100 = 700 samples, but the training set has 600"),
     ],
 )
 def test_data_dependent_checks_come_before_compiling(options, message, tiny_data_dir, tmp_path, capsys):

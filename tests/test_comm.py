@@ -66,11 +66,23 @@ def test_locfedmix_switches():
     assert ledger(algorithm="locfedmix", fed=False) == expected(**EXCHANGE)  # = PSL
 
 
-def test_sequential_sl_relays_the_client_model_between_clients():
-    assert ledger(0, algorithm="sl") == expected(**EXCHANGE, relay=(N - 1) * CLIENT * 4)
-    assert ledger(1, algorithm="sl") == expected(**EXCHANGE, relay=N * CLIENT * 4)  # plus last -> first across rounds
+def test_sequential_sl_relays_the_client_model_between_clients_through_the_server():
+    handover = 2 * CLIENT * 4  # up to the server and down to the next client
+    assert ledger(0, algorithm="sl") == expected(**EXCHANGE, relay=(N - 1) * handover)
+    assert ledger(1, algorithm="sl") == expected(**EXCHANGE, relay=N * handover)  # plus last -> first across rounds
     config = Config(algorithm="sl", clients=1, batch_size=B)
     assert comm.round_bytes(comm.traffic(config, model_for(config), I), config, 3)["relay"] == 0
+
+
+def test_sflv1_server_copies_stay_out_of_the_link_totals():
+    from lfmsl.latency import RunCosts
+
+    config = Config(algorithm="sflv1", clients=N, batch_size=B)
+    record = RunCosts(config, model_for(config), I).record_fields(0)
+    weights = N * CLIENT * 4
+    links = EXCHANGE["smashed_up"] + EXCHANGE["labels_up"] + EXCHANGE["grads_down"] + 2 * weights
+    assert record["comm_breakdown"]["server_copies"] == 2 * N * SERVER * 4  # still in the breakdown
+    assert record["comm_round_bytes"] == record["comm_bytes"] == links
 
 
 def test_fedavg_moves_full_models_and_centralized_nothing():

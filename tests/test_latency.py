@@ -44,10 +44,23 @@ def test_profile_values_can_be_overridden():
 def test_mixup_adds_the_mixed_samples_to_the_server():
     n, partners = 6, 2
     mixed = I * n * partners * B * 3 * flops()["server"] / 1e12
-    loc = I * B * 3 * flops()["decoder"] / 10e9
-    no_fed = dict(algorithm="locfedmix", clients=n, mix_partners=partners, fed=False)
-    assert round_seconds(**no_fed, loc=False) - round_seconds(algorithm="psl", clients=n) == pytest.approx(mixed, rel=1e-9)
-    assert round_seconds(**no_fed) - round_seconds(**no_fed, loc=False) == pytest.approx(loc, rel=1e-9)
+    no_fed = dict(algorithm="locfedmix", clients=n, mix_partners=partners, fed=False, loc=False)
+    assert round_seconds(**no_fed) - round_seconds(algorithm="psl", clients=n) == pytest.approx(mixed, rel=1e-9)
+
+
+def test_the_decoder_pass_overlaps_the_wait_for_the_server_unless_serial():
+    """T = client + max(decoder, up + server + down) by default; client + decoder + wait with --no-overlap."""
+    n = 6
+    decoder = B * 3 * flops()["decoder"] / 10e9
+    client = B * 3 * flops()["client"] / 10e9
+    no_fed = dict(algorithm="locfedmix", clients=n, fed=False)
+    wait = round_seconds(**no_fed, loc=False) / I - client  # up + server (with the mixed samples) + down
+    assert round_seconds(**no_fed) == pytest.approx(I * (client + max(decoder, wait)), rel=1e-9)
+    assert round_seconds(**no_fed, overlap=False) == pytest.approx(I * (client + decoder + wait), rel=1e-9)
+    # On slow links the decoder hides entirely in the wait; on fast ones the wait hides in the decoder.
+    assert round_seconds(**no_fed, uplink_mbps=1.0) == pytest.approx(round_seconds(**no_fed, loc=False, uplink_mbps=1.0), rel=1e-9)
+    fast = dict(uplink_mbps=1e6, downlink_mbps=1e6, server_flops=1e15)
+    assert round_seconds(**no_fed, **fast) == pytest.approx(I * (client + decoder), rel=1e-3)
 
 
 def test_averaging_adds_one_upload_and_download_of_the_averaged_parts():
@@ -62,7 +75,7 @@ def test_averaging_adds_one_upload_and_download_of_the_averaged_parts():
 
 def test_sequential_sl_grows_with_clients_and_parallel_algorithms_do_not():
     """Same work per client (I iterations each): SL serves clients one by one, the others in parallel."""
-    relay = 18816 * 32 / 100e6
+    relay = 18816 * 32 / 100e6 + 18816 * 32 / 100e6  # up to the server, down to the next client
     for n in (2, 10, 50):
         assert round_seconds(1, algorithm="sl", clients=n) == pytest.approx(n * I * psl_iteration(1) + n * relay, rel=1e-9)
     sl_growth = round_seconds(1, algorithm="sl", clients=50) / round_seconds(1, algorithm="sl", clients=2)
@@ -78,6 +91,8 @@ def test_locsplitfed_pipelines_and_never_waits():
     averaging = 2 * (18816 + 31370) * 32 / 100e6
     assert round_seconds(algorithm="locsplitfed", clients=n) == pytest.approx(I * max(stages) + averaging, rel=1e-9)
     assert round_seconds(algorithm="locsplitfed", clients=n) < round_seconds(algorithm="sflv2", clients=n)
+    serial = round_seconds(algorithm="locsplitfed", clients=n, overlap=False)
+    assert serial == pytest.approx(I * sum(stages) + averaging, rel=1e-9)
 
 
 def test_fedavg_and_centralized_train_the_full_model_on_clients_and_server():
@@ -85,6 +100,13 @@ def test_fedavg_and_centralized_train_the_full_model_on_clients_and_server():
     averaging = 2 * (18816 + 402826) * 32 / 100e6
     assert round_seconds(algorithm="fedavg", clients=3) == pytest.approx(I * full / 10e9 + averaging, rel=1e-9)
     assert round_seconds(algorithm="centralized", clients=3, iterations=40) == pytest.approx(40 * full / 1e12, rel=1e-9)
+
+
+def test_sl_relay_time_is_an_upload_plus_a_download():
+    one_way = 18816 * 32  # bits of the client model
+    with_slow_down = round_seconds(1, algorithm="sl", clients=4, downlink_mbps=25.0)
+    slow_iterations = 4 * I * psl_iteration(1, down=25e6)
+    assert with_slow_down == pytest.approx(slow_iterations + 4 * (one_way / 100e6 + one_way / 25e6), rel=1e-9)
 
 
 def test_records_are_cumulative():
@@ -112,6 +134,8 @@ def test_summary_reports_the_first_round_reaching_the_target():
     (dict(target_accuracy=85.0), "--target-accuracy"),
     (dict(uplink_mbps=0.0), "--uplink-mbps"),
     (dict(client_flops=-1.0), "--client-flops"),
+    (dict(algorithm="psl", overlap=False), "--no-overlap"),
+    (dict(algorithm="locfedmix", loc=False, overlap=False), "--no-overlap"),
 ])
 def test_bad_latency_options_are_usage_errors(options, message):
     with pytest.raises(UsageError, match=message):

@@ -120,6 +120,10 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--server-flops", type=_number, default=None, metavar="FLOPS", help="server speed in FLOP/s, e.g. 1e12 (default: the profile's)")
     g.add_argument("--uplink-mbps", type=_number, default=None, metavar="MBPS", help="each client's uplink in Mbit/s (default: the profile's)")
     g.add_argument("--downlink-mbps", type=_number, default=None, metavar="MBPS", help="each client's downlink in Mbit/s (default: the profile's)")
+    g.add_argument("--no-overlap", dest="overlap", action="store_false",
+                   help="time the client's local work serially: LocFedMix-SL's decoder pass after the server's answer instead "
+                        "of during the wait for it, LocSplitFed's client, uplink and server one after another instead of "
+                        "as a pipeline (default: overlapped)")
     g.add_argument("--target-accuracy", type=_number, default=None, metavar="A",
                    help="report the first round, simulated latency and wall time reaching test accuracy A, a fraction such as 0.85")
 

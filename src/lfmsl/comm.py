@@ -13,8 +13,10 @@ Categories (bytes summed over all clients):
 - ``aux_weights_up`` / ``aux_weights_down``: LocFedMix-SL's decoders or LocSplitFed's
   auxiliary classifiers, averaged with the lower segments;
 - ``server_copies``: SplitFed V1's per-client server copies gathered and sent back for
-  averaging (traffic at the server side, not on the clients' links);
-- ``relay``: sequential SL's hand-over of the client model from one client to the next.
+  averaging: server-internal, so kept in the breakdown but out of the link totals
+  (``comm_bytes``) and the link time;
+- ``relay``: sequential SL's hand-over of the client model from one client to the next, through
+  the server: one upload and one download per hand-over.
 """
 
 from __future__ import annotations
@@ -34,6 +36,13 @@ CATEGORIES = (
     "smashed_up", "labels_up", "grads_down", "client_weights_up", "client_weights_down",
     "aux_weights_up", "aux_weights_down", "server_copies", "relay",
 )
+SERVER_INTERNAL = ("server_copies",)  # never crosses a client's link
+LINK_CATEGORIES = tuple(c for c in CATEGORIES if c not in SERVER_INTERNAL)
+
+
+def link_bytes(by_category: dict[str, int]) -> int:
+    """The bytes that cross the clients' links: every category but the server-internal ones."""
+    return sum(by_category[c] for c in LINK_CATEGORIES)
 
 
 @functools.lru_cache(maxsize=None)
@@ -49,7 +58,7 @@ class Traffic:
 
     per_iteration: dict[str, int]  # every client's exchange in one iteration, summed over clients
     per_average: dict[str, int]  # one averaging step, summed over clients
-    relay_bytes: int  # one hand-over of the client model (sequential SL)
+    relay_bytes: int  # one hand-over of the client model (sequential SL): its upload plus its download
     steps_per_round: int  # values of the iteration counter that a round goes through
     avg_every: int | None  # T_c in iterations; None: no averaging
 
@@ -90,7 +99,7 @@ def traffic(config: Config, model: SplitModel, iterations: int) -> Traffic:
     per_iteration["labels_up"] = n * b * BYTES_PER_LABEL
     per_iteration["grads_down"] = n * smashed if sequential or recipe.send_grad else 0
     if sequential:  # the same exchange, one client after another, and never averaged
-        relay = sizes["client"] * BYTES_PER_VALUE
+        relay = 2 * sizes["client"] * BYTES_PER_VALUE  # up to the server, down to the next client
         return Traffic(per_iteration, per_average, relay, iterations, None)
     if recipe.average_clients:
         lower = n * sizes["client"] * BYTES_PER_VALUE

@@ -61,6 +61,7 @@ class Config:
     uplink_mbps: float | None = None  # Mbit/s per client; None: the profile's
     downlink_mbps: float | None = None
     target_accuracy: float | None = None  # the summary reports the first round reaching it
+    overlap: bool = True  # client-local work overlaps the wait (LocFedMix-SL) or pipelines (LocSplitFed)
 
     @property
     def resolved_client_lr(self) -> float:
@@ -150,6 +151,10 @@ def _validate_combinations(config: Config) -> None:
     switched_off = [flag for flag, on in (("--no-mix", config.mix), ("--no-loc", config.loc), ("--no-fed", config.fed)) if not on]
     if switched_off and config.algorithm != "locfedmix":
         raise UsageError(f"{', '.join(switched_off)} applies only to --algorithm locfedmix")
+    local_work = config.algorithm == "locsplitfed" or (config.algorithm == "locfedmix" and config.loc)
+    if not config.overlap and not local_work:
+        raise UsageError("--no-overlap times the client's local work (LocFedMix-SL's decoder, LocSplitFed's auxiliary head), "
+                         "so it applies only to --algorithm locfedmix with its local regulariser, or locsplitfed")
     mixing = config.algorithm in MIX_ALGORITHMS and config.mix
     if mixing and config.clients < 2:
         raise UsageError("mixup pairs different clients, so it needs --clients 2 or more (or pass --no-mix)")

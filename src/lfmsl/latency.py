@@ -10,12 +10,15 @@ decoder or auxiliary head where the algorithm has one) and of the server segment
 BACKWARD_FACTOR = 3 times the forward FLOPs that `models.flops_per_sample` reads from XLA's
 cost analysis. q is the smashed data per sample and l the label, in bits; M = N*n_s*B mixed
 samples where the server mixes. Per algorithm:
+- LocFedMix-SL: the client's decoder pass (forward and backward) runs while the client waits
+  for the server's answer (upload, server step, download), as the specification allows:
+  T = B*F_c/f_c + max(B*F_dec/f_c, upload + server + download). `--no-overlap` adds it serially.
 - LocSplitFed: no download and no waiting; clients, uplink and server work as a pipeline, so
-  an iteration takes as long as its slowest stage.
+  an iteration takes as long as its slowest stage. `--no-overlap` sums the stages instead.
 - SFL-V2: the server serves the clients one after another, sum_i B*F_s/f_s (under a pure
   throughput model this equals the batched server time of PSL).
 - Sequential SL: the single-client time summed over all clients, plus the relay: each
-  hand-over moves the client model at the slower of the two links.
+  hand-over moves the client model up to the server and down to the next client.
 - Averaging adds one upload and one download of every client's averaged parts (in parallel
   over clients) at each averaging step. SFL-V1's server copies stay at the server: no link.
 - FedAvg: the full model trains on the client; centralized: on the server, no links.
@@ -109,18 +112,20 @@ def timing(config: Config, model: SplitModel, traffic: comm.Traffic, profile: Pr
     sequential = config.algorithm == "sl"
     recipe = None if sequential else recipe_for(config)
     local = recipe.local if recipe else None  # "decoder" | "aux" | None: the client's extra part
-    client = b * BACKWARD_FACTOR * (flops["client"] + (flops[local] if local else 0.0)) / profile.client_flops
+    client = b * BACKWARD_FACTOR * flops["client"] / profile.client_flops
+    local_pass = b * BACKWARD_FACTOR * flops[local] / profile.client_flops if local else 0.0
     up = _link_seconds((traffic.per_iteration["smashed_up"] + traffic.per_iteration["labels_up"]) / n, profile.uplink_mbps)
     down = _link_seconds(traffic.per_iteration["grads_down"] / n, profile.downlink_mbps)
     server_step = b * BACKWARD_FACTOR * flops["server"] / profile.server_flops  # one client's batch
     if sequential:  # one client at a time, each through the server alone
-        relay = _link_seconds(traffic.relay_bytes, min(profile.uplink_mbps, profile.downlink_mbps))
+        relay = _link_seconds(traffic.relay_bytes / 2, profile.uplink_mbps) + _link_seconds(traffic.relay_bytes / 2, profile.downlink_mbps)
         return Timing(n * (client + up + server_step + down), 0.0, relay)
     mixed = n * config.mix_partners if recipe.mix and config.algorithm in MIX_ALGORITHMS else 0
     server = (n + mixed) * server_step  # SFL-V2's one-after-another sum is the same total
-    if not recipe.send_grad:  # LocSplitFed: no download, no waiting: a pipeline
-        return Timing(max(client, up, server), per_average, 0.0)
-    return Timing(client + up + server + down, per_average, 0.0)
+    if not recipe.send_grad:  # LocSplitFed: no download, no waiting: a pipeline of its three stages
+        return Timing(max(client + local_pass, up, server) if config.overlap else client + local_pass + up + server, per_average, 0.0)
+    wait = up + server + down  # for the server's answer; the decoder's pass fits in it where it overlaps
+    return Timing(client + (max(local_pass, wait) if config.overlap else local_pass + wait), per_average, 0.0)
 
 
 class RunCosts:
@@ -150,8 +155,8 @@ class RunCosts:
         sent, seconds = done[-1]
         cumulative = {k: sum(r[0][k] for r in done) for k in comm.CATEGORIES}
         return {
-            "comm_bytes": sum(cumulative.values()),
-            "comm_round_bytes": sum(sent.values()),
+            "comm_bytes": comm.link_bytes(cumulative),  # SFL-V1's server copies stay at the server
+            "comm_round_bytes": comm.link_bytes(sent),
             "comm_breakdown": sent,
             "comm_breakdown_cumulative": cumulative,
             "sim_round_latency_s": seconds,
