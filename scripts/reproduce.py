@@ -9,7 +9,9 @@ the full test set, seeds 0, 1 and 2:
   (d) ablations at N = 50: mix / loc / fed on and off, and averaging every 1 or 5 iterations;
   (later) sglr and mix2sfl on the axis of (a).
 K = 300 and 10 rounds. Every run goes to <results>/runs/<run name>; a re-run skips finished runs
-and resumes interrupted ones, so the study can be stopped at any time and continued.
+and resumes interrupted ones, so the study can be stopped at any time and continued. At the end
+(or with --report-only, from whatever has finished) it writes <results>/REPORT.md and its figures:
+per-claim tables with 95 % confidence intervals over seeds and paired verdicts.
 
 Example: python scripts/reproduce.py            (hours on a 2-core CPU)
          python scripts/reproduce.py --quick --results /tmp/quick   (seconds per run)
@@ -31,6 +33,7 @@ def main(argv=None) -> int:
     p.add_argument("--parts", type=lambda t: [x.strip() for x in t.split(",") if x.strip()], default=list(study.PARTS),
                    help=f"comma list of parts to run, of {', '.join(study.PARTS)} (default: all, in that order)")
     p.add_argument("--quick", action="store_true", help="the same study shrunk to a few seconds per run (2 or 3 clients, 16 samples each, 2 rounds, 2 seeds)")
+    p.add_argument("--report-only", action="store_true", help="run nothing: write the report from the runs that have finished")
     p.add_argument("--manual-dir", default=None, help="original dataset files for tfds without internet (default: $LFMSL_MANUAL_DIR)")
     p.add_argument("--data-dir", default=None, help="tfds data folder (default: $LFMSL_DATA_DIR)")
     args = p.parse_args(argv)
@@ -40,7 +43,11 @@ def main(argv=None) -> int:
     from lfmsl.runner import log
 
     scale = study.Scale.quick() if args.quick else study.Scale()
-    study.run_study(scale, args.results, figures.loader(args), args.parts, log=log)
+    if not args.report_only:
+        study.run_study(scale, args.results, figures.loader(args), args.parts, log=log)
+    from lfmsl.study_report import write_report
+
+    log(f"reproduce: report in {write_report(scale, args.results)}")
     return 0
 
 

@@ -61,3 +61,22 @@ def reference_run(tmp_path_factory, tiny_data_dir, compile_cache) -> Path:
     done = run(["--data-dir", tiny_data_dir, *TINY, "--rounds", "5", "--checkpoint-every", "1", "--out", out], environment(compile_cache))
     assert done.returncode == 0, done.stderr
     return out
+
+
+@pytest.fixture
+def persistent_compile_cache(compile_cache):
+    """In this process, XLA programs compiled once per session (e.g. a study's seeds share theirs);
+    switched off again afterwards, so tests that count compilations are unaffected."""
+    import jax
+    from jax._src import compilation_cache
+
+    settings = {"jax_compilation_cache_dir": str(compile_cache), "jax_persistent_cache_min_compile_time_secs": 0.0,
+                "jax_persistent_cache_min_entry_size_bytes": 0}
+    before = {name: getattr(jax.config, name) for name in settings}
+    for name, value in settings.items():
+        jax.config.update(name, value)
+    compilation_cache.reset_cache()
+    yield
+    for name, value in before.items():
+        jax.config.update(name, value)
+    compilation_cache.reset_cache()

@@ -124,3 +124,36 @@ def test_the_best_rate_wins_and_a_tie_goes_to_the_smaller():
     run = lambda lr, acc: study.sweep.Run(Config(lr=lr), None, {"final_test_accuracy": acc})
     assert study.best_rate([run(0.01, 0.5), run(0.03, 0.7), run(0.1, 0.6)]) == 0.03
     assert study.best_rate([run(0.1, 0.7), run(0.03, 0.7)]) == 0.03
+
+
+def test_quick_study_end_to_end_then_resumes_without_work(tmp_path, manual_data_dir, tfds_data_dir, capsys, persistent_compile_cache):
+    """scripts/reproduce.py --quick runs every part, writes the report, and a second call finds it all finished."""
+    from test_scripts import load
+
+    results = tmp_path / "study"
+    argv = ["--quick", "--results", str(results), "--manual-dir", str(manual_data_dir), "--data-dir", str(tfds_data_dir)]
+    reproduce = load("reproduce")
+    assert reproduce.main(argv) == 0
+    scale = study.Scale.quick()
+    expected = {*study.scaling(scale), *study.lr_check(scale), *study.non_iid(scale), *study.ablations(scale)}
+    finished = {p.parent.name for p in (results / "runs").glob("*/summary.json")}
+    assert {study.sweep.run_name(c) for c in expected} <= finished
+    assert len(finished) == len(expected) + 2 * 2  # (b): PSL and LocFedMix-SL, 2 seeds, at the chosen rate
+    report = (results / "REPORT.md").read_text()
+    for heading in ("## Verdicts", "## (a) Scalability", "## (a) Convergence", "## (a) Latency", "## (b) The imbalance regime",
+                    "## (c) Non-IID clients", "## (d) Ablations"):
+        assert heading in report
+    assert "Chosen: **" in report and report.count("**undecided**") + report.count("**supported**") + report.count("**contradicted**") > 5
+    for figure in ("scalability", "convergence", "latency", "imbalance", "ablations"):
+        assert (results / "figures" / f"{figure}.png").stat().st_size > 0
+    capsys.readouterr()
+    assert reproduce.main(argv) == 0  # everything is found finished: nothing runs again
+    assert "compiling" not in capsys.readouterr().err
+
+
+def test_reproduce_refuses_an_unknown_part(capsys):
+    from test_scripts import load
+
+    with pytest.raises(SystemExit) as exit_info:
+        load("reproduce").main(["--parts", "a,z"])
+    assert exit_info.value.code == 2 and "unknown part(s) z" in capsys.readouterr().err
