@@ -5,7 +5,8 @@ the full test set, seeds 0, 1 and 2:
   (a) scalability and convergence: sl, psl, sflv1, sflv2, locsplitfed, locfedmix at N = 10, 20, 50, 100;
   (b) the imbalance regime: SGD with the combined-loss gradient at N = 10 and 100, its learning rate
       picked first by centralized training (0.01, 0.03, 0.1);
-  (c) non-IID clients (Dirichlet 0.3) at N = 50;
+  (c) non-IID clients (Dirichlet 0.3) at N = 50, in both round modes: smaller clients wrapping
+      around their data to keep up with the largest (wrap), and each client doing its own epoch (epoch);
   (d) ablations at N = 50: mix / loc / fed on and off, and averaging every 1 or 5 iterations;
   (later) sglr and mix2sfl on the axis of (a).
 K = 300 and 10 rounds. Every run goes to <results>/runs/<run name>; a re-run skips finished runs

@@ -216,3 +216,60 @@ def test_sflv2_update_ratio_is_the_whole_iterations_server_update(fashion_mnist,
     flat = lambda tree: np.concatenate([np.asarray(leaf, np.float64).ravel() for leaf in jax.tree.leaves(tree)])
     expected = np.linalg.norm(flat(after.server) - flat(before.server)) / np.linalg.norm(flat(before.server))
     np.testing.assert_allclose(float(metrics["server_rel"]), expected, rtol=1e-4)
+
+
+def _metrics_without_counts(metrics):
+    return {k: v for k, v in metrics.items() if k != "active_clients"}
+
+
+@pytest.mark.parametrize("algorithm", [a for a in ALGORITHMS if a != "centralized"])
+def test_epoch_mode_with_equal_clients_is_the_wrap_mode(fashion_mnist, model, algorithm):
+    """Every client's epoch is the round's, so both modes compute the same (up to renormalising weights)."""
+    out = {}
+    for mode in ("wrap", "epoch"):
+        data, ctx = make_run(fashion_mnist, model, [16, 16, 16], algorithm=algorithm, round_mode=mode)
+        out[mode] = one_round(data, ctx)
+    assert_trees_close(out["wrap"][0], out["epoch"][0])
+    assert_trees_close(_metrics_without_counts(out["wrap"][1]), _metrics_without_counts(out["epoch"][1]))
+
+
+@pytest.mark.parametrize("options", [dict(algorithm="psl"), dict(algorithm="locfedmix", mix=False, fed=False)])
+def test_epoch_mode_equals_a_loop_over_each_iterations_participants(fashion_mnist, model, options):
+    """Client 0 has 3 batches, client 1 one: after iteration 1 the round goes on with client 0 alone,
+    which is a one-client step on client 0's slice of the state, written out here iteration by iteration."""
+    sizes, key = [24, 8], jax.random.key(7)
+    data, ctx = make_run(fashion_mnist, model, sizes, round_mode="epoch", **options)
+    algorithm = build(ctx)
+    start = algorithm.init(jax.random.key(0))
+    expected_state, _ = jax.jit(algorithm.round)(start, data, key)
+
+    from lfmsl.batching import round_batches
+
+    batch_key, step_key = jax.random.split(key)
+    indices = round_batches(batch_key, data, ctx.iterations, BATCH)
+    keys = jax.random.split(step_key, ctx.iterations)
+    recipe = recipe_for(ctx.config)
+    both = make_step(dataclasses.replace(ctx, config=dataclasses.replace(ctx.config, round_mode="wrap")), recipe, *optimizers(ctx, recipe))
+    ctx_one = dataclasses.replace(ctx, num_clients=1)
+    alone = make_step(ctx_one, recipe, *optimizers(ctx_one, recipe))
+    images, labels = gather(data, indices[0])
+    state, _ = both(start, images, labels, data.weights, keys[0])
+    client = lambda tree, i: jax.tree.map(lambda leaf: leaf[i:i + 1], tree)
+    for t in (1, 2):
+        images, labels = gather(data, indices[t][:1])
+        sliced = state._replace(clients=client(state.clients, 0), client_opt=client(state.client_opt, 0))
+        sliced, _ = alone(sliced, images, labels, jnp.ones(1), keys[t])
+        merge = lambda one, full: jax.tree.map(lambda a, b: b.at[0].set(a[0]), one, full)
+        state = sliced._replace(clients=merge(sliced.clients, state.clients), client_opt=merge(sliced.client_opt, state.client_opt))
+    assert ctx.iterations == 3
+    assert_trees_close(expected_state.clients, state.clients)
+    assert_trees_close(expected_state.server, state.server)
+
+
+def test_partners_are_drawn_among_the_active_clients():
+    active = jnp.array([True, True, True, False, False, True])
+    for seed in range(20):
+        partners = np.asarray(blocks.draw_partners(jax.random.key(seed), 6, 3, active))
+        for i, row in enumerate(partners):
+            assert i not in row and len(set(row)) == 3
+            assert all(active[j] for j in row), (i, row)  # every client has at least 3 other active clients

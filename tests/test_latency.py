@@ -146,3 +146,16 @@ def test_simulated_work_does_not_depend_on_the_convolution_formulation():
     """--conv patches and --conv xla compute the same model: the same FLOPs, the same latency."""
     patches, xla = (latency.forward_flops(latency.model_for(Config(conv=c))) for c in ("patches", "xla"))
     assert patches == xla
+
+
+def test_epoch_mode_counts_only_the_clients_in_each_iteration():
+    """Three clients of 3, 2 and 1 batches: iterations with 3, 2 and 1 clients taking part."""
+    config = Config(algorithm="psl", clients=3, batch_size=B, round_mode="epoch")
+    costs = latency.RunCosts(config, latency.model_for(config), 3, active=(3, 2, 1))
+    sent, seconds = costs.round(0)
+    assert seconds == pytest.approx(psl_iteration(3) + psl_iteration(2) + psl_iteration(1), rel=1e-12)
+    assert sent["smashed_up"] == (3 + 2 + 1) * B * 7 * 7 * 64 * 4 and sent["labels_up"] == 6 * B * 4
+    sl = Config(algorithm="sl", clients=3, batch_size=B, round_mode="epoch")
+    sl_seconds = latency.RunCosts(sl, latency.model_for(sl), 3, active=(3, 2, 1)).round(0)[1]
+    relay = 2 * (18816 * 32 / 100e6)  # two hand-overs in the first round, each up and down
+    assert sl_seconds == pytest.approx(6 * psl_iteration(1) + 2 * relay, rel=1e-9)

@@ -114,6 +114,7 @@ def test_the_study_has_every_part_at_its_stated_size():
     assert [c.lr for c in study.lr_check(scale)] == [0.01, 0.03, 0.1]
     c = study.non_iid(scale)
     assert len(c) == 6 * 3 and {x.partition for x in c} == {"dirichlet:0.3"} and {x.clients for x in c} == {50}
+    assert {x.round_mode for x in c} == {"wrap"} and {x.round_mode for x in study.non_iid(scale, "epoch")} == {"epoch"}
     d = study.ablations(scale)
     assert len(set(d)) == (8 + 2) * 3 and {x.avg_every for x in d} == {None, 1, 5}
     for config in a + b + c + d:
@@ -135,7 +136,7 @@ def test_quick_study_end_to_end_then_resumes_without_work(tmp_path, manual_data_
     reproduce = load("reproduce")
     assert reproduce.main(argv) == 0
     scale = study.Scale.quick()
-    expected = {*study.scaling(scale), *study.lr_check(scale), *study.non_iid(scale), *study.ablations(scale)}
+    expected = {*study.scaling(scale), *study.lr_check(scale), *study.non_iid(scale), *study.non_iid(scale, "epoch"), *study.ablations(scale)}
     finished = {p.parent.name for p in (results / "runs").glob("*/summary.json")}
     assert {study.sweep.run_name(c) for c in expected} <= finished
     assert len(finished) == len(expected) + 2 * 2  # (b): PSL and LocFedMix-SL, 2 seeds, at the chosen rate

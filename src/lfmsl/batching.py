@@ -46,6 +46,23 @@ def iterations_per_round(sizes: Sequence[int], batch_size: int) -> int:
     return math.ceil(max(sizes) / batch_size)
 
 
+def client_iterations(sizes: Sequence[int], batch_size: int) -> list[int]:
+    """Iterations of each client's own epoch (`--round-mode epoch`)."""
+    return [math.ceil(size / batch_size) for size in sizes]
+
+
+def active_per_iteration(sizes: Sequence[int], batch_size: int) -> tuple[int, ...]:
+    """How many clients take part in each iteration of an epoch-mode round (all N in the first)."""
+    own = client_iterations(sizes, batch_size)
+    return tuple(sum(n > t for n in own) for t in range(max(own)))
+
+
+def active_mask(data: ClientData, iterations: int, batch_size: int) -> jax.Array:
+    """[iterations, N]: whether client i is still in its own epoch at iteration t."""
+    own = -(-data.sizes // batch_size)
+    return jnp.arange(iterations)[:, None] < own[None, :]
+
+
 def round_batches(key: jax.Array, data: ClientData, iterations: int, batch_size: int) -> jax.Array:
     """Sample indices [iterations, N, B]: each client walks a fresh permutation of its data."""
     num_clients, width = data.client_index.shape

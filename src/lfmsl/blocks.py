@@ -52,6 +52,17 @@ def _scale_gradient_bwd(factor, g):
 scale_gradient.defvjp(_scale_gradient_fwd, _scale_gradient_bwd)
 
 
+def keep_active(active: jax.Array, new: PyTree, old: PyTree) -> PyTree:
+    """Per client (leading axis): the new value where `active` [N], else the old one unchanged."""
+    return jax.tree.map(lambda n, o: jnp.where(active.reshape((-1,) + (1,) * (n.ndim - 1)), n, o), new, old)
+
+
+def active_weights(weights: jax.Array, active: jax.Array) -> jax.Array:
+    """The dataset-size weights of the active clients, renormalised to sum to one (zeros if none is)."""
+    kept = jnp.where(active, weights, 0.0)
+    return kept / jnp.maximum(kept.sum(), jnp.finfo(kept.dtype).tiny)
+
+
 def weighted_average(stacked: PyTree, weights: jax.Array) -> PyTree:
     """sum_i weights_i * tree_i over the leading clients axis (FedAvg's dataset-size mean)."""
     return jax.tree.map(lambda leaf: jnp.tensordot(weights, leaf, axes=1), stacked)
@@ -86,9 +97,14 @@ def distance_to_average(stacked: PyTree, weights: jax.Array) -> jax.Array:
     return jnp.mean(jax.vmap(optax.tree.norm)(diffs))
 
 
-def draw_partners(key: jax.Array, num_clients: int, num_partners: int) -> jax.Array:
-    """For each client i, `num_partners` distinct other clients j != i, uniformly: [N, n_s]."""
+def draw_partners(key: jax.Array, num_clients: int, num_partners: int, active: jax.Array | None = None) -> jax.Array:
+    """For each client i, `num_partners` distinct other clients j != i, uniformly: [N, n_s].
+
+    With `active` [N], active clients are drawn first; an inactive one only where too few are active."""
     scores = jax.random.uniform(key, (num_clients, num_clients - 1))
+    if active is not None:
+        candidates = (jnp.arange(num_clients)[:, None] + 1 + jnp.arange(num_clients - 1)[None, :]) % num_clients
+        scores = jnp.where(active[candidates], scores, 2.0 + scores)
     offsets = 1 + jnp.argsort(scores, axis=1)[:, :num_partners]
     return (jnp.arange(num_clients)[:, None] + offsets) % num_clients
 
@@ -100,6 +116,7 @@ def smashed_mixup(
     num_classes: int,
     num_partners: int,
     alpha: float,
+    active: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """LocFedMix-SL's mixup of smashed data from two different clients.
 
@@ -110,7 +127,7 @@ def smashed_mixup(
     """
     num_clients, batch = smashed.shape[:2]
     k_partner, k_perm, k_lam = jax.random.split(key, 3)
-    partners = draw_partners(k_partner, num_clients, num_partners)
+    partners = draw_partners(k_partner, num_clients, num_partners, active)
     perm_keys = jax.random.split(k_perm, num_clients * num_partners)
     perms = jax.vmap(lambda k: jax.random.permutation(k, batch))(perm_keys)
     perms = perms.reshape(num_clients, num_partners, batch)

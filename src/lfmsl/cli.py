@@ -67,6 +67,10 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--rounds", type=_positive_int, default=d.rounds, metavar="R",
                    help=f"rounds; a round is one local epoch of every client (default: {d.rounds})")
     g.add_argument("--batch-size", type=_positive_int, default=d.batch_size, metavar="B", help=f"mini-batch per client (default: {d.batch_size})")
+    g.add_argument("--round-mode", default=d.round_mode, choices=("wrap", "epoch"),
+                   help="with clients of unequal size, a round is the largest client's epoch: 'wrap' makes smaller clients "
+                        "wrap around their data to keep up, 'epoch' lets each client do its own epoch and then sit out the "
+                        "round's remaining iterations (default: wrap)")
     g.add_argument("--partition", default=d.partition, metavar="SPEC",
                    help="iid, dirichlet:ALPHA (label skew) or shards:K (K label shards per client) (default: iid)")
     g.add_argument("--train-size", type=_positive_int, default=None, metavar="K",

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from typing import Sequence
 
 import jax
 
@@ -112,10 +113,12 @@ def traffic(config: Config, model: SplitModel, iterations: int) -> Traffic:
     return Traffic(per_iteration, per_average, 0, iterations, avg_every)
 
 
-def round_bytes(t: Traffic, config: Config, round_index: int) -> dict[str, int]:
-    """Bytes of round `round_index` (from 0) by category."""
+def round_bytes(t: Traffic, config: Config, round_index: int, active: Sequence[int] | None = None) -> dict[str, int]:
+    """Bytes of round `round_index` (from 0) by category. `active`: the clients taking part in each
+    iteration (`--round-mode epoch`); by default all of them in every iteration."""
     iterations = t.steps_per_round
     averages = averaging_steps(round_index, iterations, t.avg_every)
-    out = {k: iterations * t.per_iteration[k] + averages * t.per_average[k] for k in CATEGORIES}
+    client_steps = iterations * config.clients if active is None else sum(active)  # one client's batch each
+    out = {k: t.per_iteration[k] // config.clients * client_steps + averages * t.per_average[k] for k in CATEGORIES}
     out["relay"] = relay_handovers(round_index, config.clients) * t.relay_bytes
     return out

@@ -16,6 +16,7 @@ from lfmsl.partition import parse_partition
 ALGORITHMS = ("sl", "psl", "sflv1", "sflv2", "locsplitfed", "locfedmix", "sglr", "mix2sfl", "centralized", "fedavg")
 DATASETS = ("fashion_mnist", "mnist", "cifar10")
 MIX_ALGORITHMS = ("locfedmix", "mix2sfl")
+ROUND_MODES = ("wrap", "epoch")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Config:
     clients: int = 100
     rounds: int = 10
     batch_size: int = 32
+    round_mode: str = "wrap"  # "wrap": every client does the largest client's iterations; "epoch": its own epoch
     partition: str = "iid"
     train_size: int | None = None
     samples_per_client: int | None = None  # each client holds K samples of a stratified draw of N x K
@@ -124,6 +126,8 @@ def validate(config: Config) -> Config:
         raise UsageError(f"--loc-loss must be mse or bce, got {config.loc_loss!r}")
     if config.optimizer not in ("adam", "sgd"):
         raise UsageError(f"--optimizer must be adam or sgd, got {config.optimizer!r}")
+    if config.round_mode not in ROUND_MODES:
+        raise UsageError(f"--round-mode must be wrap or epoch, got {config.round_mode!r}")
     if config.conv not in ("patches", "xla"):
         raise UsageError(f"--conv must be patches or xla, got {config.conv!r}")
     if config.client_grad not in ("own", "global"):

@@ -95,17 +95,19 @@ class Timing:
     per_relay: float
 
 
-def timing(config: Config, model: SplitModel, traffic: comm.Traffic, profile: Profile) -> Timing:
-    """The latency model of `config.algorithm` (see the module docstring)."""
+def timing(config: Config, model: SplitModel, traffic: comm.Traffic, profile: Profile, active: int | None = None) -> Timing:
+    """The latency model of `config.algorithm` (see the module docstring), for an iteration in
+    which `active` clients take part (default: all; fewer in `--round-mode epoch`)."""
     from lfmsl.algorithms import recipe_for
 
     flops = forward_flops(model)
-    n, b = config.clients, config.batch_size
+    clients, b = config.clients, config.batch_size
+    n = clients if active is None else active
     full = BACKWARD_FACTOR * (flops["client"] + flops["server"])
     if config.algorithm == "centralized":
         return Timing(b * full / profile.server_flops, 0.0, 0.0)
-    per_average = (_link_seconds((traffic.per_average["client_weights_up"] + traffic.per_average["aux_weights_up"]) / n, profile.uplink_mbps)
-                   + _link_seconds((traffic.per_average["client_weights_down"] + traffic.per_average["aux_weights_down"]) / n, profile.downlink_mbps))
+    per_average = (_link_seconds((traffic.per_average["client_weights_up"] + traffic.per_average["aux_weights_up"]) / clients, profile.uplink_mbps)
+                   + _link_seconds((traffic.per_average["client_weights_down"] + traffic.per_average["aux_weights_down"]) / clients, profile.downlink_mbps))
     if config.algorithm == "fedavg":
         return Timing(b * full / profile.client_flops, per_average, 0.0)
 
@@ -114,8 +116,8 @@ def timing(config: Config, model: SplitModel, traffic: comm.Traffic, profile: Pr
     local = recipe.local if recipe else None  # "decoder" | "aux" | None: the client's extra part
     client = b * BACKWARD_FACTOR * flops["client"] / profile.client_flops
     local_pass = b * BACKWARD_FACTOR * flops[local] / profile.client_flops if local else 0.0
-    up = _link_seconds((traffic.per_iteration["smashed_up"] + traffic.per_iteration["labels_up"]) / n, profile.uplink_mbps)
-    down = _link_seconds(traffic.per_iteration["grads_down"] / n, profile.downlink_mbps)
+    up = _link_seconds((traffic.per_iteration["smashed_up"] + traffic.per_iteration["labels_up"]) / clients, profile.uplink_mbps)
+    down = _link_seconds(traffic.per_iteration["grads_down"] / clients, profile.downlink_mbps)
     server_step = b * BACKWARD_FACTOR * flops["server"] / profile.server_flops  # one client's batch
     if sequential:  # one client at a time, each through the server alone
         relay = _link_seconds(traffic.relay_bytes / 2, profile.uplink_mbps) + _link_seconds(traffic.relay_bytes / 2, profile.downlink_mbps)
@@ -129,20 +131,29 @@ def timing(config: Config, model: SplitModel, traffic: comm.Traffic, profile: Pr
 
 
 class RunCosts:
-    """Bytes and simulated seconds of every round of one run, computed once from shapes."""
+    """Bytes and simulated seconds of every round of one run, computed once from shapes.
 
-    def __init__(self, config: Config, model: SplitModel, iterations: int):
+    `active` gives the clients taking part in each iteration of a round (`--round-mode epoch`);
+    by default every client takes part in every iteration."""
+
+    def __init__(self, config: Config, model: SplitModel, iterations: int, active: Sequence[int] | None = None):
         self.config = config
+        self.active = None if active is None else tuple(active)
         self.traffic = comm.traffic(config, model, iterations)
         self.profile = profile_for(config)
         self.timing = timing(config, model, self.traffic, self.profile)
+        if self.active is None:
+            self.iterations_seconds = iterations * self.timing.per_iteration
+        else:
+            per_count = {a: timing(config, model, self.traffic, self.profile, a).per_iteration for a in set(self.active)}
+            self.iterations_seconds = math.fsum(per_count[a] for a in self.active)
         self._rounds: list[tuple[dict[str, int], float]] = []
 
     def round(self, round_index: int) -> tuple[dict[str, int], float]:
         """Bytes by category and simulated seconds of round `round_index` (from 0)."""
         t, config = self.traffic, self.config
-        sent = comm.round_bytes(t, config, round_index)
-        seconds = (t.steps_per_round * self.timing.per_iteration
+        sent = comm.round_bytes(t, config, round_index, self.active)
+        seconds = (self.iterations_seconds
                    + comm.averaging_steps(round_index, t.steps_per_round, t.avg_every) * self.timing.per_average
                    + comm.relay_handovers(round_index, config.clients) * self.timing.per_relay)
         return sent, seconds
@@ -164,9 +175,9 @@ class RunCosts:
         }
 
 
-def annotate(history: Sequence[dict], config: Config, iterations: int) -> list[dict]:
+def annotate(history: Sequence[dict], config: Config, iterations: int, active: Sequence[int] | None = None) -> list[dict]:
     """Records with the cost fields added (for runs made before the ledger existed)."""
-    costs = RunCosts(config, model_for(config), iterations)
+    costs = RunCosts(config, model_for(config), iterations, active)
     return [{**record, **costs.record_fields(record["round"] - 1)} for record in history]
 
 

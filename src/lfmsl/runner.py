@@ -139,6 +139,7 @@ def _execute(config: Config, out: Path, store: checkpoint.Checkpoints, progress:
             "executor": simulation.context.executor,
             "iterations_per_round": simulation.context.iterations,
             "client_sizes": {"min": int(min(map(len, simulation.parts))), "max": int(max(map(len, simulation.parts)))},
+            **({"active_per_iteration": list(simulation.active)} if simulation.active is not None else {}),
         },
         "resumed_after_round": start,
         "compile_time_s": simulation.compile_time_s,

@@ -17,7 +17,7 @@ import numpy as np
 
 from lfmsl import algorithms, memory
 from lfmsl.algorithms.base import Context, State
-from lfmsl.batching import ClientData, iterations_per_round, make_client_data
+from lfmsl.batching import ClientData, active_per_iteration, iterations_per_round, make_client_data
 from lfmsl.config import Config, validate
 from lfmsl.data import Dataset
 from lfmsl.errors import UsageError
@@ -86,7 +86,9 @@ class Simulation:
             executor=resolve(config.executor, num_clients=len(learners)),
         )
         self.algorithm = algorithms.build(self.context)
-        self.costs = RunCosts(config, self.model, self.context.iterations)  # static: bytes and simulated time
+        # Clients taking part in each iteration, where each does its own epoch; None: all in every one.
+        self.active = active_per_iteration([len(p) for p in learners], config.batch_size) if config.round_mode == "epoch" and len(learners) > 1 else None
+        self.costs = RunCosts(config, self.model, self.context.iterations, self.active)  # static: bytes and simulated time
         ids = eval_client_ids(config, len(learners)) if self.algorithm.personal else np.zeros(1, np.int32)
         self.eval_ids = self.placement.replicate(jnp.asarray(ids))
         init_key, self.run_key = jax.random.split(jax.random.key(config.seed))

@@ -78,9 +78,11 @@ def imbalance(scale: Scale, sgd_lr: float) -> list[Config]:
                     for n in scale.clients_imbalance for a in scale.imbalance_algorithms], scale)
 
 
-def non_iid(scale: Scale) -> list[Config]:
-    """(c) Label skew: Dirichlet(0.3) over the N x K samples."""
-    return _seeded([base(scale, algorithm=a, clients=scale.clients_fixed, partition=NON_IID) for a in scale.algorithms], scale)
+def non_iid(scale: Scale, round_mode: str = "wrap") -> list[Config]:
+    """(c) Label skew: Dirichlet(0.3) over the N x K samples. Clients then differ in size: in the
+    'wrap' rounds the smaller ones wrap around their data, in the 'epoch' rounds each does its own epoch."""
+    return _seeded([base(scale, algorithm=a, clients=scale.clients_fixed, partition=NON_IID, round_mode=round_mode)
+                    for a in scale.algorithms], scale)
 
 
 def ablations(scale: Scale) -> list[Config]:
@@ -96,7 +98,7 @@ def later_work(scale: Scale) -> list[Config]:
     return _seeded([base(scale, algorithm=a, clients=n) for n in scale.clients for a in scale.later_algorithms], scale)
 
 
-PARTS = ("a", "b", "c", "d", "later")
+PARTS = ("a", "b", "c", "d", "later")  # (c) runs in both round modes
 
 
 def best_rate(runs: Sequence[sweep.Run]) -> float:
@@ -120,6 +122,7 @@ def run_study(scale: Scale, results: Path, load: Callable[[str], object], parts:
         done["d"] = run(ablations(scale))
     if "c" in parts:
         done["c"] = run(non_iid(scale))
+        done["c-epoch"] = run(non_iid(scale, "epoch"))
     if "later" in parts and scale.later_algorithms:
         done["later"] = run(later_work(scale))
     return done

@@ -344,13 +344,24 @@ class Report:
     # (c) -----------------------------------------------------------------------------------
     def non_iid(self) -> str:
         n = self.scale.clients_fixed
-        configs = {a: study.base(self.scale, algorithm=a, clients=n, partition=study.NON_IID) for a in self.scale.algorithms}
-        text = [f"`--partition {study.NON_IID}`, N = {n}, target {100 * TARGETS['non_iid']:g} %.", "",
-                self.algorithm_table(configs, ["final accuracy", "area under the accuracy curve", "simulated seconds to target"])]
-        for metric, claim in (("final accuracy", "Non-IID: final accuracy"), ("area under the accuracy curve", "Non-IID: area under the accuracy curve"),
-                              ("simulated seconds to target", f"Non-IID: simulated seconds to {100 * TARGETS['non_iid']:g} %")):
-            text += [f"LocFedMix-SL minus each baseline, {metric}:", "",
-                     table(["baseline", f"N = {n}"], self.comparisons(configs, metric, claim, f"(c) Dirichlet 0.3, N = {n}"))]
+        modes = {"wrap": "smaller clients wrap around their data", "epoch": "each client does its own epoch"}
+        configs = {mode: {a: study.base(self.scale, algorithm=a, clients=n, partition=study.NON_IID, round_mode=mode) for a in self.scale.algorithms}
+                   for mode in modes}
+        text = [f"`--partition {study.NON_IID}`, N = {n}, target {100 * TARGETS['non_iid']:g} %. Clients differ in size, so a round "
+                f"(the largest client's epoch) is run in both round modes (`--round-mode`).", ""]
+        for mode, what in modes.items():
+            text += [f"**`--round-mode {mode}`: {what}**", "",
+                     self.algorithm_table(configs[mode], ["final accuracy", "area under the accuracy curve", "simulated seconds to target"])]
+            for metric, claim in (("final accuracy", "Non-IID: final accuracy"), ("area under the accuracy curve", "Non-IID: area under the accuracy curve"),
+                                  ("simulated seconds to target", f"Non-IID: simulated seconds to {100 * TARGETS['non_iid']:g} %")):
+                text += [f"LocFedMix-SL minus each baseline, {metric}:", "",
+                         table(["baseline", f"N = {n}"], self.comparisons(configs[mode], metric, claim, f"(c) Dirichlet 0.3, N = {n}, {mode}"))]
+        rows = []
+        for a in self.scale.algorithms:
+            d, _ = comparison(self.cells, configs["epoch"][a], configs["wrap"][a], "final accuracy")
+            rows.append([LABELS[a], verdict_cell(d, stats.verdict(d, 1), 100.0).replace("supported", "epoch higher").replace("contradicted", "wrap higher")])
+        text += ["Does the round mode matter? Final accuracy, epoch minus wrap, paired by seed (points):", "",
+                 table(["algorithm", "epoch minus wrap"], rows)]
         return "\n".join(text)
 
     # (d) -----------------------------------------------------------------------------------

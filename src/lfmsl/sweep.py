@@ -205,7 +205,8 @@ def history(run: Run) -> list[dict]:
         return records
     from lfmsl.latency import annotate
 
-    return annotate(records, run.config, run.summary["resolved"]["iterations_per_round"])
+    resolved = run.summary["resolved"]
+    return annotate(records, run.config, resolved["iterations_per_round"], resolved.get("active_per_iteration"))
 
 
 def current_summary(run: Run) -> dict:

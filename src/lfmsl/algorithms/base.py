@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lfmsl.batching import ClientData, gather, round_batches
+from lfmsl.batching import ClientData, active_mask, gather, round_batches
 from lfmsl.config import Config
 from lfmsl.models import SplitModel
 
@@ -94,25 +94,37 @@ def scan_round(step: StepFn, ctx: Context, state: State, data: ClientData, key: 
 
     `step(state, images [N,B,...], labels [N,B], weights [N], key)` returns per-iteration
     metrics; losses and update sizes are averaged over the round, `client_drift` is taken
-    at the last iteration (before that iteration's averaging).
+    at the last iteration (before that iteration's averaging). With `--round-mode epoch` and
+    several clients, the step also gets `active` [N]: which clients are still in their own epoch.
     """
     batch_key, step_key = jax.random.split(key)
     indices = round_batches(batch_key, data, ctx.iterations, ctx.config.batch_size)
     keys = jax.random.split(step_key, ctx.iterations)
     weights = data.weights if weights is None else weights
+    if ctx.config.round_mode == "epoch" and ctx.num_clients > 1:
+        inputs = (indices, keys, active_mask(data, ctx.iterations, ctx.config.batch_size))
+    else:  # every client takes part in every iteration (one learner's epoch is the round)
+        inputs = (indices, keys)
 
     def body(state: State, inputs):
-        idx, k = inputs
+        idx, k, *active = inputs
         images, labels = gather(data, idx)
-        return step(state, images, labels, weights, k)
+        return step(state, images, labels, weights, k, *active)
 
-    state, per_iteration = jax.lax.scan(body, state, (indices, keys))
+    state, per_iteration = jax.lax.scan(body, state, inputs)
     return state, summarise(per_iteration)
 
 
 def summarise(per_iteration: Metrics) -> Metrics:
-    """Reduce per-iteration metrics to one value per round."""
-    out = {k: jnp.mean(v) for k, v in per_iteration.items() if k not in ("client_drift", "server_rel", "client_rel")}
+    """Reduce per-iteration metrics to one value per round.
+
+    Where iterations report `active_clients` (--round-mode epoch), the losses are averaged over
+    client-steps, so an iteration with fewer clients in it counts less."""
+    per_iteration = dict(per_iteration)
+    active = per_iteration.pop("active_clients", None)
+    share = None if active is None else active / jnp.maximum(active.sum(), 1)
+    mean = lambda k, v: jnp.mean(v) if share is None or not k.endswith("loss") else share @ v
+    out = {k: mean(k, v) for k, v in per_iteration.items() if k not in ("client_drift", "server_rel", "client_rel")}
     if "client_drift" in per_iteration:
         out["client_drift"] = per_iteration["client_drift"][-1]
     if "server_rel" in per_iteration:

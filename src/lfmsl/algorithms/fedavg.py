@@ -27,14 +27,20 @@ def build(ctx: Context) -> Algorithm:
         clients = blocks.broadcast_clients({"lower": params["client"], "upper": params["server"]}, ctx.num_clients)
         return State(clients, stacked_init(optimizer, clients), {}, {}, jnp.zeros((), jnp.int32))
 
-    def step(state, images, labels, weights, key):
+    def step(state, images, labels, weights, key, active=None):
         losses, grads = grads_of_clients(state.clients, images, labels)
         updates, opt_state = stacked_update(optimizer, grads, state.client_opt, state.clients)
         clients = optax.apply_updates(state.clients, updates)
+        taking_part = weights
+        if active is not None:  # --round-mode epoch: clients past their own epoch keep their model
+            clients, opt_state = blocks.keep_active(active, (clients, opt_state), (state.clients, state.client_opt))
+            taking_part = blocks.active_weights(weights, active)
         step_count = state.step + 1
         drift = blocks.distance_to_average(clients["lower"], weights)
         clients = blocks.average_every_client(clients, weights, step_count % ctx.avg_every == 0)
-        metrics = {"train_loss": weights @ losses, "client_drift": drift}
+        metrics = {"train_loss": taking_part @ losses, "client_drift": drift}
+        if active is not None:
+            metrics["active_clients"] = active.sum()
         return State(clients, opt_state, state.server, state.server_opt, step_count), metrics
 
     def eval_pairs(state, data, ids):

@@ -12,7 +12,7 @@ import numpy as np
 
 from lfmsl.algorithms.base import Algorithm, Context, State, summarise
 from lfmsl.algorithms.split import Recipe, init_state, make_step, optimizers
-from lfmsl.batching import ClientData, gather, round_batches
+from lfmsl.batching import ClientData, active_mask, gather, round_batches
 
 RECIPE = Recipe()
 
@@ -34,13 +34,16 @@ def build(ctx: Context) -> Algorithm:
         sequence = indices.transpose(1, 0, 2)[order].reshape(-1, 1, batch)  # client by client
         keys = jax.random.split(step_key, sequence.shape[0])
         one = jnp.ones((1,), jnp.float32)
+        inputs = (sequence, keys)
+        if ctx.config.round_mode == "epoch":  # each client's own epoch; its remaining steps change nothing
+            inputs += (active_mask(data, ctx.iterations, batch).T[order].reshape(-1, 1),)
 
         def body(state, inputs):
-            idx, k = inputs
+            idx, k, *active = inputs
             images, labels = gather(data, idx)
-            return step(state, images, labels, one, k)
+            return step(state, images, labels, one, k, *active)
 
-        state, per_iteration = jax.lax.scan(body, state, (sequence, keys))
+        state, per_iteration = jax.lax.scan(body, state, inputs)
         return state, summarise(per_iteration)
 
     return Algorithm(

@@ -60,28 +60,45 @@ def _server_logits(ctx: Context, params: PyTree, smashed: jax.Array) -> jax.Arra
     return ctx.model.server.apply({"params": params}, flat).reshape(lead + (-1,))
 
 
-def _shared_server(ctx: Context, recipe: Recipe, optimizer, params, opt_state, smashed, labels, weights, key):
-    """One server step on sum_i delta_i (L_i + mixed loss); the mixed loss reaches no client."""
+def _shared_server(ctx: Context, recipe: Recipe, optimizer, params, opt_state, smashed, labels, weights, key, active=None):
+    """One server step on sum_i delta_i (L_i + mixed loss); the mixed loss reaches no client.
+
+    With `active` [N], `weights` are zero for the clients outside their epoch; they are mixed
+    with nobody's data, and a server with no active client does not step (sequential SL)."""
     cfg = ctx.config
 
     def loss_fn(params, smashed):
         per_client = jax.vmap(blocks.cross_entropy)(_server_logits(ctx, params, smashed), labels)
         total = weights @ per_client
         if recipe.mix:
-            mixed, soft, _ = blocks.smashed_mixup(
-                key, jax.lax.stop_gradient(smashed), labels, ctx.model.num_classes, cfg.mix_partners, cfg.mix_alpha
+            mixed, soft, partners = blocks.smashed_mixup(
+                key, jax.lax.stop_gradient(smashed), labels, ctx.model.num_classes, cfg.mix_partners, cfg.mix_alpha, active
             )
             num_clients = smashed.shape[0]
             mixed_logits = _server_logits(ctx, params, mixed).reshape(num_clients, -1, ctx.model.num_classes)
-            mixed_loss = jax.vmap(blocks.cross_entropy)(mixed_logits, soft.reshape(mixed_logits.shape))
+            if active is None:
+                mixed_loss = jax.vmap(blocks.cross_entropy)(mixed_logits, soft.reshape(mixed_logits.shape))
+            else:  # the mean over the partners that are active themselves
+                pairs = mixed_logits.reshape(num_clients, cfg.mix_partners, -1, ctx.model.num_classes)
+                pair_loss = jax.vmap(jax.vmap(blocks.cross_entropy))(pairs, soft.reshape(pairs.shape))
+                partner_on = active[partners].astype(pair_loss.dtype)
+                mixed_loss = jnp.sum(pair_loss * partner_on, 1) / jnp.maximum(partner_on.sum(1), 1.0)
             total = total + weights @ mixed_loss  # mean over n_s * B = (1/n_s) sum over partners
         return total, per_client
 
     (_, per_client), (grad_params, grad_smashed) = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)(params, smashed)
-    own = grad_smashed / weights.reshape((-1,) + (1,) * (smashed.ndim - 1))
-    updates, opt_state = optimizer.update(grad_params, opt_state, params)
+    expanded = weights.reshape((-1,) + (1,) * (smashed.ndim - 1))
+    if active is None:
+        own = grad_smashed / expanded
+    else:
+        own = jnp.where(expanded > 0, grad_smashed / jnp.where(expanded > 0, expanded, 1.0), 0.0)
+    updates, new_opt_state = optimizer.update(grad_params, opt_state, params)
     rel = blocks.relative_update(updates, params)
-    return optax.apply_updates(params, updates), opt_state, own, per_client, rel
+    new_params = optax.apply_updates(params, updates)
+    if active is not None:
+        steps = jnp.any(active)
+        new_params, new_opt_state = jax.tree.map(lambda n, o: jnp.where(steps, n, o), (new_params, new_opt_state), (params, opt_state))
+    return new_params, new_opt_state, own, per_client, rel
 
 
 def _single_server_step(ctx: Context, optimizer, params, opt_state, smashed, labels):
@@ -96,22 +113,29 @@ def _single_server_step(ctx: Context, optimizer, params, opt_state, smashed, lab
     return optax.apply_updates(params, updates), opt_state, grad_smashed, loss, rel
 
 
-def _per_client_server(ctx: Context, recipe: Recipe, optimizer, params, opt_state, smashed, labels, weights, key):
+def _per_client_server(ctx: Context, recipe: Recipe, optimizer, params, opt_state, smashed, labels, weights, key, active=None):
     """SFL-V1: server copy i trains on client i's batch, all copies in parallel."""
     step = lambda p, o, s, y: _single_server_step(ctx, optimizer, p, o, s, y)
-    params, opt_state, own, per_client, rel = map_clients(step, ctx.executor)(params, opt_state, smashed, labels)
-    return params, opt_state, own, per_client, jnp.mean(rel)
+    new_params, new_opt_state, own, per_client, rel = map_clients(step, ctx.executor)(params, opt_state, smashed, labels)
+    if active is None:
+        return new_params, new_opt_state, own, per_client, jnp.mean(rel)
+    new_params, new_opt_state = blocks.keep_active(active, (new_params, new_opt_state), (params, opt_state))
+    return new_params, new_opt_state, own, per_client, jnp.sum(rel * active) / jnp.maximum(active.sum(), 1)
 
 
-def _sequential_server(ctx: Context, recipe: Recipe, optimizer, params, opt_state, smashed, labels, weights, key):
+def _sequential_server(ctx: Context, recipe: Recipe, optimizer, params, opt_state, smashed, labels, weights, key, active=None):
     """SFL-V2: one server, one step per client batch, clients taken in a random order.
 
-    Its relative update is the whole iteration's (all N steps), comparable with one shared step."""
+    Its relative update is the whole iteration's (all N steps), comparable with one shared step.
+    Clients outside their epoch (`active` False) are skipped."""
     order = jax.random.permutation(key, smashed.shape[0])
 
     def body(carry, i):
         params, opt_state = carry
-        params, opt_state, grad_smashed, loss, _ = _single_server_step(ctx, optimizer, params, opt_state, smashed[i], labels[i])
+        new = _single_server_step(ctx, optimizer, params, opt_state, smashed[i], labels[i])
+        if active is not None:
+            new = jax.tree.map(lambda n, o: jnp.where(active[i], n, o), new[:2], (params, opt_state)) + new[2:]
+        params, opt_state, grad_smashed, loss, _ = new
         return (params, opt_state), (grad_smashed, loss)
 
     (new_params, opt_state), (grads, losses) = jax.lax.scan(body, (params, opt_state), order)
@@ -141,7 +165,7 @@ def downlink_gradient(ctx: Context, recipe: Recipe, own: jax.Array, weights: jax
     chosen = max(1, round(ctx.config.gradmix_fraction * num_clients))
     in_subset = jnp.zeros(num_clients, bool).at[jax.random.permutation(key, num_clients)[:chosen]].set(True)
     subset_weights = jnp.where(in_subset, weights, 0.0)
-    subset_mean = jnp.tensordot(subset_weights / subset_weights.sum(), own, axes=1)
+    subset_mean = jnp.tensordot(subset_weights / jnp.maximum(subset_weights.sum(), jnp.finfo(own.dtype).tiny), own, axes=1)
     return jnp.where(expand(in_subset), subset_mean[None], own)
 
 
@@ -151,17 +175,25 @@ def make_step(ctx: Context, recipe: Recipe, client_opt, server_opt):
     server_rule = SERVER_RULES[recipe.server]
     averaged = ["lower"] + (["decoder"] if ctx.config.average_decoders else []) + ["aux"]
 
-    def step(state: State, images, labels, weights, key) -> tuple[State, Metrics]:
+    def step(state: State, images, labels, weights, key, active=None) -> tuple[State, Metrics]:
+        """One iteration; with `active` [N] (--round-mode epoch) only those clients take part."""
         server_key, grad_key = jax.random.split(key)
+        taking_part = weights if active is None else blocks.active_weights(weights, active)
         (smashed, local), client_vjp = jax.vjp(lambda p: forward(p, images, labels), state.clients)
         server, server_opt_state, own, per_client, server_rel = server_rule(
-            ctx, recipe, server_opt, state.server, state.server_opt, jax.lax.stop_gradient(smashed), labels, weights, server_key
+            ctx, recipe, server_opt, state.server, state.server_opt, jax.lax.stop_gradient(smashed), labels, taking_part, server_key,
+            active,
         )
-        received = downlink_gradient(ctx, recipe, own, weights, grad_key)
+        received = downlink_gradient(ctx, recipe, own, taking_part, grad_key)
         (grads,) = client_vjp((received, jnp.ones_like(local)))
         updates, client_opt_state = stacked_update(client_opt, grads, state.client_opt, state.clients)
-        client_rel = jnp.mean(blocks.per_client_relative_update(updates["lower"], state.clients["lower"]))
+        client_rels = blocks.per_client_relative_update(updates["lower"], state.clients["lower"])
         clients = optax.apply_updates(state.clients, updates)
+        if active is None:
+            client_rel = jnp.mean(client_rels)
+        else:  # clients outside their epoch keep their model and optimiser state
+            client_rel = jnp.sum(client_rels * active) / jnp.maximum(active.sum(), 1)
+            clients, client_opt_state = blocks.keep_active(active, (clients, client_opt_state), (state.clients, state.client_opt))
 
         step_count = state.step + 1
         drift = blocks.distance_to_average(clients["lower"], weights)
@@ -171,13 +203,15 @@ def make_step(ctx: Context, recipe: Recipe, client_opt, server_opt):
             if recipe.average_server:
                 server = blocks.average_every_client(server, weights, do_average)
         metrics = {
-            "train_loss": weights @ per_client,
+            "train_loss": taking_part @ per_client,
             "server_rel": server_rel,
             "client_rel": client_rel,
             "client_drift": drift,
         }
         if recipe.local is not None:
-            metrics["local_loss"] = weights @ local
+            metrics["local_loss"] = taking_part @ local
+        if active is not None:
+            metrics["active_clients"] = active.sum()
         return State(clients, client_opt_state, server, server_opt_state, step_count), metrics
 
     return step
