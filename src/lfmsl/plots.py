@@ -25,6 +25,12 @@ def new_axes(width: float = 6.4):
     return _pyplot().subplots(figsize=(width, 4.2))
 
 
+def new_panels(count: int):
+    """A figure of `count` side-by-side panels sharing the y axis: (figure, list of axes)."""
+    figure, axes = _pyplot().subplots(1, count, figsize=(4.2 * count, 3.8), squeeze=False, sharey=True)
+    return figure, list(axes[0])
+
+
 def save(figure, path: Path) -> Path:
     """Write `figure` as a PNG at `path` and free it."""
     figure.tight_layout()

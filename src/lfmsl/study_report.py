@@ -25,6 +25,7 @@ from lfmsl.config import Config
 OURS = "locfedmix"
 TARGETS = {"iid": 0.80, "non_iid": 0.75, "sgd": 0.70}  # fixed before the study's results were read
 LABELS = figures.LABELS
+COLOURS = {a: f"C{i}" for i, a in enumerate(LABELS)}  # one colour per algorithm in every figure
 
 
 def target_for(config: Config) -> float:
@@ -264,9 +265,8 @@ class Report:
     def _curves(self, name: str, ns: Sequence[int], x_of: Callable[[Outcome], Sequence[float]], xlabel: str, title: str,
                 algorithms: Sequence[str] | None = None, extra: dict | None = None) -> None:
         """Accuracy curves, one panel per N, mean over seeds with a 95 % band."""
-        plt = plots._pyplot()
-        figure, axes = plt.subplots(1, len(ns), figsize=(4.2 * len(ns), 3.8), squeeze=False, sharey=True)
-        for ax, n in zip(axes[0], ns):
+        figure, axes = plots.new_panels(len(ns))
+        for ax, n in zip(axes, ns):
             for a in algorithms or self.scale.algorithms:
                 group = self.cells.get(study.base(self.scale, algorithm=a, clients=n, **(extra or {})), {})
                 if not group:
@@ -276,17 +276,19 @@ class Report:
                 x = np.mean([list(x_of(o))[:length] for o in outcomes], axis=0)
                 y = 100 * np.array([o.curve[:length] for o in outcomes])
                 mean = y.mean(0)
-                ax.plot(x, mean, marker="o", markersize=3, label=LABELS[a])
+                ax.plot(x, mean, marker="o", markersize=3, label=LABELS[a], color=COLOURS[a])
                 if len(outcomes) > 1:
                     half = stats.t975(len(outcomes) - 1) * y.std(0, ddof=1) / math.sqrt(len(outcomes))
-                    ax.fill_between(x, mean - half, mean + half, alpha=0.15)
+                    ax.fill_between(x, mean - half, mean + half, alpha=0.15, color=COLOURS[a])
             if xlabel.startswith("simulated"):
                 ax.set_xscale("log")
             ax.set_title(f"N = {n}")
             ax.set_xlabel(xlabel)
             ax.grid(alpha=0.3)
-        axes[0][0].set_ylabel("test accuracy (%), 95 % band")
-        axes[0][-1].legend(fontsize="small")
+        axes[0].set_ylabel("test accuracy (%), 95 % band")
+        handles = {label: handle for ax in axes for handle, label in zip(*ax.get_legend_handles_labels())}
+        if handles:
+            axes[0].legend(handles.values(), handles.keys(), fontsize="small", loc="lower right")
         figure.suptitle(title)
         plots.save(figure, self.figures / name)
 
