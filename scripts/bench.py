@@ -4,6 +4,7 @@
     python scripts/bench.py                                  # LocFedMix-SL, 1/10/100/1000 clients, every executor
     python scripts/bench.py --clients 100 --executor vmap,loop --json
     python scripts/bench.py --algorithms locfedmix,psl,sflv1 --clients 10,100
+    python scripts/bench.py --models cnn,allconv:1,allconv:4 --clients 100 --executor auto   # the cut's cost
 
 Each case runs in its own process (so its peak memory is its own, and a case that runs out of
 memory fails alone): it builds the algorithm on synthetic batches of the real shapes
@@ -50,6 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--iterations", type=int, default=2, help="iterations per round, i.e. samples per client / batch (default: 2)")
     p.add_argument("--repeats", type=int, default=2, help="timed rounds after one warm-up round (default: 2)")
     p.add_argument("--conv", default="patches", choices=("patches", "xla"))
+    p.add_argument("--models", default="cnn", help="comma-separated MODEL or MODEL:CUT, e.g. cnn,allconv:1,allconv:4 (default: cnn at its cut)")
     p.add_argument("--max-memory-gb", type=float, default=None,
                    help="address-space limit of each case's process on a CPU, so that a case that would exhaust the machine fails alone")
     p.add_argument("--case-timeout", type=int, default=3600, help="seconds before a case is abandoned (default: 3600)")
@@ -71,13 +73,22 @@ def synthetic_data(num_clients: int, per_client: int, seed: int = 0):
     return make_client_data(images, labels, list(parts))
 
 
-def case_config(algorithm: str, clients: int, executor: str, batch: int, conv: str):
+def case_config(algorithm: str, clients: int, executor: str, batch: int, conv: str, model: str = "cnn", cut: int | None = None):
     from lfmsl.config import MIX_ALGORITHMS, Config, validate
 
     mix = not (algorithm in MIX_ALGORITHMS and clients < 2)  # mixup pairs two clients
     extra = {"mix": False} if not mix and algorithm == "locfedmix" else {}
     return validate(Config(algorithm=algorithm, clients=clients, batch_size=batch, executor=executor,
-                           model="cnn", conv=conv, **extra))
+                           model=model, cut=cut, conv=conv, **extra))
+
+
+def case_model(spec: dict):
+    """The config and split model of a case (`model` and `cut` default to the cnn at its cut)."""
+    from lfmsl.models import get_model
+
+    model, cut = spec.get("model", "cnn"), spec.get("cut")
+    config = case_config(spec["algorithm"], spec["clients"], spec["executor"], spec["batch_size"], spec["conv"], model, cut)
+    return config, get_model(model, IMAGE_SHAPE, NUM_CLASSES, spec["conv"], cut)
 
 
 def peak_memory_bytes() -> int:
@@ -98,13 +109,11 @@ def run_case(spec: dict) -> dict:
     from lfmsl import algorithms
     from lfmsl.algorithms.base import Context
     from lfmsl.executors import resolve
-    from lfmsl.models import get_model
 
     n, iterations, batch = spec["clients"], spec["iterations"], spec["batch_size"]
     if spec["algorithm"] in ("sl", "centralized"):
         raise SystemExit(f"bench times the parallel algorithms and fedavg; {spec['algorithm']} has no parallel clients")
-    config = case_config(spec["algorithm"], n, spec["executor"], batch, spec["conv"])
-    model = get_model("cnn", IMAGE_SHAPE, NUM_CLASSES, spec["conv"])
+    config, model = case_model(spec)
     data = synthetic_data(n, iterations * batch)
     key = jax.random.key(0)
 
@@ -150,11 +159,9 @@ def round_cost(spec: dict) -> dict:
 
     from lfmsl import algorithms
     from lfmsl.algorithms.base import Context
-    from lfmsl.models import get_model
 
     n = spec["clients"]
-    config = case_config(spec["algorithm"], n, "vmap", spec["batch_size"], spec["conv"])
-    model = get_model("cnn", IMAGE_SHAPE, NUM_CLASSES, spec["conv"])
+    config, model = case_model({**spec, "executor": "vmap"})
     algorithm = algorithms.build(Context(config, model, n, 1, "vmap"))
     key = jax.random.key(0)
     state = jax.eval_shape(algorithm.init, key)
@@ -236,14 +243,15 @@ def spawn(spec: dict, args: argparse.Namespace) -> dict:
 def table(results: list[dict], hw: dict) -> str:
     rows = [f"# {hw['device_kind']} ({hw['platform']}, {hw['cpu_count']} CPUs), peak {hw['peak_flops'] / 1e9:.0f} GFLOP/s, "
             f"{hw['peak_bytes_per_s'] / 1e9:.0f} GB/s ({hw['peak_source']})",
-            f"{'algorithm':<11} {'clients':>7} {'executor':<11} {'round s':>8} {'client-steps/s':>14} {'samples/s':>10} "
+            f"{'algorithm':<11} {'model':<10} {'clients':>7} {'executor':<11} {'round s':>8} {'client-steps/s':>14} {'samples/s':>10} "
             f"{'compile s':>9} {'peak MiB':>9} {'GFLOP/s':>8} {'% limit':>7}"]
     for r in results:
         executor = r["executor"] + (f"->{r['resolved_executor']}" if r.get("resolved_executor", r["executor"]) != r["executor"] else "")
+        model = r.get("model", "cnn") + (f":{r['cut']}" if r.get("cut") else "")
         if "achieved_flops_per_s" not in r:
-            rows.append(f"{r['algorithm']:<11} {r['clients']:>7} {executor:<11} {r.get('error', 'no cost analysis')}")
+            rows.append(f"{r['algorithm']:<11} {model:<10} {r['clients']:>7} {executor:<11} {r.get('error', 'no cost analysis')}")
             continue
-        rows.append(f"{r['algorithm']:<11} {r['clients']:>7} {executor:<11} {r['round_s']:>8.2f} {r['client_steps_per_s']:>14.1f} "
+        rows.append(f"{r['algorithm']:<11} {model:<10} {r['clients']:>7} {executor:<11} {r['round_s']:>8.2f} {r['client_steps_per_s']:>14.1f} "
                     f"{r['samples_per_s']:>10.0f} {r['compile_s']:>9.1f} {r['peak_memory_bytes'] / 2**20:>9.0f} "
                     f"{r['achieved_flops_per_s'] / 1e9:>8.1f} {100 * r['hardware_fraction']:>7.1f}")
     return "\n".join(rows)
@@ -272,23 +280,30 @@ def main(argv=None) -> int:
         executors = args.executor.split(",")
         for e in executors:
             parse_executor(e)
+        from lfmsl.models import MODELS, cut_range
+
+        model_cuts = []
+        for item in args.models.split(","):
+            name, _, cut = item.partition(":")
+            if name not in MODELS or (cut and not cut_range(name)[0] <= int(cut) <= cut_range(name)[1]):
+                raise UsageError(f"--models: {item!r} is not MODEL or MODEL:CUT with a model of {', '.join(MODELS)} and a cut in its range")
+            model_cuts.append((name, int(cut) if cut else None))
     except (UsageError, ValueError) as error:
         print(f"bench: error: {error}", file=sys.stderr)
         return 2
     hw = hardware()
     results = []
-    for algorithm in names:
-        for n in clients:
-            base = {"algorithm": algorithm, "clients": n, "batch_size": args.batch_size,
-                    "iterations": args.iterations, "repeats": args.repeats, "conv": args.conv}
-            cost = spawn({**base, "executor": "vmap", "cost_only": True}, args)
-            for executor in executors:
-                result = spawn({**base, "executor": executor}, args)
-                result.update({f"hw_{k}": v for k, v in hw.items()})
-                if "error" not in result and "error" not in cost:
-                    result = add_fractions({**result, **{k: cost[k] for k in ("flops_per_round", "bytes_per_round")}}, hw)
-                results.append(result)
-                print(table(results[-1:], hw).splitlines()[-1], file=sys.stderr, flush=True)  # progress
+    for (model, cut), algorithm, n in [(m, a, n) for m in model_cuts for a in names for n in clients]:
+        base = {"algorithm": algorithm, "clients": n, "batch_size": args.batch_size, "model": model, "cut": cut,
+                "iterations": args.iterations, "repeats": args.repeats, "conv": args.conv}
+        cost = spawn({**base, "executor": "vmap", "cost_only": True}, args)
+        for executor in executors:
+            result = spawn({**base, "executor": executor}, args)
+            result.update({f"hw_{k}": v for k, v in hw.items()})
+            if "error" not in result and "error" not in cost:
+                result = add_fractions({**result, **{k: cost[k] for k in ("flops_per_round", "bytes_per_round")}}, hw)
+            results.append(result)
+            print(table(results[-1:], hw).splitlines()[-1], file=sys.stderr, flush=True)  # progress
     print(json.dumps(results, indent=1) if args.json else table(results, hw))
     return 0
 

@@ -8,6 +8,8 @@ the full test set, seeds 0, 1 and 2:
   (c) non-IID clients (Dirichlet 0.3) at N = 50, in both round modes: smaller clients wrapping
       around their data to keep up with the largest (wrap), and each client doing its own epoch (epoch);
   (d) ablations at N = 50: mix / loc / fed on and off, and averaging every 1 or 5 iterations;
+  (e) where the model is cut: the algorithms of (a) at N = 10 and 100 on allconv, with one conv block
+      on the client (shallow, --cut 1) or four (deep, --cut 4);
   (later) sglr and mix2sfl on the axis of (a).
 K = 300 and 10 rounds. Every run goes to <results>/runs/<run name>; a re-run skips finished runs
 and resumes interrupted ones, so the study can be stopped at any time and continued. At the end

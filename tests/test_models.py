@@ -347,4 +347,4 @@ def test_default_models():
     assert models.default_model_for("mnist") == "cnn"
     assert models.default_model_for("fashion_mnist") == "cnn"
     assert models.default_model_for("cifar10") == "resnet18"
-    assert set(models.MODELS) == {"cnn", "resnet18"}
+    assert set(models.MODELS) == {"cnn", "allconv", "resnet18"}

@@ -117,7 +117,9 @@ def test_the_study_has_every_part_at_its_stated_size():
     assert {x.round_mode for x in c} == {"wrap"} and {x.round_mode for x in study.non_iid(scale, "epoch")} == {"epoch"}
     d = study.ablations(scale)
     assert len(set(d)) == (8 + 2) * 3 and {x.avg_every for x in d} == {None, 1, 5}
-    for config in a + b + c + d:
+    e = study.cut_depth(scale)
+    assert len(e) == 6 * 2 * 2 * 3 and {(x.model, x.cut) for x in e} == {("allconv", 1), ("allconv", 4)} and {x.clients for x in e} == {10, 100}
+    for config in a + b + c + d + e:
         validate(config)
 
 
@@ -136,13 +138,14 @@ def test_quick_study_end_to_end_then_resumes_without_work(tmp_path, manual_data_
     reproduce = load("reproduce")
     assert reproduce.main(argv) == 0
     scale = study.Scale.quick()
-    expected = {*study.scaling(scale), *study.lr_check(scale), *study.non_iid(scale), *study.non_iid(scale, "epoch"), *study.ablations(scale)}
+    expected = {*study.scaling(scale), *study.lr_check(scale), *study.non_iid(scale), *study.non_iid(scale, "epoch"), *study.ablations(scale),
+                *study.cut_depth(scale)}
     finished = {p.parent.name for p in (results / "runs").glob("*/summary.json")}
     assert {study.sweep.run_name(c) for c in expected} <= finished
     assert len(finished) == len(expected) + 2 * 2  # (b): PSL and LocFedMix-SL, 2 seeds, at the chosen rate
     report = (results / "REPORT.md").read_text()
     for heading in ("## Verdicts", "## (a) Scalability", "## (a) Convergence", "## (a) Latency", "## (b) The imbalance regime",
-                    "## (c) Non-IID clients", "## (d) Ablations"):
+                    "## (c) Non-IID clients", "## (d) Ablations", "## (e) Where the model is cut"):
         assert heading in report
     assert "Chosen: **" in report and report.count("**undecided**") + report.count("**supported**") + report.count("**contradicted**") > 5
     for figure in ("scalability", "convergence", "latency", "imbalance", "ablations"):

@@ -61,8 +61,16 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                    help=f"one of {', '.join(ALGORITHMS)} (default: {d.algorithm})")
     g.add_argument("--dataset", default=d.dataset, choices=DATASETS, metavar="NAME",
                    help=f"one of {', '.join(DATASETS)} (default: {d.dataset})")
-    g.add_argument("--model", default=None, choices=("cnn", "resnet18"),
-                   help="split model (default: cnn for MNIST and Fashion-MNIST, resnet18 for CIFAR-10)")
+    from lfmsl.models import MODELS
+
+    g.add_argument("--model", default=None, choices=MODELS,
+                   help="split model (default: cnn for MNIST and Fashion-MNIST, resnet18 for CIFAR-10); allconv: "
+                        "an all-convolutional network for 28x28 images whose cut can go deep")
+    g.add_argument("--cut", type=_positive_int, default=None, metavar="K",
+                   help="the client segment is the model's first K blocks, the server the rest: cnn 1-3 (conv 32 | conv 64 | "
+                        "Dense 128 | Dense classes; default 2), allconv 1-5 (conv 16, pool | conv 16 | conv 32, pool | conv 32 | "
+                        "conv 64 | pool, Dense classes; default 2), resnet18 1-3 (stem and stage 1 | stage 2 | stage 3 | "
+                        "stage 4, Dense classes; default 1)")
     g.add_argument("--clients", type=_positive_int, default=d.clients, metavar="N", help=f"number of clients (default: {d.clients})")
     g.add_argument("--rounds", type=_positive_int, default=d.rounds, metavar="R",
                    help=f"rounds; a round is one local epoch of every client (default: {d.rounds})")

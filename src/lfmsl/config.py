@@ -26,6 +26,7 @@ class Config:
     algorithm: str = "locfedmix"
     dataset: str = "fashion_mnist"
     model: str | None = None  # None: the dataset's default model
+    cut: int | None = None  # client blocks; None: the model's default cut
     clients: int = 100
     rounds: int = 10
     batch_size: int = 32
@@ -132,11 +133,16 @@ def validate(config: Config) -> Config:
         raise UsageError(f"--conv must be patches or xla, got {config.conv!r}")
     if config.client_grad not in ("own", "global"):
         raise UsageError(f"--client-grad must be own or global, got {config.client_grad!r}")
-    if config.model is not None:
-        from lfmsl.models import MODELS
+    from lfmsl.models import MODELS, cut_range, default_model_for
 
-        if config.model not in MODELS:
-            raise UsageError(f"unknown --model {config.model!r}; choose one of {', '.join(MODELS)}")
+    if config.model is not None and config.model not in MODELS:
+        raise UsageError(f"unknown --model {config.model!r}; choose one of {', '.join(MODELS)}")
+    if config.cut is not None:
+        model = config.model or default_model_for(config.dataset)
+        low, high = cut_range(model)
+        if not isinstance(config.cut, int) or not low <= config.cut <= high:
+            raise UsageError(f"--cut {config.cut} is out of range for --model {model}: cut after block {low} to {high} "
+                             "(see 'lfmsl run --help')")
     for name in ("client_flops", "server_flops", "uplink_mbps", "downlink_mbps"):
         _positive(name.replace("_", "-"), getattr(config, name))
     if config.target_accuracy is not None and not 0 < config.target_accuracy <= 1:

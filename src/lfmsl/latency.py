@@ -69,7 +69,7 @@ def profile_for(config: Config) -> Profile:
 def model_for(config: Config) -> SplitModel:
     """The run's split model, built from the configuration alone (no data needed)."""
     shape, classes = IMAGE_SHAPES[config.dataset]
-    return get_model(config.model or default_model_for(config.dataset), shape, classes, config.conv)
+    return get_model(config.model or default_model_for(config.dataset), shape, classes, config.conv, config.cut)
 
 
 @functools.lru_cache(maxsize=None)
@@ -79,7 +79,7 @@ def forward_flops(model: SplitModel) -> dict[str, float]:
     Counted on the reference implementation (XLA's own convolutions), so the simulated devices'
     work is the model's, not that of the formulation the simulator happens to compute it with.
     """
-    return flops_per_sample(get_model(model.name, model.input_shape, model.num_classes, conv_impl="xla"))
+    return flops_per_sample(get_model(model.name, model.input_shape, model.num_classes, conv_impl="xla", cut=model.cut))
 
 
 def _link_seconds(num_bytes: float, mbps: float) -> float:

@@ -27,8 +27,6 @@ import numpy as np
 
 from lfmsl.errors import UsageError
 
-MODELS = ("cnn", "resnet18")
-
 _DEFAULT_MODEL = {"mnist": "cnn", "fashion_mnist": "cnn", "cifar10": "resnet18"}
 
 
@@ -44,6 +42,7 @@ class SplitModel:
     input_shape: tuple[int, int, int]
     smashed_shape: tuple[int, ...]
     num_classes: int
+    cut: int  # client blocks
 
     def parts(self) -> dict[str, nn.Module]:
         """The four parts by name, in the order of ``init_params``."""
@@ -278,60 +277,38 @@ def _global_avg_pool(x: jax.Array) -> jax.Array:
 
 
 # --------------------------------------------------------------------------------------------
-# cnn: the default model for MNIST and Fashion-MNIST
+# The architectures, as numbered blocks: the client segment is blocks [0, cut), the server
+# segment blocks [cut, end). Each block function creates its layers under fixed names, so the
+# parameters of a segment are those of its blocks whatever the cut.
 
 
-class CNNClient(nn.Module):
-    """Conv 3x3 32, ReLU, pool 2x2; Conv 3x3 64, ReLU, pool 2x2: [B,H,W,C] -> [B,H/4,W/4,64]."""
-
-    conv_impl: str = "xla"
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        x = jnp.asarray(x, jnp.float32)
-        x = _pool2(nn.relu(_conv(self.conv_impl, 32, "conv1")(x)), self.conv_impl)
-        return _pool2(nn.relu(_conv(self.conv_impl, 64, "conv2")(x)), self.conv_impl)
-
-
-class CNNServer(nn.Module):
-    """Flatten, Dense 128, ReLU, Dense num_classes."""
-
-    num_classes: int
-
-    @nn.compact
-    def __call__(self, s: jax.Array) -> jax.Array:
-        h = nn.relu(nn.Dense(128, name="fc1")(_flatten(s)))
-        return nn.Dense(self.num_classes, name="fc2")(h)
+def _cnn_block(i: int, x: jax.Array, num_classes: int, impl: str) -> jax.Array:
+    """cnn: 1 conv 3x3 32, ReLU, pool 2 | 2 conv 3x3 64, ReLU, pool 2 | 3 Dense 128, ReLU | 4 Dense classes."""
+    if i == 0:
+        return _pool2(nn.relu(_conv(impl, 32, "conv1")(x)), impl)
+    if i == 1:
+        return _pool2(nn.relu(_conv(impl, 64, "conv2")(x)), impl)
+    if i == 2:
+        return nn.relu(nn.Dense(128, name="fc1")(_flatten(x)))
+    return nn.Dense(num_classes, name="fc2")(x)
 
 
-class CNNDecoder(nn.Module):
-    """ConvTranspose 3x3/2 32 ReLU; ConvTranspose 3x3/2 C sigmoid: [B,H/4,W/4,64] -> [B,H,W,C]."""
-
-    out_channels: int
-    conv_impl: str = "xla"
-
-    @nn.compact
-    def __call__(self, s: jax.Array) -> jax.Array:
-        h = nn.relu(_conv_transpose(self.conv_impl, 32, "deconv1")(s))
-        return nn.sigmoid(_conv_transpose(self.conv_impl, self.out_channels, "deconv2")(h))
+_ALLCONV_WIDTHS = (16, 16, 32, 32, 64)
 
 
-class FlatAux(nn.Module):
-    """LocSplitFed's auxiliary classifier for the cnn: Dense num_classes on the flat smashed data."""
+def _allconv_block(i: int, x: jax.Array, num_classes: int, impl: str) -> jax.Array:
+    """allconv: five conv 3x3 + ReLU blocks of 16, 16, 32, 32, 64 channels, a 2x2 pool closing
+    blocks 1 and 3 (so the server's maps are 14x14 even at the shallowest cut); block 6 is global
+    average pooling and Dense classes. 5.6 forward MFLOP per 28x28 image, 35,514 parameters."""
+    if i < len(_ALLCONV_WIDTHS):
+        x = nn.relu(_conv(impl, _ALLCONV_WIDTHS[i], f"conv{i + 1}")(x))
+        return _pool2(x, impl) if i in (0, 2) else x
+    return nn.Dense(num_classes, name="fc")(_global_avg_pool(x))
 
-    num_classes: int
 
-    @nn.compact
-    def __call__(self, s: jax.Array) -> jax.Array:
-        return nn.Dense(self.num_classes, name="fc")(_flatten(s))
-
-
-# --------------------------------------------------------------------------------------------
-# resnet18: ResNet-18-style network for CIFAR-10, GroupNorm, cut after stage 1
-#
-# GroupNorm rather than BatchNorm: a client segment must not depend on batch statistics, which
-# differ per client and leak data (docs/DESIGN.md). 8 groups divide every stage width
-# (64..512) and are cheaper than 32 on a CPU; the accuracy difference is small.
+# resnet18: ResNet-18-style network for CIFAR-10 with GroupNorm rather than BatchNorm: a client
+# segment must not depend on batch statistics, which differ per client and leak data
+# (docs/DESIGN.md). 8 groups divide every stage width (64..512) and are cheaper than 32 on a CPU.
 
 _GN_GROUPS = 8
 _STAGES = (64, 128, 256, 512)
@@ -357,55 +334,104 @@ class BasicBlock(nn.Module):
         return nn.relu(h + x)
 
 
-class ResNetClient(nn.Module):
-    """CIFAR stem (3x3 conv 64, no max-pool) and stage 1: [B,H,W,C] -> [B,H,W,64]."""
+def _resnet_block(i: int, x: jax.Array, num_classes: int, impl: str) -> jax.Array:
+    """resnet18: 1 CIFAR stem (conv 3x3 64, no max-pool) and stage 1 | 2 stage 2 | 3 stage 3 |
+    4 stage 4, global average pooling, Dense classes. Stages 2-4 halve the resolution."""
+    if i == 0:
+        x = nn.Conv(_STAGES[0], (3, 3), padding="SAME", use_bias=False, name="stem_conv")(x)
+        x = nn.relu(nn.GroupNorm(_GN_GROUPS, name="stem_norm")(x))
+    if i < len(_STAGES):
+        for b in range(2):
+            x = BasicBlock(_STAGES[i], 2 if i > 0 and b == 0 else 1, _GN_GROUPS, name=f"stage{i + 1}_block{b + 1}")(x)
+    if i == len(_STAGES) - 1:
+        x = nn.Dense(num_classes, name="head")(_global_avg_pool(x))
+    return x
 
-    gn_groups: int = _GN_GROUPS
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """A network as numbered blocks and where it is cut by default."""
+
+    block: Callable[[int, jax.Array, int, str], jax.Array]
+    blocks: int
+    default_cut: int  # client blocks; today's cut, whose results are kept bit for bit
+    size_multiple: int  # H and W must be multiples of it (the pools and strides)
+    patches: bool  # whether --conv patches applies (else XLA's convolutions always)
+
+
+ARCHITECTURES = {
+    "cnn": Architecture(_cnn_block, blocks=4, default_cut=2, size_multiple=4, patches=True),
+    "allconv": Architecture(_allconv_block, blocks=6, default_cut=2, size_multiple=4, patches=True),
+    "resnet18": Architecture(_resnet_block, blocks=4, default_cut=1, size_multiple=8, patches=False),
+}
+MODELS = tuple(ARCHITECTURES)
+
+
+class Segment(nn.Module):
+    """Blocks [start, stop) of an architecture: the client segment (start 0) or the server's."""
+
+    architecture: str
+    start: int
+    stop: int
+    num_classes: int
+    conv_impl: str = "xla"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = jnp.asarray(x, jnp.float32)
-        x = nn.Conv(_STAGES[0], (3, 3), padding="SAME", use_bias=False, name="stem_conv")(x)
-        x = nn.relu(nn.GroupNorm(self.gn_groups, name="stem_norm")(x))
-        for b in range(2):
-            x = BasicBlock(_STAGES[0], 1, self.gn_groups, name=f"stage1_block{b + 1}")(x)
+        if self.start == 0:
+            x = jnp.asarray(x, jnp.float32)
+        for i in range(self.start, self.stop):
+            x = ARCHITECTURES[self.architecture].block(i, x, self.num_classes, self.conv_impl)
         return x
 
 
-class ResNetServer(nn.Module):
-    """Stages 2-4 (stride 2 at each start), global average pool, Dense num_classes."""
-
-    num_classes: int
-    gn_groups: int = _GN_GROUPS
-
-    @nn.compact
-    def __call__(self, s: jax.Array) -> jax.Array:
-        for i, features in enumerate(_STAGES[1:], start=2):
-            for b in range(2):
-                s = BasicBlock(features, 2 if b == 0 else 1, self.gn_groups,
-                               name=f"stage{i}_block{b + 1}")(s)
-        return nn.Dense(self.num_classes, name="head")(_global_avg_pool(s))
-
-
-class ConvDecoder(nn.Module):
-    """Conv 3x3 32 ReLU, Conv 3x3 C sigmoid: same-resolution reconstruction for resnet18."""
+class Decoder(nn.Module):
+    """LocFedMix-SL's decoder from any smashed shape back to the image, built from the shapes:
+    a flat vector first goes through Dense to a (H/4, W/4, 64) map; then one transposed
+    convolution 3x3/2 per halving of the resolution, 32 channels and ReLU; the output layer
+    (C channels, sigmoid) is the last transposed convolution where there are two or more, else
+    a conv 3x3 after a conv or transposed conv of 32. The cnn's decoder at its default cut and
+    resnet18's at its are these layers exactly."""
 
     out_channels: int
+    doublings: int
+    dense_to: tuple[int, int, int] | None = None
+    conv_impl: str = "xla"
 
     @nn.compact
     def __call__(self, s: jax.Array) -> jax.Array:
-        h = nn.relu(nn.Conv(32, (3, 3), padding="SAME", name="conv1")(s))
-        return nn.sigmoid(nn.Conv(self.out_channels, (3, 3), padding="SAME", name="conv2")(h))
+        if self.dense_to is not None:
+            s = nn.relu(nn.Dense(int(np.prod(self.dense_to)), name="fc")(s)).reshape((s.shape[0], *self.dense_to))
+        if self.doublings == 0:
+            s = nn.relu(_conv(self.conv_impl, 32, "conv1")(s))
+        for i in range(self.doublings):
+            output = self.doublings >= 2 and i == self.doublings - 1
+            s = _conv_transpose(self.conv_impl, self.out_channels if output else 32, f"deconv{i + 1}")(s)
+            if output:
+                return nn.sigmoid(s)
+            s = nn.relu(s)
+        return nn.sigmoid(_conv(self.conv_impl, self.out_channels, "conv2")(s))
+
+
+class FlatAux(nn.Module):
+    """LocSplitFed's auxiliary classifier on the flattened smashed data (the cnn's default cut)."""
+
+    num_classes: int
+
+    @nn.compact
+    def __call__(self, s: jax.Array) -> jax.Array:
+        return nn.Dense(self.num_classes, name="fc")(_flatten(s))
 
 
 class PoolAux(nn.Module):
-    """LocSplitFed's auxiliary classifier for resnet18: global average pool, Dense num_classes."""
+    """LocSplitFed's auxiliary classifier for any smashed shape: global average pooling of a
+    feature map (a vector is used as it is), then Dense num_classes."""
 
     num_classes: int
 
     @nn.compact
     def __call__(self, s: jax.Array) -> jax.Array:
-        return nn.Dense(self.num_classes, name="fc")(_global_avg_pool(s))
+        return nn.Dense(self.num_classes, name="fc")(_global_avg_pool(s) if s.ndim == 4 else s)
 
 
 # --------------------------------------------------------------------------------------------
@@ -420,15 +446,19 @@ def default_model_for(dataset: str) -> str:
     return _DEFAULT_MODEL[dataset]
 
 
-def get_model(name: str, input_shape: tuple[int, int, int], num_classes: int, conv_impl: str = "patches") -> SplitModel:
-    """Build the split model ``name`` for images of ``input_shape`` (H, W, C).
+def cut_range(name: str) -> tuple[int, int]:
+    """The cuts a model allows: at least one block on each side."""
+    return 1, ARCHITECTURES[name].blocks - 1
 
-    ``conv_impl`` picks the cnn's convolutions, in the client and in the decoder: "patches"
-    (im2col, or sub-pixel patches for the decoder's transposed convolutions, and a matrix
-    product; faster on a CPU and under vmap, see docs/PERFORMANCE.md) or "xla".
 
-    The cnn halves the resolution twice and its decoder doubles it back, so H and W must be
-    multiples of 4; resnet18 halves it three times, so multiples of 8.
+def get_model(name: str, input_shape: tuple[int, int, int], num_classes: int, conv_impl: str = "patches",
+              cut: int | None = None) -> SplitModel:
+    """Build the split model ``name`` for images of ``input_shape`` (H, W, C), cut after block
+    ``cut`` (default: the model's own cut; see ``ARCHITECTURES`` and each block function).
+
+    ``conv_impl`` picks the convolutions of cnn and allconv, in the client, the server and the
+    decoder: "patches" (im2col, or sub-pixel patches for the decoder's transposed convolutions,
+    and a matrix product; faster on a CPU and under vmap, see docs/PERFORMANCE.md) or "xla".
     """
     input_shape = tuple(int(d) for d in input_shape)
     if name not in MODELS:
@@ -437,23 +467,33 @@ def get_model(name: str, input_shape: tuple[int, int, int], num_classes: int, co
         raise UsageError(f"input_shape must be (H, W, C) with positive sizes, got {input_shape}")
     if num_classes < 2:
         raise UsageError(f"num_classes must be at least 2, got {num_classes}")
+    if conv_impl not in ("xla", "patches"):
+        raise UsageError(f"unknown conv_impl {conv_impl!r}; choose 'xla' or 'patches'")
+    arch = ARCHITECTURES[name]
+    cut = arch.default_cut if cut is None else cut
+    low, high = cut_range(name)
+    if not low <= cut <= high:
+        raise UsageError(f"--cut {cut} is out of range for model {name}: it has {arch.blocks} blocks, so cut after block {low} to {high}")
     h, w, c = input_shape
-    multiple = {"cnn": 4, "resnet18": 8}[name]
-    if h % multiple or w % multiple:
-        raise UsageError(f"model {name} needs H and W divisible by {multiple}, got {h}x{w}")
-    if name == "cnn":
-        if conv_impl not in ("xla", "patches"):
-            raise UsageError(f"unknown conv_impl {conv_impl!r}; choose 'xla' or 'patches'")
-        parts = dict(client=CNNClient(conv_impl=conv_impl), server=CNNServer(num_classes),
-                     decoder=CNNDecoder(c, conv_impl=conv_impl), aux=FlatAux(num_classes))
-    else:
-        parts = dict(client=ResNetClient(), server=ResNetServer(num_classes),
-                     decoder=ConvDecoder(c), aux=PoolAux(num_classes))
+    if h % arch.size_multiple or w % arch.size_multiple:
+        raise UsageError(f"model {name} needs H and W divisible by {arch.size_multiple}, got {h}x{w}")
+    impl = conv_impl if arch.patches else "xla"
+    client = Segment(name, 0, cut, num_classes, impl)
     x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
-    smashed = jax.eval_shape(lambda x: parts["client"].init_with_output(
-        jax.random.key(0), x)[0], x)
-    return SplitModel(name=name, input_shape=input_shape, smashed_shape=tuple(smashed.shape[1:]),
-                      num_classes=num_classes, **parts)
+    smashed = tuple(jax.eval_shape(lambda x: client.init_with_output(jax.random.key(0), x)[0], x).shape[1:])
+    if len(smashed) == 3:
+        doublings, ratio = 0, h // smashed[0]
+        while 2 ** doublings < ratio:
+            doublings += 1
+        if 2 ** doublings != ratio or w // smashed[1] != ratio:
+            raise UsageError(f"no decoder from smashed data {smashed} back to {input_shape}: the resolution must shrink by a power of 2")
+        decoder = Decoder(c, doublings, None, impl)
+    else:  # a vector: Dense back to the last feature map, then up to the image
+        decoder = Decoder(c, 2, (h // 4, w // 4, 64), impl)
+    flat_aux = name == "cnn" and cut == arch.default_cut  # today's head there, kept bit for bit
+    return SplitModel(name=name, input_shape=input_shape, smashed_shape=smashed, num_classes=num_classes, cut=cut,
+                      client=client, server=Segment(name, cut, arch.blocks, num_classes, impl), decoder=decoder,
+                      aux=FlatAux(num_classes) if flat_aux else PoolAux(num_classes))
 
 
 def _example_inputs(model: SplitModel, batch: int) -> dict[str, jax.ShapeDtypeStruct]:

@@ -69,7 +69,7 @@ class Simulation:
 
     def __init__(self, config: Config, dataset: Dataset):
         self.config = validate(config)
-        self.model = get_model(config.model or default_model_for(config.dataset), dataset.image_shape, dataset.num_classes, config.conv)
+        self.model = get_model(config.model or default_model_for(config.dataset), dataset.image_shape, dataset.num_classes, config.conv, config.cut)
         self.parts = client_partition(config, dataset.y_train)
         # Centralised training sees the union of the clients' data as one learner.
         learners = [np.sort(np.concatenate(self.parts))] if config.algorithm == "centralized" else self.parts

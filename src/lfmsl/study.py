@@ -39,13 +39,16 @@ class Scale:
     later_algorithms: tuple[str, ...] = LATER_ALGORITHMS
     switches: tuple[tuple[bool, bool, bool], ...] = tuple(itertools.product((False, True), repeat=3))
     avg_every: tuple[int, ...] = (1, 5)  # iterations; the default, once per round, is in the switches
+    cut_model: str = "allconv"  # (e)
+    cuts: tuple[int, ...] = (1, 4)  # (e): the client holds one conv block (0.5 % of the parameters) or four (46 %, 68 % of the FLOPs)
+    clients_cut: tuple[int, ...] = (10, 100)  # (e)
     sgd_rates: tuple[float, ...] = SGD_RATES
     lr_check_rounds: int = 3
     test_size: int | None = None  # the full test set
 
     @classmethod
     def quick(cls) -> "Scale":
-        return cls(samples_per_client=16, rounds=2, seeds=(0, 1), clients=(2, 3), clients_imbalance=(2,), clients_fixed=3,
+        return cls(samples_per_client=16, rounds=2, seeds=(0, 1), clients=(2, 3), clients_imbalance=(2,), clients_fixed=3, clients_cut=(2,),
                    algorithms=("psl", "locfedmix"), imbalance_algorithms=("psl", "locfedmix"), later_algorithms=(),
                    switches=((False, False, False), (True, True, True)), avg_every=(1,), sgd_rates=(0.03, 0.1),
                    lr_check_rounds=1, test_size=200)
@@ -93,12 +96,18 @@ def ablations(scale: Scale) -> list[Config]:
     return _seeded(switched + intervals, scale)
 
 
+def cut_depth(scale: Scale) -> list[Config]:
+    """(e) Where the model is cut: the algorithms of (a) on `allconv` with a shallow and a deep client segment."""
+    return _seeded([base(scale, algorithm=a, clients=n, model=scale.cut_model, cut=c)
+                    for c in scale.cuts for n in scale.clients_cut for a in scale.algorithms], scale)
+
+
 def later_work(scale: Scale) -> list[Config]:
     """(a) for SGLR and Mix2SFL, run last: the issue adds them where the budget allows."""
     return _seeded([base(scale, algorithm=a, clients=n) for n in scale.clients for a in scale.later_algorithms], scale)
 
 
-PARTS = ("a", "b", "c", "d", "later")  # (c) runs in both round modes
+PARTS = ("a", "b", "c", "d", "e", "later")  # (c) runs in both round modes
 
 
 def best_rate(runs: Sequence[sweep.Run]) -> float:
@@ -123,6 +132,8 @@ def run_study(scale: Scale, results: Path, load: Callable[[str], object], parts:
     if "c" in parts:
         done["c"] = run(non_iid(scale))
         done["c-epoch"] = run(non_iid(scale, "epoch"))
+    if "e" in parts:
+        done["e"] = run(cut_depth(scale))
     if "later" in parts and scale.later_algorithms:
         done["later"] = run(later_work(scale))
     return done
