@@ -18,9 +18,22 @@ def manual_data_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def tfds_data_dir() -> Path:
-    """Persistent across runs, so datasets are prepared and converted only once."""
-    return REPO / ".cache" / "tfds"
+def tfds_data_dir(manual_data_dir) -> Path:
+    """Persistent across runs, so datasets are prepared and converted only once: the first test
+    process to get here prepares both, under a file lock, while the others (pytest-xdist
+    workers) wait, and then every process reads the finished cache."""
+    import fcntl
+
+    from lfmsl.data import cache_path, load_dataset
+
+    folder = REPO / ".cache" / "tfds"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / "tfds.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for name in ("fashion_mnist", "mnist"):
+            if not cache_path(name, folder).is_file():
+                load_dataset(name, manual_dir=manual_data_dir, data_dir=folder)
+    return folder
 
 
 @pytest.fixture(scope="session")
