@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from lfmsl.config import ALGORITHMS, DATASETS, Config
-from lfmsl.errors import Interrupted, UsageError
+from lfmsl.errors import UsageError, exit_status
 
 DEFAULTS = Config()
 _NOT_GIVEN = object()  # the default of every option when only the options given are wanted
@@ -200,27 +200,20 @@ def run_config(args: argparse.Namespace, argv: Sequence[str] | None) -> Config:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        if args.command is None:
-            raise UsageError("say what to do: 'lfmsl run' or 'lfmsl sweep' (see 'lfmsl --help')")
-        if args.command == "sweep":
-            from lfmsl.sweep import sweep_command
+    return exit_status(lambda: _dispatch(argv), "lfmsl: ")
 
-            return sweep_command(args)
-        from lfmsl.runner import run_command
 
-        return run_command(args, run_config(args, argv))
-    except UsageError as error:
-        message = " ".join(str(error).splitlines())
-        print(f"lfmsl: error: {message}", file=sys.stderr)
-        return getattr(error, "exit_code", 2)
-    except Interrupted as stopped:
-        print(f"lfmsl: {stopped}", file=sys.stderr)
-        return stopped.exit_code
-    except KeyboardInterrupt:
-        print("lfmsl: interrupted", file=sys.stderr)
-        return 130
+def _dispatch(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command is None:
+        raise UsageError("say what to do: 'lfmsl run' or 'lfmsl sweep' (see 'lfmsl --help')")
+    if args.command == "sweep":
+        from lfmsl.sweep import sweep_command
+
+        return sweep_command(args)
+    from lfmsl.runner import run_command
+
+    return run_command(args, run_config(args, argv))
 
 
 if __name__ == "__main__":

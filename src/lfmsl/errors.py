@@ -1,5 +1,10 @@
 """Errors a user can cause, reported as one line instead of a traceback."""
 
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
 
 class UsageError(Exception):
     """A bad option, missing data or impossible configuration; the message says what to do."""
@@ -17,3 +22,20 @@ class Interrupted(Exception):
     def __init__(self, message: str, signum: int):
         super().__init__(message)
         self.exit_code = 128 + signum
+
+
+def exit_status(command: Callable[[], int], prefix: str, after_stop: str = "") -> int:
+    """Run `command` and turn what a user can cause into one line on stderr and an exit status:
+    a UsageError 2 (3 for Diverged), Ctrl-C or SIGTERM 130 or 143 (the run in flight saved)."""
+    try:
+        return command()
+    except UsageError as error:
+        message = " ".join(str(error).splitlines())
+        print(f"{prefix}error: {message}", file=sys.stderr)
+        return getattr(error, "exit_code", 2)
+    except Interrupted as stopped:
+        print(f"{prefix}{stopped}{after_stop}", file=sys.stderr)
+        return stopped.exit_code
+    except KeyboardInterrupt:
+        print(f"{prefix}interrupted", file=sys.stderr)
+        return 130

@@ -205,18 +205,6 @@ def curves_main(name: str, description: str, x_key: str, xlabel: str, title: str
 def entry(main: Callable[[Sequence[str] | None], int]) -> int:
     """Run a script's main; a user's error is one line and exit status 2, and Ctrl-C or SIGTERM
     (the run in flight saved, so a re-run resumes it) one line and 130 or 143, as in the CLI."""
-    import sys
+    from lfmsl.errors import exit_status
 
-    from lfmsl.errors import Interrupted
-
-    try:
-        return main(None)
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except Interrupted as stopped:
-        print(f"stopped: {stopped}; run the same command again to continue", file=sys.stderr)
-        return stopped.exit_code
-    except KeyboardInterrupt:
-        print("stopped: interrupted", file=sys.stderr)
-        return 130
+    return exit_status(lambda: main(None), "", "; run the same command again to continue")
