@@ -124,9 +124,8 @@ def test_the_study_has_every_part_at_its_stated_size():
 
 
 def test_the_best_rate_wins_and_a_tie_goes_to_the_smaller():
-    run = lambda lr, acc: study.sweep.Run(Config(lr=lr), None, {"final_test_accuracy": acc})
-    assert study.best_rate([run(0.01, 0.5), run(0.03, 0.7), run(0.1, 0.6)]) == 0.03
-    assert study.best_rate([run(0.1, 0.7), run(0.03, 0.7)]) == 0.03
+    assert study.best_rate([(0.01, 0.5), (0.03, 0.7), (0.1, 0.6)]) == 0.03
+    assert study.best_rate([(0.1, 0.7), (0.03, 0.7)]) == 0.03
 
 
 def test_quick_study_end_to_end_then_resumes_without_work(tmp_path, manual_data_dir, tfds_data_dir, capsys, persistent_compile_cache):

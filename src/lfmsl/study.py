@@ -110,10 +110,9 @@ def later_work(scale: Scale) -> list[Config]:
 PARTS = ("a", "b", "c", "d", "e", "later")  # (c) runs in both round modes
 
 
-def best_rate(runs: Sequence[sweep.Run]) -> float:
-    """The learning rate with the highest final accuracy; a tie goes to the smaller rate."""
-    finished = [r for r in runs if r.summary is not None]
-    return max(finished, key=lambda r: (r.summary["final_test_accuracy"], -r.config.lr)).config.lr
+def best_rate(checks: Sequence[tuple[float, float]]) -> float:
+    """Of (learning rate, final accuracy) pairs, the rate with the highest accuracy; a tie goes to the smaller rate."""
+    return max(checks, key=lambda check: (check[1], -check[0]))[0]
 
 
 def run_study(scale: Scale, results: Path, load: Callable[[str], object], parts: Sequence[str] = PARTS,
@@ -126,7 +125,7 @@ def run_study(scale: Scale, results: Path, load: Callable[[str], object], parts:
         done["a"] = run(scaling(scale))
     if "b" in parts:
         done["lr"] = run(lr_check(scale))
-        done["b"] = run(imbalance(scale, best_rate(done["lr"])))
+        done["b"] = run(imbalance(scale, best_rate([(r.config.lr, r.summary["final_test_accuracy"]) for r in done["lr"]])))
     if "d" in parts:
         done["d"] = run(ablations(scale))
     if "c" in parts:

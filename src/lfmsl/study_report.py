@@ -169,7 +169,7 @@ class Report:
         checks = [(c, o) for c in study.lr_check(self.scale) for o in self.cells.get(dataclasses.replace(c, seed=0), {}).values()]
         if len(checks) < len(self.scale.sgd_rates):
             return None
-        return max(checks, key=lambda co: (co[1].final, -co[0].lr))[0].lr  # as study.best_rate
+        return study.best_rate([(c.lr, o.final) for c, o in checks])
 
     def comparisons(self, configs: dict[str, Config], metric: str, claim: str | None, regime: str) -> list[list[str]]:
         """Rows 'baseline | ours minus baseline [95 % interval]: verdict'; recorded for the verdict table."""
@@ -213,7 +213,7 @@ class Report:
             shown = [(n, e) for n, e in zip(ns, estimates) if e]
             series[LABELS[a]] = ([n for n, _ in shown], [100 * e.mean for _, e in shown], [100 * (e.half_width or 0.0) for _, e in shown])
         if series:
-            plots.line_plot(series, self.figures / "scalability.png", "number of clients N (300 samples each)" if not self.quick else "N",
+            plots.line_plot(series, self.figures / "scalability.png", f"number of clients N ({self.scale.samples_per_client} samples each)",
                             "final test accuracy (%), 95 % CI", "Scalability: final accuracy against N", logx=True, xticks=ns)
         lo, hi = min(ns), max(ns)
         text = [f"Final test accuracy (%) after {self.scale.rounds} rounds, mean ± 95 % CI half-width over seeds; the last column is "
