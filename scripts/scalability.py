@@ -32,7 +32,8 @@ def main(argv=None) -> int:
                                                  [100 * row["final_test_accuracy_std"] for row in mine])
         name = f"scalability_{dataset}.png"
         plots.line_plot(series, args.out / name, "number of clients N", "final test accuracy (%)",
-                        f"Scalability on {dataset} ({args.rounds} rounds, {args.train_size or 'all'} training samples)",
+                        f"Scalability on {dataset} ({args.rounds} rounds, "
+                        + (f"{args.samples_per_client} samples per client)" if args.samples_per_client else f"{args.train_size or 'all'} training samples)"),
                         logx=True, xticks=args.clients)
         table = sweep.markdown_table(rows, ["final_test_accuracy", "best_test_accuracy", "sim_latency_s", "comm_bytes", "total_wall_time_s"])
         sections.append((dataset, table + f"\n![scalability on {dataset}]({name})\n"))

@@ -160,3 +160,13 @@ def test_reproduce_refuses_an_unknown_part(capsys):
     with pytest.raises(SystemExit) as exit_info:
         load("reproduce").main(["--parts", "a,z"])
     assert exit_info.value.code == 2 and "unknown part(s) z" in capsys.readouterr().err
+
+
+def test_the_scripts_take_samples_per_client():
+    from lfmsl import figures
+
+    args = figures.parse(figures.parser("x", "", datasets="fashion_mnist", rounds=2, train_size=3000, clients="10"),
+                         ["--samples-per-client", "300"])
+    config = figures.base_config(args, clients=20)
+    assert (config.samples_per_client, config.train_size) == (300, None)
+    validate(config)

@@ -20,7 +20,7 @@ SPLIT_BASELINES = ("sl", "psl", "sflv1", "sflv2", "locsplitfed", "locfedmix")
 LABELS = {"sl": "SL (sequential)", "psl": "PSL", "sflv1": "SplitFed V1", "sflv2": "SplitFed V2",
           "locsplitfed": "LocSplitFed", "locfedmix": "LocFedMix-SL", "sglr": "SGLR", "mix2sfl": "Mix2SFL",
           "centralized": "centralized", "fedavg": "FedAvg"}
-QUICK = dict(rounds=1, train_size=120, test_size=200, clients=[3], eval_clients=2, target_accuracy=0.3)
+QUICK = dict(rounds=1, train_size=120, samples_per_client=None, test_size=200, clients=[3], eval_clients=2, target_accuracy=0.3)
 
 
 def _int_list(text: str) -> list[int]:
@@ -40,6 +40,8 @@ def parser(name: str, description: str, *, datasets: str, rounds: int, train_siz
     p.add_argument("--clients", type=_int_list, default=_int_list(clients), help=f"comma list of client counts (default: {clients})")
     p.add_argument("--rounds", type=int, default=rounds, help=f"rounds per run (default: {rounds})")
     p.add_argument("--train-size", type=int, default=train_size, help=f"training samples, stratified subset (default: {train_size or 'all'})")
+    p.add_argument("--samples-per-client", type=int, default=None, metavar="K",
+                   help="each client holds K samples, so the data grows with the clients (replaces --train-size)")
     p.add_argument("--test-size", type=int, default=test_size, help=f"test samples scored, stratified subset (default: {test_size or 'all'})")
     p.add_argument("--seeds", type=_int_list, default=[0], help="comma list of seeds (default: 0)")
     p.add_argument("--eval-clients", type=int, default=4, help="clients scored where clients keep their own models (default: 4)")
@@ -67,8 +69,8 @@ def parse(p: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Na
 
 def base_config(args: argparse.Namespace, **overrides) -> Config:
     """The configuration all of a script's runs share, before what the script varies."""
-    values = dict(dataset=args.dataset[0], rounds=args.rounds, train_size=args.train_size, test_size=args.test_size,
-                  eval_clients=args.eval_clients)
+    sizes = dict(samples_per_client=args.samples_per_client, train_size=None) if args.samples_per_client else dict(train_size=args.train_size)
+    values = dict(dataset=args.dataset[0], rounds=args.rounds, test_size=args.test_size, eval_clients=args.eval_clients, **sizes)
     values.update(overrides)
     return Config(**values)
 
@@ -98,7 +100,7 @@ def by_config(runs: Sequence[sweep.Run]) -> dict[Config, list[sweep.Run]]:
     return groups
 
 
-SETTINGS = ("dataset", "clients", "rounds", "train_size", "test_size", "batch_size", "partition", "lr", "eval_clients",
+SETTINGS = ("dataset", "clients", "rounds", "train_size", "samples_per_client", "test_size", "batch_size", "partition", "lr", "eval_clients",
             "latency_profile", "seed")
 
 
