@@ -15,6 +15,7 @@ from lfmsl import checkpoint, outputs
 from lfmsl.config import Config, validate
 from lfmsl.errors import Diverged, Interrupted, UsageError
 from lfmsl.latency import summary_fields
+from lfmsl.runlock import RunLock
 from lfmsl.stopping import StopRequests
 
 DEFAULT_CHECKPOINT_EVERY = 1  # rounds: a save costs well under 1% of a CPU round (docs/DETERMINISM.md)
@@ -60,6 +61,7 @@ def execute(
 
     `dataset`, when given, is the loaded `config.dataset` (a sweep loads each dataset once).
 
+    Holds `out_dir` for this process throughout (`runlock.RunLock`: another writer is refused).
     Fresh when `out_dir` holds no run. With `resume`, a run of the same configuration in
     `out_dir` continues from its newest checkpoint (a larger `rounds` extends it), and a
     finished one returns its summary without any work. Raises UsageError when `out_dir` holds a
@@ -70,19 +72,20 @@ def execute(
     if not (isinstance(checkpoint_every, int) and checkpoint_every >= 1):
         raise UsageError(f"--checkpoint-every must be a positive number of rounds, got {checkpoint_every}")
     out = Path(out_dir)
-    finished = _open_run_dir(config, out, resume)
-    if finished is not None:
-        log(f"lfmsl: the run in {out} already finished its {config.rounds} rounds; nothing to do")
-        return finished
-    store = checkpoint.Checkpoints(out)
-    try:
-        if dataset is None:
-            from lfmsl.data import load_dataset
+    with RunLock(out):  # one writer per folder; a second one stops here, naming the first
+        finished = _open_run_dir(config, out, resume)
+        if finished is not None:
+            log(f"lfmsl: the run in {out} already finished its {config.rounds} rounds; nothing to do")
+            return finished
+        store = checkpoint.Checkpoints(out)
+        try:
+            if dataset is None:
+                from lfmsl.data import load_dataset
 
-            dataset = load_dataset(config.dataset, manual_dir=manual_dir, data_dir=data_dir)
-        return _execute(config, out, store, progress, dataset, {"manual_dir": manual_dir, "data_dir": data_dir}, checkpoint_every)
-    finally:
-        store.close()
+                dataset = load_dataset(config.dataset, manual_dir=manual_dir, data_dir=data_dir)
+            return _execute(config, out, store, progress, dataset, {"manual_dir": manual_dir, "data_dir": data_dir}, checkpoint_every)
+        finally:
+            store.close()
 
 
 def _open_run_dir(config: Config, out: Path, resume: bool) -> dict | None:

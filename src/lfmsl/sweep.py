@@ -104,7 +104,8 @@ def execute(config: Config, path: Path, dataset, progress: bool) -> dict:
 
 def run_sweep(configs: Sequence[Config], out: Path, load: Callable[[str], object], progress: bool = False,
               log: Callable[[str], None] = print) -> list[Run]:
-    """Run every configuration not yet finished under `out`, loading each dataset once."""
+    """Run every configuration not yet finished under `out`, loading each dataset once. A run
+    that another process is running (two sweeps over one grid) is skipped, not waited for."""
     for config in configs:
         validate(config)
     runs = [Run(config, Path(out) / run_name(config)) for config in configs]
@@ -112,11 +113,16 @@ def run_sweep(configs: Sequence[Config], out: Path, load: Callable[[str], object
         run.summary = finished_summary(run.path, run.config)
     todo = [run for run in runs if run.summary is None]
     log(f"lfmsl sweep: {len(runs)} runs, {len(runs) - len(todo)} already finished, {len(todo)} to run -> {out}")
+    from lfmsl.runlock import RunBusy
+
     for name, group in itertools.groupby(sorted(todo, key=lambda r: r.config.dataset), key=lambda r: r.config.dataset):
         dataset = load(name)
         for run in group:
             log(f"lfmsl sweep: {run.path.name}")
-            run.summary = execute(run.config, run.path, dataset, progress)
+            try:
+                run.summary = execute(run.config, run.path, dataset, progress)
+            except RunBusy as busy:  # another sweep over the same grid has it: share the work
+                log(f"lfmsl sweep: skipped, {busy}")
     return runs
 
 
