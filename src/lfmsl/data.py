@@ -158,9 +158,15 @@ def _read_cache(name: str, path: Path) -> Dataset:
 
 
 def _write_cache(dataset: Dataset, path: Path) -> None:
-    """Write atomically, so that a concurrent or interrupted run never reads half a file."""
+    """Write atomically, so that a concurrent or interrupted run never reads half a file; a write
+    killed an hour ago or more left a temporary that is removed here."""
+    import io
+
+    from lfmsl.atomic import remove_leftovers, write_bytes
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    remove_leftovers(path.parent, older_than_s=3600)
     arrays = {f.name: getattr(dataset, f.name) for f in dataclasses.fields(dataset) if f.name != "name"}
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_bytes(path, buffer.getvalue())

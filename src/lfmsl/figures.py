@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 from lfmsl import sweep
 from lfmsl.config import Config
+from lfmsl.atomic import write_text
 from lfmsl.errors import UsageError
 
 SPLIT_BASELINES = ("sl", "psl", "sflv1", "sflv2", "locsplitfed", "locfedmix")
@@ -128,7 +129,7 @@ def write_report(out: Path, name: str, title: str, runs: Sequence[sweep.Run], se
     for heading, body in sections:
         text += [f"## {heading}", "", body.rstrip(), ""]
     path = out / f"{name}.md"
-    path.write_text("\n".join(text))
+    write_text(path, "\n".join(text))
     return path
 
 

@@ -11,6 +11,7 @@ from typing import Sequence
 
 import jax
 
+from lfmsl.atomic import write_text
 from lfmsl.errors import UsageError
 
 PACKAGES = ("lfmsl", "jax", "jaxlib", "flax", "optax", "numpy", "tensorflow-datasets", "orbax-checkpoint")
@@ -57,13 +58,6 @@ def read_metrics(path: Path) -> list[dict]:
     if not metrics.exists():
         return []
     return [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write through a temporary file and rename, so a reader never sees half a file."""
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(text)
-    temporary.replace(path)
 
 
 def write_json(path: Path, payload: dict) -> None:

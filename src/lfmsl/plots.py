@@ -33,9 +33,15 @@ def new_panels(count: int):
 
 def save(figure, path: Path) -> Path:
     """Write `figure` as a PNG at `path` and free it."""
+    import io
+
+    from lfmsl.atomic import write_bytes
+
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    png = io.BytesIO()
+    figure.savefig(png, format="png", dpi=120)
     _pyplot().close(figure)
+    write_bytes(path, png.getvalue())  # a reader never sees half a picture
     return Path(path)
 
 

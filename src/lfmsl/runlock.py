@@ -12,6 +12,7 @@ import fcntl
 import os
 from pathlib import Path
 
+from lfmsl.atomic import remove_leftovers
 from lfmsl.errors import UsageError
 
 LOCK_FILE = ".lfmsl.lock"
@@ -47,6 +48,7 @@ class RunLock:
         handle.write(f"{os.getpid()}\n")
         handle.flush()
         self._file = handle
+        remove_leftovers(self.folder)  # temporaries of a killed writer: nobody else can be writing them now
         return self
 
     def __exit__(self, *exc) -> None:

@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from lfmsl import figures, plots, stats, study, sweep
+from lfmsl.atomic import write_text
 from lfmsl.config import Config
 
 OURS = "locfedmix"
@@ -439,7 +440,7 @@ class Report:
             body += [f"## {heading}", "", section]
         text += [self.verdict_table(), *body]
         path = self.results / "REPORT.md"
-        path.write_text("\n".join(text))
+        write_text(path, "\n".join(text))
         return path
 
 

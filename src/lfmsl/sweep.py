@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import io
 import itertools
 import json
 import shutil
@@ -22,6 +23,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from lfmsl import outputs
+from lfmsl.atomic import write_text
 from lfmsl.config import Config, validate
 from lfmsl.errors import UsageError
 
@@ -192,11 +194,12 @@ def write_tables(rows: Sequence[dict], out: Path) -> None:
     """results.csv (every column) and results.md (readable) in `out`."""
     out.mkdir(parents=True, exist_ok=True)
     if rows:
-        with open(out / "results.csv", "w", newline="") as stream:
-            writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
-    (out / "results.md").write_text(markdown_table(rows))
+        stream = io.StringIO(newline="")
+        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
+        write_text(out / "results.csv", stream.getvalue())
+    write_text(out / "results.md", markdown_table(rows))
 
 
 def history(run: Run) -> list[dict]:
