@@ -80,6 +80,7 @@ def test_damaged_newest_checkpoint_falls_back_to_the_one_before(reference_run, c
     assert "checkpoints/5 is incomplete or damaged" in resumed.stderr
     assert "resuming after round 4" in resumed.stderr
     assert metrics(out) == metrics(reference_run)
+    assert len(list((out / "checkpoints.unreadable").glob("5-*"))) == 1  # moved aside, not deleted
 
 
 def test_a_finished_run_is_not_redone_nor_shortened(reference_run, tmp_path, capsys):
@@ -106,7 +107,7 @@ def test_resume_with_another_configuration_is_refused_with_the_differences(refer
     [
         (["run", "--resume", "{tmp}/nothing"], "holds no run to resume"),
         (["run", "--resume", "{run}", "--out", "{tmp}/elsewhere"], "leave out --out"),
-        (["run", "--out", "{run}"], "already holds a run"),
+        (["run", "--out", "{run}"], "already holds config.json, metrics.jsonl, summary.json, checkpoints of a run"),
     ],
 )
 def test_resume_mistakes_are_one_line_errors(reference_run, tmp_path, capsys, argv, message):
@@ -176,7 +177,7 @@ def test_execute_lets_a_sweep_skip_finished_runs_and_refuses_other_configuration
     assert summary["rounds_completed"] == 5 and summary["config"] == config.to_dict()
     with pytest.raises(UsageError, match=r"another configuration: --clients 8 \(the run has 4\)\. "):
         execute(dataclasses.replace(config, clients=8), out, resume=True)
-    with pytest.raises(UsageError, match="already holds a run"):
+    with pytest.raises(UsageError, match="already holds config.json, metrics.jsonl, summary.json, checkpoints of a run"):
         execute(config, out, resume=False)
 
 
@@ -186,3 +187,14 @@ def no_work(monkeypatch):
         raise AssertionError("data was loaded")
 
     monkeypatch.setattr("lfmsl.data.load_dataset", refuse)
+
+
+def test_a_fresh_run_into_a_folder_with_another_runs_checkpoints_is_refused(reference_run, tmp_path, capsys):
+    """Before: it restored the other run's state and 'resumed' it under new options, or deleted its checkpoints."""
+    out = tmp_path / "foreign"
+    shutil.copytree(reference_run / "checkpoints", out / "checkpoints")
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    code = cli.main(["run", "--out", str(out), "--clients", "5", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "holds checkpoints of a run" in err and f"--resume {out}" in err
+    assert sorted(p.relative_to(out) for p in out.rglob("*") if p.name != ".lfmsl.lock") == before  # nothing touched

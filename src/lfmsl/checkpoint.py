@@ -18,6 +18,7 @@ import dataclasses
 import json
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -137,9 +138,10 @@ class Checkpoints:
     def latest(self, like: Any) -> Snapshot | None:
         """The newest checkpoint that reads back whole, shaped like `like`; None if there is none.
 
-        A damaged newer checkpoint is deleted (with a warning), so that the rounds after the one
-        restored can be saved again. If checkpoints exist but none can be read, the run stops
-        rather than silently starting again.
+        A newer checkpoint that cannot be read is moved aside into `checkpoints.unreadable/`
+        (with a warning), never deleted, so that the rounds after the one restored can be saved
+        again. If checkpoints exist but none can be read, the run stops rather than silently
+        starting again.
         """
         ocp = self._ocp
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
@@ -152,9 +154,12 @@ class Checkpoints:
                 return _snapshot(step, restored.state, restored.meta)
             except Exception as error:  # noqa: BLE001 - any failure to read means: not usable
                 reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
-                print(f"lfmsl: checkpoint {self.directory / str(step)} is incomplete or damaged ({reason}); using the one before", file=sys.stderr)
+                aside = self.directory.with_name(CHECKPOINT_DIR + ".unreadable") / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+                print(f"lfmsl: checkpoint {self.directory / str(step)} is incomplete or damaged ({reason}); moved to {aside}; "
+                      "using the one before", file=sys.stderr)
                 last_error = reason
-                shutil.rmtree(self.directory / str(step), ignore_errors=True)
+                aside.parent.mkdir(exist_ok=True)
+                shutil.move(self.directory / str(step), aside)
                 self._manager.reload()
         if steps:
             raise UsageError(

@@ -28,10 +28,17 @@ def new_run_dir(base: str | Path, algorithm: str, dataset: str) -> Path:
     return path
 
 
+RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "checkpoints")  # what makes a folder a run's
+
+
 def prepare_out_dir(path: Path) -> Path:
-    """Create the output folder; refuse one that already holds a run."""
-    if any((path / name).exists() for name in ("metrics.jsonl", "config.json")):
-        raise UsageError(f"{path} already holds a run; choose another --out (or --resume {path} to continue it)")
+    """Create the output folder; refuse one that holds anything of a run (a fresh run never
+    restores, extends or overwrites what another run left)."""
+    holds = lambda entry: any(entry.iterdir()) if entry.is_dir() else entry.exists()  # an empty folder is nothing
+    found = [name for name in RUN_FILES if holds(path / name)]
+    if found:
+        raise UsageError(f"{path} already holds {', '.join(found)} of a run; continue that run with --resume {path} "
+                         "if it is this one, or choose another --out")
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".lfmsl-write-test"
