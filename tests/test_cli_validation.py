@@ -172,3 +172,32 @@ def test_the_command_line_program_exits_2_with_one_line(options):
                           env={"PYTHONPATH": str(SRC), "PATH": ""}, timeout=120)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("lfmsl: error: ") and "Traceback" not in done.stderr
+
+
+def test_an_empty_out_is_refused(capsys, no_data):
+    assert cli.main(["run", "--out", ""]) == 2
+    assert "expected a folder name" in assert_one_line_error(2, capsys)
+
+
+@pytest.mark.parametrize("algorithm", ["locfedmix", "mix2sfl"])
+def test_the_one_client_mixup_error_suggests_only_what_is_accepted(algorithm):
+    from lfmsl.config import Config, validate
+
+    with pytest.raises(UsageError) as refused:
+        validate(Config(algorithm=algorithm, clients=1))
+    if "--no-mix" in str(refused.value):
+        validate(Config(algorithm=algorithm, clients=1, mix=False))  # the suggestion works
+    else:
+        assert algorithm == "mix2sfl"
+
+
+def test_the_memory_error_of_the_loop_does_not_suggest_the_loop():
+    from types import SimpleNamespace
+
+    from lfmsl import memory
+
+    huge = SimpleNamespace(memory_analysis=lambda: SimpleNamespace(temp_size_in_bytes=2**60))
+    for executor, suggests_loop in (("vmap", True), ("loop", False)):
+        with pytest.raises(UsageError) as refused:
+            memory.require_fit(huge, executor, 1000)
+        assert ("--executor loop" in str(refused.value).split("; use ")[1]) == suggests_loop

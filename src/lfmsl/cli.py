@@ -46,6 +46,13 @@ _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
 
 
+def _folder(text: str) -> Path:
+    """An argparse type: a non-empty path (an empty --out would write into the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a folder name, got an empty one")
+    return Path(text)
+
+
 def _number(text: str) -> float:
     try:
         return float(text)
@@ -151,8 +158,8 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
     if explicit_only:
         run.set_defaults(**dict.fromkeys(Config.__dataclass_fields__, _NOT_GIVEN))
     g = run.add_argument_group("input and output")
-    g.add_argument("--out", type=Path, default=None, metavar="DIR", help="output folder (default: a new folder under runs/)")
-    g.add_argument("--resume", type=Path, default=None, metavar="DIR",
+    g.add_argument("--out", type=_folder, default=None, metavar="DIR", help="output folder (default: a new folder under runs/)")
+    g.add_argument("--resume", type=_folder, default=None, metavar="DIR",
                    help="continue the stopped run in DIR with the configuration it was started with; options given as well "
                         "must match it, except a larger --rounds, which extends the run")
     g.add_argument("--checkpoint-every", type=_positive_int, default=DEFAULT_CHECKPOINT_EVERY, metavar="K",
@@ -172,7 +179,7 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
 
     listify(sweep)
     g = sweep.add_argument_group("input and output")
-    g.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder of the sweep: one subfolder per run, and the tables")
+    g.add_argument("--out", type=_folder, required=True, metavar="DIR", help="folder of the sweep: one subfolder per run, and the tables")
     g.add_argument("--manual-dir", default=None, metavar="DIR", help="as for 'lfmsl run'")
     g.add_argument("--data-dir", default=None, metavar="DIR", help="as for 'lfmsl run'")
     g.add_argument("--progress", action="store_true", help="a progress bar per run (default: one line per run)")

@@ -167,7 +167,8 @@ def _validate_combinations(config: Config) -> None:
                          "so it applies only to --algorithm locfedmix with its local regulariser, or locsplitfed")
     mixing = config.algorithm in MIX_ALGORITHMS and config.mix
     if mixing and config.clients < 2:
-        raise UsageError("mixup pairs different clients, so it needs --clients 2 or more (or pass --no-mix)")
+        switch = " (or pass --no-mix)" if config.algorithm == "locfedmix" else ""  # mix2sfl always mixes
+        raise UsageError(f"mixup pairs different clients, so --algorithm {config.algorithm} needs --clients 2 or more{switch}")
     if mixing and config.mix_partners >= config.clients:
         raise UsageError(
             f"--mix-partners must be smaller than --clients ({config.mix_partners} >= {config.clients}): "

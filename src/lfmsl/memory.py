@@ -56,7 +56,7 @@ def require_fit(compiled: Any, executor: str, num_clients: int, device: jax.Devi
     if missing is None:
         return
     need, have = missing
+    lighter = "" if executor == "loop" else "--executor loop or chunked:K (they keep one chunk's activations at a time), "
     raise UsageError(
         f"one round with --executor {executor} and {num_clients} clients needs {need / 2**30:.1f} GiB of working "
-        f"memory, but only {have / 2**30:.1f} GiB is available; use --executor loop or chunked:K (they keep one "
-        f"chunk's activations at a time), fewer --clients or a smaller --batch-size")
+        f"memory, but only {have / 2**30:.1f} GiB is available; use {lighter}fewer --clients or a smaller --batch-size")
