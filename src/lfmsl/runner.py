@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lfmsl import checkpoint, outputs
 from lfmsl.config import Config, validate
-from lfmsl.errors import Diverged, Interrupted, UsageError
+from lfmsl.errors import Diverged, UsageError
 from lfmsl.latency import summary_fields
 from lfmsl.runlock import RunLock
 from lfmsl.stopping import StopRequests
@@ -66,13 +66,13 @@ def execute(
     `out_dir` continues from its newest checkpoint (a larger `rounds` extends it), and a
     finished one returns its summary without any work. Raises UsageError when `out_dir` holds a
     run of another configuration (or any run, without `resume`), Diverged when a loss becomes
-    NaN or infinite, Interrupted after SIGINT or SIGTERM once the last completed round is saved.
+    NaN or infinite, Interrupted after SIGINT or SIGTERM at the next safe point (the last completed round saved).
     """
     validate(config)  # every option is checked before any work starts
     if not (isinstance(checkpoint_every, int) and checkpoint_every >= 1):
         raise UsageError(f"--checkpoint-every must be a positive number of rounds, got {checkpoint_every}")
     out = Path(out_dir)
-    with RunLock(out):  # one writer per folder; a second one stops here, naming the first
+    with StopRequests() as stop, RunLock(out):  # signals only set a flag, read at safe points; one writer per folder
         finished = _open_run_dir(config, out, resume)
         if finished is not None:
             log(f"lfmsl: the run in {out} already finished its {config.rounds} rounds; nothing to do")
@@ -83,7 +83,7 @@ def execute(
                 from lfmsl.data import load_dataset
 
                 dataset = load_dataset(config.dataset, manual_dir=manual_dir, data_dir=data_dir)
-            return _execute(config, out, store, progress, dataset, {"manual_dir": manual_dir, "data_dir": data_dir}, checkpoint_every)
+            return _execute(config, out, store, progress, dataset, {"manual_dir": manual_dir, "data_dir": data_dir}, checkpoint_every, stop)
         finally:
             store.close()
 
@@ -98,9 +98,12 @@ def _open_run_dir(config: Config, out: Path, resume: bool) -> dict | None:
     return _finished_summary(out, config)
 
 
-def _execute(config: Config, out: Path, store: checkpoint.Checkpoints, progress: bool, dataset, sources: dict, every: int) -> dict:
+def _execute(config: Config, out: Path, store: checkpoint.Checkpoints, progress: bool, dataset, sources: dict, every: int,
+             stop: StopRequests) -> dict:
     from lfmsl.simulation import Simulation
 
+    resume_hint = f"continue with: lfmsl run --resume {out}"
+    stop.check(f"while loading the data; nothing was lost; {resume_hint if checkpoint.read_config(out) else 'start the run again'}")
     steps = store.steps()
     if steps and steps[-1] > config.rounds:
         raise UsageError(f"the run in {out} has done {steps[-1]} rounds already; ask for --rounds {steps[-1]} or more")
@@ -120,20 +123,16 @@ def _execute(config: Config, out: Path, store: checkpoint.Checkpoints, progress:
         log(f"lfmsl: {simulation.context.iterations} iterations per round, executor {simulation.context.executor}; compiling...")
         simulation.compile()
         log(f"lfmsl: compiled in {simulation.compile_time_s:.1f} s (executor {simulation.context.executor})")
+    stop.check(f"before round {start + 1} of {config.rounds}; nothing was lost; {resume_hint}")
     progress_bar = _progress_bar(config.rounds, start, progress)
     started = time.perf_counter()
     try:
-        with StopRequests() as stop:
-            history = _run_rounds(simulation, store, out, history, every, stop, progress_bar)
+        history = _run_rounds(simulation, store, out, history, every, stop, progress_bar)
     finally:
         if progress_bar is not None:
             progress_bar.close()
-    if len(history) < config.rounds:  # stopped by a signal; a run that got to its end just finishes
-        raise Interrupted(
-            f"stopped by {stop.signal_name} after round {len(history)} of {config.rounds}, which is saved; "
-            f"continue with: lfmsl run --resume {out}",
-            stop.signum,
-        )
+    if len(history) < config.rounds:
+        stop.check(f"after round {len(history)} of {config.rounds}, which is saved; {resume_hint}")
 
     summary = {
         "config": config.to_dict(),
@@ -159,6 +158,7 @@ def _execute(config: Config, out: Path, store: checkpoint.Checkpoints, progress:
         f"+ {simulation.compile_time_s:.1f} s compile; simulated latency {summary['sim_latency_s']:.3g} s, "
         f"{summary['comm_bytes'] / 1e6:.4g} MB sent. Outputs in {out}"
     )
+    stop.check("after the run finished; every output is written")  # the caller learns of the request all the same
     return summary
 
 

@@ -116,15 +116,18 @@ def run_sweep(configs: Sequence[Config], out: Path, load: Callable[[str], object
     todo = [run for run in runs if run.summary is None]
     log(f"lfmsl sweep: {len(runs)} runs, {len(runs) - len(todo)} already finished, {len(todo)} to run -> {out}")
     from lfmsl.runlock import RunBusy
+    from lfmsl.stopping import StopRequests
 
-    for name, group in itertools.groupby(sorted(todo, key=lambda r: r.config.dataset), key=lambda r: r.config.dataset):
-        dataset = load(name)
-        for run in group:
-            log(f"lfmsl sweep: {run.path.name}")
-            try:
-                run.summary = execute(run.config, run.path, dataset, progress)
-            except RunBusy as busy:  # another sweep over the same grid has it: share the work
-                log(f"lfmsl sweep: skipped, {busy}")
+    with StopRequests() as stop:
+        for name, group in itertools.groupby(sorted(todo, key=lambda r: r.config.dataset), key=lambda r: r.config.dataset):
+            dataset = load(name)
+            for run in group:
+                stop.check(f"before the run {run.path.name}; every finished run is kept; the same command continues the sweep")
+                log(f"lfmsl sweep: {run.path.name}")
+                try:
+                    run.summary = execute(run.config, run.path, dataset, progress)
+                except RunBusy as busy:  # another sweep over the same grid has it: share the work
+                    log(f"lfmsl sweep: skipped, {busy}")
     return runs
 
 
