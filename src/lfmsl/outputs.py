@@ -60,11 +60,23 @@ def write_metrics(path: Path, history: Sequence[dict]) -> None:
     write_text(Path(path) / "metrics.jsonl", "".join(json.dumps(record) + "\n" for record in history))
 
 
+class DamagedRun(UsageError):
+    """A run's summary.json or metrics.jsonl does not read back whole (a truncated or edited file)."""
+
+
 def read_metrics(path: Path) -> list[dict]:
+    """Every round's record ([] when there is no metrics.jsonl); DamagedRun names a bad line."""
     metrics = Path(path) / "metrics.jsonl"
     if not metrics.exists():
         return []
-    return [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(metrics.read_text(errors="replace").splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                raise DamagedRun(f"{metrics} is damaged: line {number} is not a whole JSON record") from None
+    return records
 
 
 def write_json(path: Path, payload: dict) -> None:
@@ -73,6 +85,30 @@ def write_json(path: Path, payload: dict) -> None:
 
 def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+def finished_run(path: Path) -> dict | None:
+    """The summary of the finished run in `path`, checked against its metrics; None if it has no
+    summary.json. DamagedRun says what does not read back whole, so that the run can be repaired
+    (`lfmsl run --resume`) or named, never dropped in silence."""
+    summary_path = Path(path) / "summary.json"
+    if not summary_path.exists():
+        return None
+    try:
+        summary = read_json(summary_path)
+    except (OSError, ValueError):
+        raise DamagedRun(f"{summary_path} is damaged: it is not whole JSON") from None
+    done = summary.get("rounds_completed") if isinstance(summary, dict) else None
+    if not isinstance(done, int) or not isinstance(summary.get("config"), dict):
+        raise DamagedRun(f"{summary_path} is damaged: it lacks the configuration or the rounds completed")
+    rounds = [record.get("round") for record in read_metrics(path)]
+    if rounds != list(range(1, done + 1)):
+        raise DamagedRun(f"{Path(path) / 'metrics.jsonl'} is damaged: it holds rounds {_span(rounds)} where summary.json says 1 to {done}")
+    return summary
+
+
+def _span(rounds: list) -> str:
+    return "none" if not rounds else f"{rounds[0]} to {rounds[-1]} ({len(rounds)} lines)"
 
 
 def environment() -> dict:

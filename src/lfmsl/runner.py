@@ -201,12 +201,15 @@ def check_finite(record: dict, config: Config, store: checkpoint.Checkpoints, ou
 
 
 def _finished_summary(out: Path, config: Config) -> dict | None:
-    """The summary of a run that already did `config.rounds` rounds, else None."""
+    """The summary of a run that already did `config.rounds` rounds, else None. A finished run
+    whose files are damaged counts as not finished: it is rebuilt from its last checkpoint."""
     try:
-        summary = outputs.read_json(out / "summary.json")
-    except (OSError, ValueError):
+        summary = outputs.finished_run(out)
+    except outputs.DamagedRun as damage:
+        saved = any(step.name.isdigit() for step in (out / checkpoint.CHECKPOINT_DIR).glob("*"))
+        log(f"lfmsl: {damage}; {'rebuilding the run from its last checkpoint' if saved else 'no checkpoint is left, so running it again'}")
         return None
-    done = summary.get("rounds_completed")
+    done = None if summary is None else summary["rounds_completed"]
     if done is not None and done > config.rounds:
         raise UsageError(f"the run in {out} has done {done} rounds already; ask for --rounds {done} or more")
     return summary if done == config.rounds else None

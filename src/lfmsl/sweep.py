@@ -15,7 +15,6 @@ import csv
 import dataclasses
 import io
 import itertools
-import json
 import shutil
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -47,6 +46,8 @@ class Run:
     config: Config
     path: Path
     summary: dict | None = None
+    skipped: str | None = None  # why the sweep left it out: another process has it, or it failed
+    exit_code: int = 0  # of a run that failed: 2 for a usage error, 3 for a diverged loss
 
 
 def listify(parser: argparse.ArgumentParser) -> None:
@@ -86,13 +87,17 @@ def run_name(config: Config) -> str:
     return "_".join(parts).replace("/", "-").replace(":", "-")
 
 
-def finished_summary(path: Path, config: Config) -> dict | None:
-    """The summary of a finished run of `config` in `path`, else None; another run there is an error."""
-    summary_path = path / "summary.json"
-    if not summary_path.exists():
+def finished_summary(path: Path, config: Config, log: Callable[[str], None] = print) -> dict | None:
+    """The summary of a finished run of `config` in `path`, else None; another run there is an
+    error, and a damaged one counts as not finished (running it repairs it from its checkpoint)."""
+    try:
+        summary = outputs.finished_run(path)
+    except outputs.DamagedRun as damage:
+        log(f"lfmsl sweep: {damage}; the run will be repaired")
         return None
-    summary = json.loads(summary_path.read_text())
-    if Config.from_dict(summary.get("config", {})) != config:  # keys added later take their defaults
+    if summary is None:
+        return None
+    if Config.from_dict(summary["config"]) != config:  # keys added later take their defaults
         raise UsageError(f"{path} holds a run of another configuration; remove it or choose another --out")
     return summary if summary.get("rounds_completed") == config.rounds else None
 
@@ -112,7 +117,7 @@ def run_sweep(configs: Sequence[Config], out: Path, load: Callable[[str], object
         validate(config)
     runs = [Run(config, Path(out) / run_name(config)) for config in configs]
     for run in runs:
-        run.summary = finished_summary(run.path, run.config)
+        run.summary = finished_summary(run.path, run.config, log)
     todo = [run for run in runs if run.summary is None]
     log(f"lfmsl sweep: {len(runs)} runs, {len(runs) - len(todo)} already finished, {len(todo)} to run -> {out}")
     from lfmsl.runlock import RunBusy
@@ -127,8 +132,21 @@ def run_sweep(configs: Sequence[Config], out: Path, load: Callable[[str], object
                 try:
                     run.summary = execute(run.config, run.path, dataset, progress)
                 except RunBusy as busy:  # another sweep over the same grid has it: share the work
+                    run.skipped = str(busy)
                     log(f"lfmsl sweep: skipped, {busy}")
+                except UsageError as error:  # diverged, or damaged beyond repair: the other runs go on
+                    run.skipped, run.exit_code = " ".join(str(error).splitlines()), getattr(error, "exit_code", 2)
+                    log(f"lfmsl sweep: {run.path.name} failed: {run.skipped}")
     return runs
+
+
+def left_out(runs: Sequence[Run]) -> str | None:
+    """One line naming every run the tables leave out, and why; None if none is."""
+    missing = [run for run in runs if run.summary is None]
+    if not missing:
+        return None
+    names = "; ".join(f"{run.path.name} ({run.skipped or 'not run'})" for run in missing)
+    return f"{len(missing)} of {len(runs)} runs are not in the tables: {names}"
 
 
 def varying(configs: Iterable[Config], ignore: Sequence[str] = ("seed",)) -> list[str]:
@@ -230,10 +248,9 @@ def current_summary(run: Run) -> dict:
 
 def load_run(path: Path) -> Run:
     """A finished run folder (any folder with summary.json), e.g. one made by `lfmsl run`."""
-    summary_path = Path(path) / "summary.json"
-    if not summary_path.exists():
+    summary = outputs.finished_run(path)  # DamagedRun, a one-line error, names a damaged file
+    if summary is None:
         raise UsageError(f"{path} holds no finished run (no summary.json)")
-    summary = json.loads(summary_path.read_text())
     known = {k: v for k, v in summary["config"].items() if k in Config.__dataclass_fields__}  # runs of other lfmsl versions
     return Run(Config.from_dict(known), Path(path), summary)
 
@@ -250,4 +267,7 @@ def sweep_command(args: argparse.Namespace) -> int:
     write_tables(rows, args.out)
     log(f"lfmsl sweep: tables in {args.out / 'results.csv'} and {args.out / 'results.md'}")
     print(markdown_table(rows), end="")
-    return 0
+    missing = left_out(runs)
+    if missing:
+        log(f"lfmsl sweep: {missing}")
+    return max((run.exit_code for run in runs), default=0)  # a failed run fails the sweep, after the others ran
