@@ -109,7 +109,8 @@ def test_damaged_cache_is_rebuilt(tmp_path, monkeypatch):
     np.testing.assert_array_equal(data.load_dataset("mnist", data_dir=tmp_path).y_train, [0, 1])
 
 
-def test_cifar10_through_tfds_mock_data(tmp_path):
+def test_cifar10_through_tfds_mock_data(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "_online", lambda: True)  # the mock stands in for the download
     tfds = data.import_tfds()
     with tfds.testing.mock_data(num_examples=24, policy=tfds.testing.MockPolicy.USE_CODE):
         ds = data.load_dataset("cifar10", manual_dir=tmp_path, data_dir=tmp_path)
@@ -158,10 +159,37 @@ def test_not_prepared_not_manual_not_downloadable(tmp_path, monkeypatch):
         raise requests.exceptions.ConnectionError("Failed to resolve 'storage.googleapis.com'\nmore detail")
 
     monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", offline)
+    monkeypatch.setattr(data, "_online", lambda: True)  # the host answered, the download failed all the same
     (tmp_path / "manual").mkdir()  # exists, but has no mnist/ subfolder
     with pytest.raises(UsageError) as error:
         data.load_dataset("mnist", manual_dir=tmp_path / "manual", data_dir=tmp_path)
     assert_one_line(error, "mnist/", "--manual-dir", "LFMSL_MANUAL_DIR", "ConnectionError")
+
+
+@pytest.mark.parametrize("manual", ["empty folder", "empty variable", "partial folder"])
+def test_offline_without_usable_manual_files_fails_in_seconds_naming_the_files(tmp_path, monkeypatch, manual):
+    """tfds retried a download for minutes before failing; without internet nothing is tried."""
+    import time
+
+    tfds = data.import_tfds()
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", lambda *a, **k: pytest.fail("tried to download"))
+    monkeypatch.setattr(data, "_DOWNLOAD_HOST", ("127.0.0.1", 9))  # refused at once: offline, on any machine
+    for key in ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(key, raising=False)
+    folder = tmp_path / "manual"
+    folder.mkdir()
+    if manual == "empty variable":
+        monkeypatch.setenv("LFMSL_MANUAL_DIR", "")
+    elif manual == "partial folder":
+        (folder / "mnist").mkdir()
+        (folder / "mnist" / "train-images-idx3-ubyte.gz").write_bytes(b"half")
+    started = time.monotonic()
+    with pytest.raises(UsageError) as error:
+        data.load_dataset("mnist", manual_dir=None if manual == "empty variable" else folder, data_dir=tmp_path / "data")
+    assert time.monotonic() - started < 10
+    assert_one_line(error, "t10k-labels-idx1-ubyte.gz", "--manual-dir" if manual != "partial folder" else "remove the folder")
+    if manual == "empty folder":
+        assert_one_line(error, "no internet", f"looked for them in {folder / 'mnist'}/")
 
 
 def test_corrupt_manual_files(tmp_path):

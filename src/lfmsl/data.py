@@ -21,6 +21,9 @@ from lfmsl.errors import UsageError
 DATASETS = ("fashion_mnist", "mnist", "cifar10")
 _MANUAL_HINT = "pass --manual-dir DIR or set LFMSL_MANUAL_DIR to a folder with a '{name}/' subfolder of the original files"
 _CHUNK = 10_000  # batch_size=-1 breaks under tfds.testing.mock_data; fixed chunks work everywhere.
+_IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+MANUAL_FILES = {"mnist": _IDX_FILES, "fashion_mnist": _IDX_FILES, "cifar10": ("cifar-10-binary.tar.gz",)}  # what tfds reads there
+_DOWNLOAD_HOST = ("storage.googleapis.com", 443)  # where tfds downloads these datasets from
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -98,6 +101,9 @@ def import_tfds() -> ModuleType:
     import tensorflow_datasets as tfds
 
     tf.get_logger().setLevel("ERROR")
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.ERROR)  # tfds warns of every empty dataset folder it looks into
     tf.config.set_visible_devices([], "GPU")
     return tfds
 
@@ -114,17 +120,19 @@ def _load_with_tfds(name: str, data_dir: Path, manual_dir: str | os.PathLike | N
 
 
 def _prepare(tfds: ModuleType, builder, name: str, data_dir: Path, manual_dir) -> None:
-    """Build the tfds files from the manual folder if it has this dataset, else by download."""
-    manual_root = manual_dir or os.environ.get("LFMSL_MANUAL_DIR")
-    dataset_manual = None
-    if manual_root:
-        manual_root = Path(manual_root).expanduser()
-        if not manual_root.is_dir():
-            raise UsageError(f"manual data folder {manual_root} does not exist; {_MANUAL_HINT.format(name=name)}")
-        if (manual_root / name).is_dir():
-            dataset_manual = manual_root / name
+    """Build the tfds files from the manual folder if it has this dataset, else by download.
+
+    Without internet, tfds retries a download for minutes; that case is told in seconds here,
+    naming the files looked for.
+    """
+    dataset_manual = _manual_folder(name, manual_dir)
     if dataset_manual is None:
-        print(f"lfmsl: {name} is not in {data_dir} nor in a manual folder; trying to download it", file=sys.stderr)
+        if not _online():
+            where = manual_dir or os.environ.get("LFMSL_MANUAL_DIR")
+            looked = f"looked for them in {Path(where).expanduser() / name}/" if where else "no manual folder was given"
+            raise UsageError(f"{name} is not prepared in {data_dir} and there is no internet to download it; its original files "
+                             f"are {', '.join(MANUAL_FILES[name])} ({looked}); {_MANUAL_HINT.format(name=name)}")
+        print(f"lfmsl: {name} is not in {data_dir} nor in a manual folder; downloading it", file=sys.stderr)
     # MNIST and Fashion-MNIST share file names: a shared extract_dir would silently mix them.
     extract_dir = data_dir / "downloads" / "extracted" / name
     config = tfds.download.DownloadConfig(
@@ -142,6 +150,38 @@ def _prepare(tfds: ModuleType, builder, name: str, data_dir: Path, manual_dir) -
         ) from error
     finally:
         shutil.rmtree(extract_dir, ignore_errors=True)  # Decompressed copies are not needed afterwards.
+
+
+def _manual_folder(name: str, manual_dir: str | os.PathLike | None) -> Path | None:
+    """`<manual>/<name>` when it holds every file tfds reads for `name`; None when no manual folder
+    is given or it lacks the dataset's subfolder. A subfolder missing some files is an error."""
+    manual_root = manual_dir or os.environ.get("LFMSL_MANUAL_DIR")
+    if not manual_root:
+        return None
+    manual_root = Path(manual_root).expanduser()
+    if not manual_root.is_dir():
+        raise UsageError(f"manual data folder {manual_root} does not exist; {_MANUAL_HINT.format(name=name)}")
+    folder = manual_root / name
+    if not folder.is_dir():
+        return None
+    missing = [file for file in MANUAL_FILES[name] if not (folder / file).is_file()]
+    if missing:
+        raise UsageError(f"the manual folder {folder} lacks {', '.join(missing)}; add the original files "
+                         f"or remove the folder to download {name}")
+    return folder
+
+
+def _online(timeout_s: float = 3.0) -> bool:
+    """Whether tfds' download host answers; assumed so behind a proxy, which a direct probe would miss."""
+    import socket
+
+    if any(os.environ.get(key) for key in ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")):
+        return True
+    try:
+        socket.create_connection(_DOWNLOAD_HOST, timeout=timeout_s).close()
+        return True
+    except OSError:
+        return False
 
 
 def _split_arrays(tfds: ModuleType, builder, split: str) -> tuple[np.ndarray, np.ndarray]:
