@@ -273,3 +273,21 @@ def test_partners_are_drawn_among_the_active_clients():
         for i, row in enumerate(partners):
             assert i not in row and len(set(row)) == 3
             assert all(active[j] for j in row), (i, row)  # every client has at least 3 other active clients
+
+
+@pytest.mark.parametrize(
+    "base, inert",
+    [
+        (dict(algorithm="locsplitfed"), dict(client_grad="global")),  # no gradient goes down at all
+        (dict(algorithm="locfedmix", fed=False, mix=False), dict(avg_every=1, mix_alpha=0.3)),
+    ],
+)
+def test_options_refused_as_inert_change_nothing_where_they_are_refused(fashion_mnist, model, base, inert):
+    """Why validate refuses them: the round is bit for bit the same with or without them."""
+    from lfmsl.config import inert_options
+
+    assert set(inert) == set(inert_options(Config(**base, **inert)))
+    plain = one_round(*make_run(fashion_mnist, model, [16, 16, 16], **base))
+    given = one_round(*make_run(fashion_mnist, model, [16, 16, 16], **base, **inert))
+    for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(given), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -150,6 +150,30 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_
     assert [r["train_loss"] for r in restored.history] == [2.0, 1.5]
 
 
+@pytest.mark.parametrize("losses, round_, ratio", [([2.0, 1.5, 250.0, 1.0], 3, "125 times round 1's 2"), ([1500.0, 1.0, 1.0, 1.0], 1, None),
+                                                  ([20.0, 15.0, 1200.0, 1.0], 3, "60 times")])
+def test_a_loss_that_explodes_while_finite_stops_the_run_unless_allowed(tmp_path, losses, round_, ratio):
+    with pytest.raises(Diverged) as caught, StopRequests() as stop:
+        _run_rounds(FakeSimulation(losses, rounds=4), checkpoint.Checkpoints(tmp_path / "a"), tmp_path, [], 1, stop, None)
+    message = str(caught.value)
+    assert f"exploded to {losses[round_ - 1]:.3g} in round {round_}" in message and "--allow-divergence" in message
+    assert ratio is None or ratio in message
+    assert caught.value.exit_code == 3
+    with StopRequests() as stop:
+        history = _run_rounds(FakeSimulation(losses, rounds=4), checkpoint.Checkpoints(tmp_path / "b"), tmp_path / "b", [], 1, stop, None,
+                              allow_divergence=True)
+    assert [r["train_loss"] for r in history] == losses
+
+
+def test_a_huge_learning_rate_ends_with_exit_3_not_done(tiny_data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = cli.main(["run", "--data-dir", str(tiny_data_dir), *TINY, "--rounds", "3", "--lr", "1e6", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert "lfmsl: error: the training loss" in err and "--lr 1000000.0" in err and "Traceback" not in err and "done." not in err
+    assert not (out / "summary.json").exists()
+
+
 def test_stop_request_ends_the_loop_after_the_round_in_flight_and_saves_it(tmp_path):
     simulation = FakeSimulation([1.0] * 6, rounds=6)
     store = checkpoint.Checkpoints(tmp_path)

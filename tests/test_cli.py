@@ -85,10 +85,11 @@ def test_help_explains_every_option():
     assert "default" in text
 
 
-def test_cifar10_runs_end_to_end_on_tfds_mock_data(tmp_path, capsys):
+def test_cifar10_runs_end_to_end_on_tfds_mock_data(tmp_path, capsys, monkeypatch):
     """The CIFAR-10 path: tfds (mock data) -> cache -> resnet18 split model -> LocFedMix-SL round."""
     from lfmsl import data
 
+    monkeypatch.setattr(data, "_online", lambda: True)  # the mock stands in for the download
     tfds = data.import_tfds()
     with tfds.testing.mock_data(num_examples=24, policy=tfds.testing.MockPolicy.USE_CODE):
         data.load_dataset("cifar10", manual_dir=tmp_path, data_dir=tmp_path)

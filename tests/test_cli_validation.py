@@ -85,6 +85,20 @@ FLAGS = set(VALID) | {"--no-mix", "--no-loc", "--no-fed", "--no-average-decoders
                       "--manual-dir", "--data-dir", "--help", "-h"}
 
 
+INERT = [  # (algorithm, option it has no use for), judged from the specification
+    *[(a, ["--mix-alpha", "0.5"]) for a in ("sl", "psl", "sflv1", "sflv2", "locsplitfed", "sglr", "centralized", "fedavg")],
+    *[(a, ["--mix-partners", "2"]) for a in ("psl", "sflv2", "sglr")],
+    ("locfedmix", ["--no-mix", "--mix-alpha", "2"]),
+    *[(a, ["--loc-weight", "2"]) for a in ("psl", "locsplitfed", "mix2sfl")],
+    ("locfedmix", ["--no-loc", "--loc-loss", "bce"]),
+    ("locfedmix", ["--no-loc", "--no-average-decoders"]),
+    *[(a, ["--gradmix-fraction", "0.3"]) for a in ("psl", "locfedmix", "sglr")],
+    *[(a, ["--client-grad", "global"]) for a in ("sl", "locsplitfed", "sglr", "mix2sfl", "centralized", "fedavg")],
+    *[(a, ["--avg-every", "2"]) for a in ("sl", "psl", "sglr", "centralized")],
+    ("locfedmix", ["--no-fed", "--avg-every", "2"]),
+]
+
+
 @st.composite
 def bad_value(draw):
     flag = draw(st.sampled_from(sorted(VALID)))
@@ -94,7 +108,10 @@ def bad_value(draw):
 
 @st.composite
 def bad_combination(draw):
-    kind = draw(st.sampled_from(["switch", "partners", "one_client", "both_sizes", "unknown_flag", "missing_value", "resume"]))
+    kind = draw(st.sampled_from(["switch", "partners", "one_client", "both_sizes", "inert", "unknown_flag", "missing_value", "resume"]))
+    if kind == "inert":  # an option that does nothing in this combination
+        algorithm, option = draw(st.sampled_from(INERT))
+        return ["--algorithm", algorithm, *option]
     if kind == "switch":  # LocFedMix-SL's switches on another algorithm
         algorithm = draw(st.sampled_from([a for a in ALGORITHMS if a != "locfedmix"]))
         return ["--algorithm", algorithm, draw(st.sampled_from(["--no-mix", "--no-loc", "--no-fed"]))]
@@ -189,6 +206,30 @@ def test_the_one_client_mixup_error_suggests_only_what_is_accepted(algorithm):
         validate(Config(algorithm=algorithm, clients=1, mix=False))  # the suggestion works
     else:
         assert algorithm == "mix2sfl"
+
+
+@pytest.mark.parametrize("algorithm, option", INERT)
+def test_an_inert_option_is_refused_naming_it_and_accepted_where_it_applies(algorithm, option):
+    from lfmsl.config import Config, validate
+
+    flag = next(o for o in option if o.startswith("--") and o not in ("--no-mix", "--no-loc", "--no-fed"))
+    name = flag.removeprefix("--no-").removeprefix("--").replace("-", "_")
+    value = False if flag.startswith("--no-") else type(getattr(Config(), name) or 1)(option[option.index(flag) + 1])
+    switches = {s.removeprefix("--no-"): False for s in option if s in ("--no-mix", "--no-loc", "--no-fed")}
+    with pytest.raises(UsageError, match=f"{flag}.* does nothing here"):
+        validate(Config(algorithm=algorithm, **switches, **{name: value}))
+    where = {"mix_alpha": "locfedmix", "mix_partners": "mix2sfl", "loc_weight": "locfedmix", "loc_loss": "locfedmix",
+             "average_decoders": "locfedmix", "gradmix_fraction": "mix2sfl", "client_grad": "psl", "avg_every": "sflv1"}[name]
+    validate(Config(algorithm=where, **{name: value}))
+
+
+def test_a_sweep_grid_drops_inert_options_and_runs_each_meaningful_run_once():
+    from lfmsl.sweep import grid
+
+    notes = []
+    configs = grid({"algorithm": ["psl", "locfedmix"], "mix_alpha": [0.5, 1.0], "clients": 4}, notes.append)
+    assert sorted((c.algorithm, c.mix_alpha) for c in configs) == [("locfedmix", 0.5), ("locfedmix", 1.0), ("psl", 1.0)]
+    assert notes == ["lfmsl sweep: options that do nothing there are left out: --mix-alpha for psl"]
 
 
 def test_the_memory_error_of_the_loop_does_not_suggest_the_loop():

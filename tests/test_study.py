@@ -110,7 +110,8 @@ def test_the_study_has_every_part_at_its_stated_size():
     assert len(a) == 6 * 4 * 3 and {c.samples_per_client for c in a} == {300} and {c.rounds for c in a} == {10}
     assert {c.seed for c in a} == {0, 1, 2} and {c.clients for c in a} == {10, 20, 50, 100} and {c.test_size for c in a} == {None}
     b = study.imbalance(scale, 0.03)
-    assert len(b) == 5 * 2 * 3 and {(c.optimizer, c.client_grad, c.lr) for c in b} == {("sgd", "global", 0.03)}
+    assert len(b) == 5 * 2 * 3 and {(c.optimizer, c.client_grad, c.lr) for c in b if c.algorithm != "locsplitfed"} == {("sgd", "global", 0.03)}
+    assert {c.client_grad for c in b if c.algorithm == "locsplitfed"} == {"own"}  # it sends no gradient down: the option would do nothing
     assert [c.lr for c in study.lr_check(scale)] == [0.01, 0.03, 0.1]
     c = study.non_iid(scale)
     assert len(c) == 6 * 3 and {x.partition for x in c} == {"dirichlet:0.3"} and {x.clients for x in c} == {50}

@@ -20,7 +20,7 @@ def test_comma_lists_make_a_grid():
     configs = sweep.grid(vars(args))
     assert len(configs) == 8
     assert {(c.algorithm, c.clients, c.seed) for c in configs} == {(a, n, s) for a in ("psl", "locfedmix") for n in (2, 4) for s in (0, 1)}
-    assert {c.mix_alpha for c in configs} == {0.5}
+    assert {(c.algorithm, c.mix_alpha) for c in configs} == {("locfedmix", 0.5), ("psl", 1.0)}  # psl does not mix
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -61,7 +61,7 @@ def test_tables_average_over_seeds(tmp_path):
 def test_sweep_runs_skips_finished_runs_and_resumes_unfinished_ones(tmp_path):
     loads = []
     load = lambda name: loads.append(name) or tiny_dataset()
-    config = Config(algorithm="psl", clients=2, rounds=2, eval_clients=1, target_accuracy=0.05)
+    config = Config(algorithm="psl", clients=2, rounds=2, batch_size=16, eval_clients=1, target_accuracy=0.05)
     (run,) = sweep.run_sweep([config], tmp_path, load, log=lambda m: None)
     assert loads == ["fashion_mnist"] and run.path == tmp_path / sweep.run_name(config)
 

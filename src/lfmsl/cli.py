@@ -12,6 +12,8 @@ from lfmsl.config import ALGORITHMS, DATASETS, Config
 from lfmsl.errors import UsageError, exit_status
 
 DEFAULTS = Config()
+ALLOW_DIVERGENCE_HELP = ("go on when the training loss explodes while staying finite (above 1e3, or 100 times round 1's); "
+                         "by default the run stops there with exit status 3, as on a NaN loss, which always stops")
 _NOT_GIVEN = object()  # the default of every option when only the options given are wanted
 
 
@@ -168,6 +170,7 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
                    help="folder with one subfolder per dataset of its original files, for tfds without internet (default: $LFMSL_MANUAL_DIR)")
     g.add_argument("--data-dir", default=None, metavar="DIR", help="tfds data folder (default: $LFMSL_DATA_DIR or ~/tensorflow_datasets)")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar (one line per round instead)")
+    g.add_argument("--allow-divergence", action="store_true", help=ALLOW_DIVERGENCE_HELP)
     g.add_argument("--distributed", action="store_true",
                    help="join jax.distributed first (one process per host of a TPU pod slice or GPU cluster; see docs/SCALING.md)")
     sweep = commands.add_parser("sweep", help="run a grid of simulations and tabulate them",
@@ -183,6 +186,7 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
     g.add_argument("--manual-dir", default=None, metavar="DIR", help="as for 'lfmsl run'")
     g.add_argument("--data-dir", default=None, metavar="DIR", help="as for 'lfmsl run'")
     g.add_argument("--progress", action="store_true", help="a progress bar per run (default: one line per run)")
+    g.add_argument("--allow-divergence", action="store_true", help=ALLOW_DIVERGENCE_HELP)
     return parser
 
 

@@ -157,7 +157,46 @@ def validate(config: Config) -> Config:
     return config
 
 
+CLIENT_GRAD_ALGORITHMS = ("psl", "sflv1", "sflv2", "locfedmix")  # the others fix what clients receive (sl: one client a step, own = global)
+AVERAGING_ALGORITHMS = ("sflv1", "sflv2", "locsplitfed", "mix2sfl", "fedavg")  # and locfedmix with --fed
+
+
+def inert_options(config: Config) -> dict[str, str]:
+    """Options set away from their defaults that do nothing in this combination: name -> why."""
+    mixing = config.algorithm in MIX_ALGORITHMS and config.mix
+    not_mixing = "--no-mix turns mixup off" if config.algorithm == "locfedmix" else f"--algorithm {config.algorithm} does not mix"
+    decoder = config.algorithm == "locfedmix" and config.loc
+    no_decoder = "--no-loc turns the decoder off" if config.algorithm == "locfedmix" else "only locfedmix has the local decoder"
+    averaging = config.algorithm in AVERAGING_ALGORITHMS or (config.algorithm == "locfedmix" and config.fed)
+    rules = (
+        ("mix_alpha", mixing, not_mixing),
+        ("mix_partners", mixing, not_mixing),
+        ("loc_weight", decoder, no_decoder),
+        ("loc_loss", decoder, no_decoder),
+        ("average_decoders", decoder, no_decoder),
+        ("gradmix_fraction", config.algorithm == "mix2sfl", "only mix2sfl uses GradMix"),
+        ("client_grad", config.algorithm in CLIENT_GRAD_ALGORITHMS,
+         f"--algorithm {config.algorithm} fixes what its clients learn from ({', '.join(CLIENT_GRAD_ALGORITHMS)} take it)"),
+        ("avg_every", averaging, "--no-fed turns averaging off" if config.algorithm == "locfedmix" else f"--algorithm {config.algorithm} does not average client models"),
+    )
+    defaults = Config()
+    return {name: why for name, applies, why in rules if not applies and getattr(config, name) != getattr(defaults, name)}
+
+
+def _flag(name: str, value) -> str:
+    flag = "--" + name.replace("_", "-")
+    return (flag if value else f"--no-{flag[2:]}") if isinstance(value, bool) else f"{flag} {value}"
+
+
+def without_inert(config: Config) -> Config:
+    """`config` with every option that does nothing put back to its default (a sweep's grid runs each meaningful run once)."""
+    defaults = Config()
+    return dataclasses.replace(config, **{name: getattr(defaults, name) for name in inert_options(config)})
+
+
 def _validate_combinations(config: Config) -> None:
+    for name, why in inert_options(config).items():
+        raise UsageError(f"{_flag(name, getattr(config, name))} does nothing here: {why}; leave it out")
     switched_off = [flag for flag, on in (("--no-mix", config.mix), ("--no-loc", config.loc), ("--no-fed", config.fed)) if not on]
     if switched_off and config.algorithm != "locfedmix":
         raise UsageError(f"{', '.join(switched_off)} applies only to --algorithm locfedmix")

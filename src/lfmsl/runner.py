@@ -41,6 +41,7 @@ def run_command(args: argparse.Namespace, config: Config) -> int:
     recorded = checkpoint.read_sources(out) if args.resume is not None else {}
     execute(
         config, out, resume=args.resume is not None, progress=args.progress, checkpoint_every=args.checkpoint_every,
+        allow_divergence=args.allow_divergence,
         manual_dir=args.manual_dir or recorded.get("manual_dir"), data_dir=args.data_dir or recorded.get("data_dir"),
     )
     return 0
@@ -56,6 +57,7 @@ def execute(
     data_dir: str | Path | None = None,
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
     dataset=None,
+    allow_divergence: bool = False,
 ) -> dict:
     """Run `config` into `out_dir` and return its summary.
 
@@ -66,7 +68,7 @@ def execute(
     `out_dir` continues from its newest checkpoint (a larger `rounds` extends it), and a
     finished one returns its summary without any work. Raises UsageError when `out_dir` holds a
     run of another configuration (or any run, without `resume`), Diverged when a loss becomes
-    NaN or infinite, Interrupted after SIGINT or SIGTERM at the next safe point (the last completed round saved).
+    NaN or infinite or explodes (unless `allow_divergence`), Interrupted after SIGINT or SIGTERM at the next safe point (the last completed round saved).
     """
     validate(config)  # every option is checked before any work starts
     if not (isinstance(checkpoint_every, int) and checkpoint_every >= 1):
@@ -83,7 +85,7 @@ def execute(
                 from lfmsl.data import load_dataset
 
                 dataset = load_dataset(config.dataset, manual_dir=manual_dir, data_dir=data_dir)
-            return _execute(config, out, store, progress, dataset, {"manual_dir": manual_dir, "data_dir": data_dir}, checkpoint_every, stop)
+            return _execute(config, out, store, progress, dataset, {"manual_dir": manual_dir, "data_dir": data_dir}, checkpoint_every, stop, allow_divergence)
         finally:
             store.close()
 
@@ -99,7 +101,7 @@ def _open_run_dir(config: Config, out: Path, resume: bool) -> dict | None:
 
 
 def _execute(config: Config, out: Path, store: checkpoint.Checkpoints, progress: bool, dataset, sources: dict, every: int,
-             stop: StopRequests) -> dict:
+             stop: StopRequests, allow_divergence: bool) -> dict:
     from lfmsl.simulation import Simulation
 
     resume_hint = f"continue with: lfmsl run --resume {out}"
@@ -127,7 +129,7 @@ def _execute(config: Config, out: Path, store: checkpoint.Checkpoints, progress:
     progress_bar = _progress_bar(config.rounds, start, progress)
     started = time.perf_counter()
     try:
-        history = _run_rounds(simulation, store, out, history, every, stop, progress_bar)
+        history = _run_rounds(simulation, store, out, history, every, stop, progress_bar, allow_divergence)
     finally:
         if progress_bar is not None:
             progress_bar.close()
@@ -162,7 +164,8 @@ def _execute(config: Config, out: Path, store: checkpoint.Checkpoints, progress:
     return summary
 
 
-def _run_rounds(simulation, store: checkpoint.Checkpoints, out: Path, history: list[dict], every: int, stop: StopRequests, progress_bar) -> list[dict]:
+def _run_rounds(simulation, store: checkpoint.Checkpoints, out: Path, history: list[dict], every: int, stop: StopRequests, progress_bar,
+                allow_divergence: bool = False) -> list[dict]:
     """Rounds in segments that end at each checkpoint: the state after a segment is saved before
     the next round donates its buffers. Stops early, saved, when `stop` says so."""
     config = simulation.config
@@ -172,7 +175,7 @@ def _run_rounds(simulation, store: checkpoint.Checkpoints, out: Path, history: l
         segment_end = min(config.rounds, (done // every + 1) * every)
         for record in simulation.rounds(done, segment_end, keep_going=stop.keep_going):
             record["wall_time_s"] += wall_time  # simulator time summed over the sessions of a run
-            check_finite(record, config, store, out)
+            check_loss(record, history[0]["train_loss"] if history else None, config, store, allow_divergence)
             outputs.append_metrics(out, record)
             history.append(record)
             _show(record, config, progress_bar)
@@ -182,22 +185,37 @@ def _run_rounds(simulation, store: checkpoint.Checkpoints, out: Path, history: l
     return history
 
 
-def check_finite(record: dict, config: Config, store: checkpoint.Checkpoints, out: Path) -> None:
-    """Stop at the first NaN or infinite loss, naming the round and the likely cause."""
+EXPLODED_LOSS = 1e3  # a training loss above this, or EXPLOSION times round 1's, counts as diverged
+EXPLOSION = 100.0
+
+
+def check_loss(record: dict, first_train_loss: float | None, config: Config, store: checkpoint.Checkpoints,
+               allow_divergence: bool = False) -> None:
+    """Stop at the first NaN or infinite loss, or a training loss that exploded while staying
+    finite (unless `allow_divergence`), naming the round and the likely cause."""
     losses = ["train_loss", "test_loss"] + sorted(k for k in record if k.endswith("loss") and k not in ("train_loss", "test_loss"))
     for name in losses:
         value = record.get(name, 0.0)
         if not math.isfinite(value):
             what = {"train_loss": "training loss", "test_loss": "test loss"}.get(name, name.replace("_", " "))
-            rates = f"--lr {config.lr}" + "".join(
-                f", --{flag} {rate}" for flag, rate in (("client-lr", config.client_lr), ("server-lr", config.server_lr)) if rate is not None
-            )
-            steps = store.steps()
-            kept = (
-                f"the last good checkpoint (round {steps[-1]}) is in {store.directory}"
-                if steps else "there is no checkpoint yet (it diverged before the first one)"
-            )
-            raise Diverged(f"the {what} became {value} in round {record['round']}; the learning rate ({rates}) is probably too high; {kept}")
+            raise Diverged(f"the {what} became {value} in round {record['round']}; {_likely_cause(config, store)}")
+    loss, limit = record["train_loss"], EXPLODED_LOSS
+    if first_train_loss is not None and first_train_loss > 0:
+        limit = min(limit, EXPLOSION * first_train_loss)
+    if loss > limit and not allow_divergence:
+        first = f" ({loss / first_train_loss:.3g} times round 1's {first_train_loss:.3g})" if first_train_loss else ""
+        raise Diverged(f"the training loss exploded to {loss:.3g} in round {record['round']}{first}; {_likely_cause(config, store)}; "
+                       "pass --allow-divergence to let the run go on regardless")
+
+
+def _likely_cause(config: Config, store: checkpoint.Checkpoints) -> str:
+    rates = f"--lr {config.lr}" + "".join(
+        f", --{flag} {rate}" for flag, rate in (("client-lr", config.client_lr), ("server-lr", config.server_lr)) if rate is not None
+    )
+    steps = store.steps()
+    kept = (f"the last good checkpoint (round {steps[-1]}) is in {store.directory}"
+            if steps else "there is no checkpoint yet (it diverged before the first one)")
+    return f"the learning rate ({rates}) is probably too high; {kept}"
 
 
 def _finished_summary(out: Path, config: Config) -> dict | None:

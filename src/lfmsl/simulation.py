@@ -8,6 +8,7 @@ stalls the device.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from typing import Callable, Iterator
 
@@ -58,6 +59,21 @@ def client_partition(config: Config, labels: np.ndarray) -> list[np.ndarray]:
     return [pool[p] for p in parts]
 
 
+def check_batch_size(batch_size: int, sizes: list[int]) -> None:
+    """Refuse a batch larger than every client's data (each batch would repeat samples); name the
+    clients smaller than a batch, as a skewed partition makes some."""
+    largest = max(sizes)
+    if batch_size > largest:
+        raise UsageError(
+            f"--batch-size {batch_size} is more than any client holds (at most {largest} samples), so every batch would repeat "
+            f"samples; use --batch-size {largest} or less, or give the clients more data (--samples-per-client, --train-size, fewer --clients)"
+        )
+    smaller = sum(size < batch_size for size in sizes)
+    if smaller:
+        print(f"lfmsl: {smaller} of {len(sizes)} clients hold fewer than --batch-size {batch_size} samples; their batches repeat samples",
+              file=sys.stderr)
+
+
 def eval_client_ids(config: Config, num_clients: int) -> np.ndarray:
     """Evenly spread clients whose own models are scored where clients keep their own."""
     count = num_clients if config.eval_clients == 0 else min(config.eval_clients, num_clients)
@@ -73,6 +89,7 @@ class Simulation:
         self.parts = client_partition(config, dataset.y_train)
         # Centralised training sees the union of the clients' data as one learner.
         learners = [np.sort(np.concatenate(self.parts))] if config.algorithm == "centralized" else self.parts
+        check_batch_size(config.batch_size, [len(p) for p in learners])
         # Clients split over all devices where there are several (sharding.py).
         self.placement = Placement(len(learners), split=config.algorithm not in ("sl", "centralized"))
         self.data: ClientData = self.placement.data(make_client_data(dataset.x_train, dataset.y_train, learners))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from lfmsl import sweep
-from lfmsl.config import Config
+from lfmsl.config import Config, without_inert
 
 SPLIT_ALGORITHMS = ("sl", "psl", "sflv1", "sflv2", "locsplitfed", "locfedmix")
 LATER_ALGORITHMS = ("sglr", "mix2sfl")
@@ -29,6 +29,7 @@ class Scale:
     """How large the study is: the full one, or a tiny one with the same structure."""
 
     samples_per_client: int = 300
+    batch_size: int = 32
     rounds: int = 10
     seeds: tuple[int, ...] = (0, 1, 2)
     clients: tuple[int, ...] = (10, 20, 50, 100)  # (a)
@@ -48,14 +49,14 @@ class Scale:
 
     @classmethod
     def quick(cls) -> "Scale":
-        return cls(samples_per_client=16, rounds=2, seeds=(0, 1), clients=(2, 3), clients_imbalance=(2,), clients_fixed=3, clients_cut=(2,), cuts=(4,),
+        return cls(samples_per_client=16, batch_size=8, rounds=2, seeds=(0, 1), clients=(2, 3), clients_imbalance=(2,), clients_fixed=3, clients_cut=(2,), cuts=(4,),
                    algorithms=("psl", "locfedmix"), imbalance_algorithms=("psl", "locfedmix"), later_algorithms=(),
                    switches=((False, False, False), (True, True, True)), avg_every=(1,), sgd_rates=(0.03, 0.1),
                    lr_check_rounds=1, test_size=200)
 
 
 def base(scale: Scale, **values) -> Config:
-    return Config(dataset="fashion_mnist", samples_per_client=scale.samples_per_client, rounds=scale.rounds,
+    return Config(dataset="fashion_mnist", samples_per_client=scale.samples_per_client, batch_size=scale.batch_size, rounds=scale.rounds,
                   test_size=scale.test_size, **values)
 
 
@@ -77,8 +78,8 @@ def lr_check(scale: Scale) -> list[Config]:
 
 def imbalance(scale: Scale, sgd_lr: float) -> list[Config]:
     """(b) The regime where the paper's imbalance exists: plain SGD, gradient of the combined loss."""
-    return _seeded([base(scale, algorithm=a, clients=n, optimizer="sgd", lr=sgd_lr, client_grad="global")
-                    for n in scale.clients_imbalance for a in scale.imbalance_algorithms], scale)
+    return _seeded([without_inert(base(scale, algorithm=a, clients=n, optimizer="sgd", lr=sgd_lr, client_grad="global"))
+                    for n in scale.clients_imbalance for a in scale.imbalance_algorithms], scale)  # locsplitfed has no downlink
 
 
 def non_iid(scale: Scale, round_mode: str = "wrap") -> list[Config]:

@@ -23,7 +23,7 @@ import numpy as np
 
 from lfmsl import outputs
 from lfmsl.atomic import write_text
-from lfmsl.config import Config, validate
+from lfmsl.config import Config, inert_options, validate, without_inert
 from lfmsl.errors import UsageError
 
 DEFAULTS = Config()
@@ -68,12 +68,19 @@ def listify(parser: argparse.ArgumentParser) -> None:
         action.type, action.choices = parse_list, None
 
 
-def grid(values: dict) -> list[Config]:
-    """The product of every list-valued option; scalars are the same in every run."""
+def grid(values: dict, log: Callable[[str], None] = lambda message: None) -> list[Config]:
+    """The product of every list-valued option; scalars are the same in every run.
+
+    An option that does nothing in a combination (`--mix-alpha` for psl) is dropped there, and
+    the runs it would have repeated run once.
+    """
     lists = {k: (v if isinstance(v, list) else [v]) for k, v in values.items() if k in Config.__dataclass_fields__}
     keys = list(lists)
     configs = [Config(**dict(zip(keys, combo))) for combo in itertools.product(*(lists[k] for k in keys))]
-    return list(dict.fromkeys(configs))  # a repeated list item is one run
+    dropped = sorted({f"--{name.replace('_', '-')} for {c.algorithm}" for c in configs for name in inert_options(c)})
+    if dropped:
+        log(f"lfmsl sweep: options that do nothing there are left out: {', '.join(dropped)}")
+    return list(dict.fromkeys(without_inert(c) for c in configs))  # a repeated run is one run
 
 
 def run_name(config: Config) -> str:
@@ -102,15 +109,15 @@ def finished_summary(path: Path, config: Config, log: Callable[[str], None] = pr
     return summary if summary.get("rounds_completed") == config.rounds else None
 
 
-def execute(config: Config, path: Path, dataset, progress: bool) -> dict:
+def execute(config: Config, path: Path, dataset, progress: bool, allow_divergence: bool = False) -> dict:
     """The one place a sweep runs a simulation: an interrupted run resumes from its checkpoint."""
     from lfmsl.runner import execute as execute_run
 
-    return execute_run(config, path, resume=True, progress=progress, dataset=dataset)
+    return execute_run(config, path, resume=True, progress=progress, dataset=dataset, allow_divergence=allow_divergence)
 
 
 def run_sweep(configs: Sequence[Config], out: Path, load: Callable[[str], object], progress: bool = False,
-              log: Callable[[str], None] = print) -> list[Run]:
+              log: Callable[[str], None] = print, allow_divergence: bool = False) -> list[Run]:
     """Run every configuration not yet finished under `out`, loading each dataset once. A run
     that another process is running (two sweeps over one grid) is skipped, not waited for."""
     for config in configs:
@@ -130,7 +137,7 @@ def run_sweep(configs: Sequence[Config], out: Path, load: Callable[[str], object
                 stop.check(f"before the run {run.path.name}; every finished run is kept; the same command continues the sweep")
                 log(f"lfmsl sweep: {run.path.name}")
                 try:
-                    run.summary = execute(run.config, run.path, dataset, progress)
+                    run.summary = execute(run.config, run.path, dataset, progress, allow_divergence)
                 except RunBusy as busy:  # another sweep over the same grid has it: share the work
                     run.skipped = str(busy)
                     log(f"lfmsl sweep: skipped, {busy}")
@@ -260,9 +267,9 @@ def sweep_command(args: argparse.Namespace) -> int:
     from lfmsl.data import load_dataset
     from lfmsl.runner import log
 
-    configs = grid(vars(args))
+    configs = grid(vars(args), log)
     runs = run_sweep(configs, args.out, lambda name: load_dataset(name, manual_dir=args.manual_dir, data_dir=args.data_dir),
-                     args.progress, log)
+                     args.progress, log, args.allow_divergence)
     rows = aggregate(runs)
     write_tables(rows, args.out)
     log(f"lfmsl sweep: tables in {args.out / 'results.csv'} and {args.out / 'results.md'}")
