@@ -41,10 +41,12 @@ def test_twenty_signals_spread_over_runs_each_resumed_give_the_uninterrupted_met
 
     sent, landed, chains = 0, Counter(), 0
     out = tmp_path / "run0"
-    while sent < SIGNALS_SENT:
+    for attempt in range(3 * SIGNALS_SENT):
+        if sent == SIGNALS_SENT:
+            break
         args = ["--resume", out] if (out / "config.json").exists() else [*fresh, "--out", out]
         process = subprocess.Popen(command(*args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        delay = lifetime * ((7 * sent) % SIGNALS_SENT + 0.5) / SIGNALS_SENT  # spread over the run, not in order
+        delay = lifetime * ((7 * attempt) % SIGNALS_SENT + 0.5) / SIGNALS_SENT  # spread over the run, not in order
         try:
             process.wait(timeout=delay)
         except subprocess.TimeoutExpired:
@@ -61,6 +63,7 @@ def test_twenty_signals_spread_over_runs_each_resumed_give_the_uninterrupted_met
         assert metrics(out) == metrics(reference_run), f"chain {chains} differs from the uninterrupted run"
         chains += 1
         out = tmp_path / f"run{chains}"
+    assert sent == SIGNALS_SENT, f"only {sent} signals landed before their runs ended"
     final = subprocess.run(command("--resume", out), env=env, capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr
     assert metrics(out) == metrics(reference_run)
