@@ -249,9 +249,9 @@ def test_epoch_mode_equals_a_loop_over_each_iterations_participants(fashion_mnis
     indices = round_batches(batch_key, data, ctx.iterations, BATCH)
     keys = jax.random.split(step_key, ctx.iterations)
     recipe = recipe_for(ctx.config)
-    both = make_step(dataclasses.replace(ctx, config=dataclasses.replace(ctx.config, round_mode="wrap")), recipe, *optimizers(ctx, recipe))
+    both = jax.jit(make_step(dataclasses.replace(ctx, config=dataclasses.replace(ctx.config, round_mode="wrap")), recipe, *optimizers(ctx, recipe)))
     ctx_one = dataclasses.replace(ctx, num_clients=1)
-    alone = make_step(ctx_one, recipe, *optimizers(ctx_one, recipe))
+    alone = jax.jit(make_step(ctx_one, recipe, *optimizers(ctx_one, recipe)))  # compiled: op by op took 30 s
     images, labels = gather(data, indices[0])
     state, _ = both(start, images, labels, data.weights, keys[0])
     client = lambda tree, i: jax.tree.map(lambda leaf: leaf[i:i + 1], tree)

@@ -16,6 +16,9 @@ from lfmsl.errors import UsageError
 
 SHAPES = {"cnn": (8, 8, 1), "allconv": (8, 8, 1), "resnet18": (8, 8, 3)}  # small images: cheap to compile
 CUTS = [(name, cut) for name in models.MODELS for cut in range(models.cut_range(name)[0], models.cut_range(name)[1] + 1)]
+# Training at every cut but resnet18's default (2): its three compilations cost 20 s each, and the
+# default cut's training runs end to end in test_cli's CIFAR-10 test; every cut still composes above.
+TRAINING_CUTS = [case for case in CUTS if case != ("resnet18", 2)]
 
 
 def images(shape, count=4, seed=0):
@@ -82,7 +85,7 @@ def run_one_round(name, cut, algorithm, executor="vmap", sizes=(12,)):
     return jax.jit(algorithm.round)(algorithm.init(jax.random.key(0)), data, jax.random.key(1))
 
 
-@pytest.mark.parametrize("name, cut", CUTS)
+@pytest.mark.parametrize("name, cut", TRAINING_CUTS)
 def test_psl_with_one_client_equals_centralized_training_at_every_cut(name, cut):
     psl, psl_metrics = run_one_round(name, cut, "psl")
     central, central_metrics = run_one_round(name, cut, "centralized")
