@@ -78,8 +78,12 @@ def lr_check(scale: Scale) -> list[Config]:
 
 def imbalance(scale: Scale, sgd_lr: float) -> list[Config]:
     """(b) The regime where the paper's imbalance exists: plain SGD, gradient of the combined loss."""
-    return _seeded([without_inert(base(scale, algorithm=a, clients=n, optimizer="sgd", lr=sgd_lr, client_grad="global"))
-                    for n in scale.clients_imbalance for a in scale.imbalance_algorithms], scale)  # locsplitfed has no downlink
+    return _seeded([imbalance_config(scale, a, n, sgd_lr) for n in scale.clients_imbalance for a in scale.imbalance_algorithms], scale)
+
+
+def imbalance_config(scale: Scale, algorithm: str, clients: int, sgd_lr: float) -> Config:
+    """One configuration of (b), seed 0 (locsplitfed sends no gradient down, so it keeps --client-grad's default)."""
+    return without_inert(base(scale, algorithm=algorithm, clients=clients, optimizer="sgd", lr=sgd_lr, client_grad="global"))
 
 
 def non_iid(scale: Scale, round_mode: str = "wrap") -> list[Config]:

@@ -266,12 +266,14 @@ class Report:
         return "\n".join(text)
 
     def _curves(self, name: str, ns: Sequence[int], x_of: Callable[[Outcome], Sequence[float]], xlabel: str, title: str,
-                algorithms: Sequence[str] | None = None, extra: dict | None = None) -> None:
-        """Accuracy curves, one panel per N, mean over seeds with a 95 % band."""
+                algorithms: Sequence[str] | None = None, config_of: Callable[[str, int], Config] | None = None) -> None:
+        """Accuracy curves, one panel per N, mean over seeds with a 95 % band; `config_of(algorithm, N)`
+        names the runs (default: those of (a))."""
+        config_of = config_of or (lambda a, n: study.base(self.scale, algorithm=a, clients=n))
         figure, axes = plots.new_panels(len(ns))
         for ax, n in zip(axes, ns):
             for a in algorithms or self.scale.algorithms:
-                group = self.cells.get(study.base(self.scale, algorithm=a, clients=n, **(extra or {})), {})
+                group = self.cells.get(config_of(a, n), {})
                 if not group:
                     continue
                 outcomes = list(group.values())
@@ -323,11 +325,10 @@ class Report:
         if self.sgd_lr is None:
             return "\n".join(text + ["(the learning-rate check has not finished: part (b) has not started)\n"])
         text += [f"Chosen: **{self.sgd_lr:g}**, for every part of every algorithm, with `--optimizer sgd --client-grad global` "
-                 f"(target {100 * TARGETS['sgd']:g} %).", ""]
+                 f"(LocSplitFed sends no gradient down, so it takes only the optimiser; target {100 * TARGETS['sgd']:g} %).", ""]
         hi = max(self.scale.clients_imbalance)
         for n in self.scale.clients_imbalance:
-            configs = {a: dataclasses.replace(c, optimizer="sgd", lr=self.sgd_lr, client_grad="global")
-                       for a, c in self.scaling_configs(n, self.scale.imbalance_algorithms).items()}
+            configs = {a: study.imbalance_config(self.scale, a, n, self.sgd_lr) for a in self.scale.imbalance_algorithms}
             rows = []
             for a, c in configs.items():
                 ratio = stats.estimate(list(values(self.cells, c, lambda o: o.update_ratio).values()))
@@ -342,7 +343,7 @@ class Report:
                 text += [f"LocFedMix-SL minus each baseline, {metric}:", "", table(["baseline", f"N = {n}"], rows)]
         self._curves("imbalance.png", self.scale.clients_imbalance, lambda o: range(1, len(o.curve) + 1), "round",
                      f"SGD (lr {self.sgd_lr:g}) with the combined-loss gradient", self.scale.imbalance_algorithms,
-                     dict(optimizer="sgd", lr=self.sgd_lr, client_grad="global"))
+                     lambda a, n: study.imbalance_config(self.scale, a, n, self.sgd_lr))
         text.append("![imbalance](figures/imbalance.png)\n")
         return "\n".join(text)
 
