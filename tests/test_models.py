@@ -324,7 +324,7 @@ def test_cnn_client_flops_match_hand_count(cnn):
 def test_jaxpr_fallback_counts_macs(cnn, cnn_params):
     x = images(MNIST, 4)
     jaxpr = jax.make_jaxpr(lambda p, x: apply(cnn.client, p, x))(cnn_params["client"], x).jaxpr
-    assert models._count_jaxpr_flops(jaxpr) / 4 == 2 * (28 * 28 * 9 * 32 + 14 * 14 * 9 * 32 * 64)
+    assert models.count_jaxpr_flops(jaxpr) / 4 == 2 * (28 * 28 * 9 * 32 + 14 * 14 * 9 * 32 * 64)
 
 
 # ------------------------------------------------------------------------------ errors
