@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lfmsl.algorithms.base import PyTree, full_logits
 from lfmsl.models import SplitModel
+
+PyTree = Any  # parameters: nested dicts of arrays
 
 
 class TestData(NamedTuple):
@@ -41,7 +42,7 @@ def evaluate_pairs(model: SplitModel, lowers: PyTree, uppers: PyTree, test: Test
 
         def one_batch(totals, batch):
             images, labels, mask = batch
-            logits = full_logits(model, lower, upper, images.astype(jnp.float32) / 255.0)
+            logits = model.logits(lower, upper, images.astype(jnp.float32) / 255.0)
             correct = jnp.sum((jnp.argmax(logits, -1) == labels) * mask)
             loss = jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits, labels) * mask)
             return (totals[0] + correct, totals[1] + loss), None

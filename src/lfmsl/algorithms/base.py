@@ -83,12 +83,6 @@ def stacked_update(optimizer: optax.GradientTransformation, grads: PyTree, opt_s
     return jax.vmap(optimizer.update)(grads, opt_state, params)
 
 
-def full_logits(model: SplitModel, lower: PyTree, upper: PyTree, images: jax.Array) -> jax.Array:
-    """The stacked model: server segment on top of the client segment."""
-    smashed = model.client.apply({"params": lower}, images)
-    return model.server.apply({"params": upper}, smashed)
-
-
 def scan_round(step: StepFn, ctx: Context, state: State, data: ClientData, key: jax.Array, weights: jax.Array | None = None) -> tuple[State, Metrics]:
     """One round: draw the batches from `key`, then `lax.scan` the step over the iterations.
 

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import optax
 
 from lfmsl import blocks
-from lfmsl.algorithms.base import Algorithm, Context, State, full_logits, full_model_optimizer, scan_round
+from lfmsl.algorithms.base import Algorithm, Context, State, full_model_optimizer, scan_round
 from lfmsl.models import init_params
 
 
@@ -27,7 +27,7 @@ def build(ctx: Context) -> Algorithm:
 
     def step(state, images, labels, weights, key):
         images, labels = images.reshape((-1,) + images.shape[2:]), labels.reshape(-1)
-        loss_fn = lambda p: blocks.cross_entropy(full_logits(model, p["lower"], p["upper"], images), labels)
+        loss_fn = lambda p: blocks.cross_entropy(model.logits(p["lower"], p["upper"], images), labels)
         loss, grads = jax.value_and_grad(loss_fn)(state.clients)
         updates, opt_state = optimizer.update(grads, state.client_opt, state.clients)
         params = optax.apply_updates(state.clients, updates)

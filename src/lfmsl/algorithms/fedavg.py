@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import optax
 
 from lfmsl import blocks
-from lfmsl.algorithms.base import Algorithm, Context, State, full_logits, full_model_optimizer, scan_round, stacked_init, stacked_update
+from lfmsl.algorithms.base import Algorithm, Context, State, full_model_optimizer, scan_round, stacked_init, stacked_update
 from lfmsl.executors import map_clients
 from lfmsl.models import init_params
 
@@ -17,7 +17,7 @@ def build(ctx: Context) -> Algorithm:
     model = ctx.model
 
     def local_grad(params, images, labels):
-        loss_fn = lambda p: blocks.cross_entropy(full_logits(model, p["lower"], p["upper"], images), labels)
+        loss_fn = lambda p: blocks.cross_entropy(model.logits(p["lower"], p["upper"], images), labels)
         return jax.value_and_grad(loss_fn)(params)
 
     grads_of_clients = map_clients(local_grad, ctx.executor)

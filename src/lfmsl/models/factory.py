@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -37,6 +38,11 @@ class SplitModel:
         """The four parts by name, in the order of ``init_params``."""
         return {"client": self.client, "server": self.server, "decoder": self.decoder,
                 "aux": self.aux}
+
+    def logits(self, lower: Any, upper: Any, images: jax.Array) -> jax.Array:
+        """The whole network: the server segment on top of the client segment (evaluation and
+        the unsplit baselines need nothing else)."""
+        return self.server.apply({"params": upper}, self.client.apply({"params": lower}, images))
 
 
 # --------------------------------------------------------------------------------------------
