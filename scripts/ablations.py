@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     studies = {name: configs for name, configs in studies.items() if name in args.studies}
     configs = [s for study in studies.values() for c in study for s in figures.seeds_of(c, args.seeds)]
     runs = figures.run(args, list(dict.fromkeys(configs)))
-    groups = figures.by_config(runs)
+    groups = sweep.by_config(runs)
     args.out.mkdir(parents=True, exist_ok=True)
     dataset = base.dataset
     sections = []

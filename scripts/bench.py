@@ -74,10 +74,11 @@ def synthetic_data(num_clients: int, per_client: int, seed: int = 0):
 
 
 def case_config(algorithm: str, clients: int, executor: str, batch: int, conv: str, model: str = "cnn", cut: int | None = None):
-    from lfmsl.config import MIX_ALGORITHMS, Config, validate
+    from lfmsl.algorithms import get, validate
+    from lfmsl.config import Config
 
-    mix = not (algorithm in MIX_ALGORITHMS and clients < 2)  # mixup pairs two clients
-    extra = {"mix": False} if not mix and algorithm == "locfedmix" else {}
+    mixes = get(algorithm).exchange(Config(algorithm=algorithm)).mixed_per_client > 0
+    extra = {"mix": False} if mixes and clients < 2 and "mix" in get(algorithm).reads else {}  # mixup pairs two clients
     return validate(Config(algorithm=algorithm, clients=clients, batch_size=batch, executor=executor,
                            model=model, cut=cut, conv=conv, **extra))
 
@@ -108,10 +109,11 @@ def run_case(spec: dict) -> dict:
 
     from lfmsl import algorithms
     from lfmsl.algorithms.base import Context
+    from lfmsl.config import Config
     from lfmsl.executors import resolve
 
     n, iterations, batch = spec["clients"], spec["iterations"], spec["batch_size"]
-    if spec["algorithm"] in ("sl", "centralized"):
+    if not algorithms.get(spec["algorithm"]).exchange(Config(algorithm=spec["algorithm"])).splits_clients:
         raise SystemExit(f"bench times the parallel algorithms and fedavg; {spec['algorithm']} has no parallel clients")
     config, model = case_model(spec)
     data = synthetic_data(n, iterations * batch)
@@ -159,6 +161,7 @@ def round_cost(spec: dict) -> dict:
 
     from lfmsl import algorithms
     from lfmsl.algorithms.base import Context
+    from lfmsl.config import Config
 
     n = spec["clients"]
     config, model = case_model({**spec, "executor": "vmap"})
@@ -266,11 +269,12 @@ def main(argv=None) -> int:
         spec = json.loads(args.case)
         print(json.dumps(round_cost(spec) if spec.get("cost_only") else run_case(spec)), flush=True)
         return 0
-    from lfmsl.config import ALGORITHMS
+    from lfmsl import algorithms
+    from lfmsl.config import Config
     from lfmsl.executors import parse_executor
     from lfmsl.errors import UsageError
 
-    parallel = [a for a in ALGORITHMS if a not in ("sl", "centralized")]
+    parallel = [a for a in algorithms.names() if algorithms.get(a).exchange(Config(algorithm=a)).splits_clients]
     names = parallel if args.algorithms == "all" else args.algorithms.split(",")
     try:
         bad = [a for a in names if a not in parallel]

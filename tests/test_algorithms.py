@@ -10,10 +10,13 @@ import numpy as np
 import pytest
 
 from lfmsl import blocks
-from lfmsl.algorithms import Context, build, recipe_for
+from lfmsl.algorithms import Context, build, parts, recipe_for
 from lfmsl.algorithms.split import Recipe, build_split, init_state, make_step, optimizers
 from lfmsl.batching import gather, iterations_per_round, make_client_data
-from lfmsl.config import ALGORITHMS, Config
+from lfmsl.algorithms import names
+from lfmsl.config import Config
+
+ALGORITHMS = names()
 from lfmsl.models import get_model
 
 BATCH = 8
@@ -67,8 +70,8 @@ def test_averaging_equals_the_dataset_size_weighted_mean(fashion_mnist, model):
     """Averaged clients after a round = float64 weighted mean of the same round without averaging."""
     sizes = [8, 16, 40]
     data, ctx = make_run(fashion_mnist, model, sizes, algorithm="psl")
-    averaged = build_split(ctx, Recipe(average_clients=True))
-    separate = build_split(ctx, Recipe())
+    averaged = build_split(ctx, Recipe(parts.SharedServer(), parts.own_gradient(), averaging=parts.Averaging()))
+    separate = build_split(ctx, Recipe(parts.SharedServer(), parts.own_gradient()))
     state = averaged.init(jax.random.key(0))
     key = jax.random.key(1)
     after_avg, _ = jax.jit(averaged.round)(state, data, key)
@@ -128,7 +131,7 @@ def test_mixup_trains_only_the_server(fashion_mnist, model):
     data, ctx = make_run(fashion_mnist, model, [16, 16, 16], algorithm="locfedmix", loc=False, fed=False)
     images, labels = gather(data, jnp.arange(48).reshape(3, 16)[:, :BATCH])
     results = []
-    for recipe in (Recipe(mix=True), Recipe(mix=False)):
+    for recipe in (Recipe(parts.SharedServer(parts.Mixup()), parts.own_gradient()), Recipe(parts.SharedServer(), parts.own_gradient())):
         client_opt, server_opt = optimizers(ctx, recipe)
         state = init_state(ctx, recipe, jax.random.key(0), client_opt, server_opt, 3)
         step = make_step(ctx, recipe, client_opt, server_opt)
@@ -284,7 +287,7 @@ def test_partners_are_drawn_among_the_active_clients():
 )
 def test_options_refused_as_inert_change_nothing_where_they_are_refused(fashion_mnist, model, base, inert):
     """Why validate refuses them: the round is bit for bit the same with or without them."""
-    from lfmsl.config import inert_options
+    from lfmsl.algorithms import inert_options
 
     assert set(inert) == set(inert_options(Config(**base, **inert)))
     plain = one_round(*make_run(fashion_mnist, model, [16, 16, 16], **base))

@@ -18,6 +18,7 @@ from cli_runs import TINY, count_rounds, environment, metrics, run, start, wait_
 from lfmsl import checkpoint, cli
 from lfmsl.config import Config
 from lfmsl.errors import Diverged, UsageError
+from lfmsl.rundir import RunDir
 from lfmsl.runner import _run_rounds, execute
 from lfmsl.stopping import StopRequests
 
@@ -139,7 +140,7 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_
     simulation = FakeSimulation([2.0, 1.5, 1.2, bad, 1.0, 0.9], rounds=6)
     store = checkpoint.Checkpoints(tmp_path)
     with pytest.raises(Diverged) as caught, StopRequests() as stop:
-        _run_rounds(simulation, store, tmp_path, [], 2, stop, None)
+        _run_rounds(simulation, store, RunDir(tmp_path), [], 2, stop, None)
     message = str(caught.value)
     assert f"the training loss became {bad} in round 4" in message
     assert "--lr 0.5" in message and "last good checkpoint (round 2)" in message and "\n" not in message
@@ -154,13 +155,13 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_
                                                   ([20.0, 15.0, 1200.0, 1.0], 3, "60 times")])
 def test_a_loss_that_explodes_while_finite_stops_the_run_unless_allowed(tmp_path, losses, round_, ratio):
     with pytest.raises(Diverged) as caught, StopRequests() as stop:
-        _run_rounds(FakeSimulation(losses, rounds=4), checkpoint.Checkpoints(tmp_path / "a"), tmp_path, [], 1, stop, None)
+        _run_rounds(FakeSimulation(losses, rounds=4), checkpoint.Checkpoints(tmp_path / "a"), RunDir(tmp_path), [], 1, stop, None)
     message = str(caught.value)
     assert f"exploded to {losses[round_ - 1]:.3g} in round {round_}" in message and "--allow-divergence" in message
     assert ratio is None or ratio in message
     assert caught.value.exit_code == 3
     with StopRequests() as stop:
-        history = _run_rounds(FakeSimulation(losses, rounds=4), checkpoint.Checkpoints(tmp_path / "b"), tmp_path / "b", [], 1, stop, None,
+        history = _run_rounds(FakeSimulation(losses, rounds=4), checkpoint.Checkpoints(tmp_path / "b"), RunDir(tmp_path / "b"), [], 1, stop, None,
                               allow_divergence=True)
     assert [r["train_loss"] for r in history] == losses
 
@@ -188,7 +189,7 @@ def test_stop_request_ends_the_loop_after_the_round_in_flight_and_saves_it(tmp_p
                 yield record
 
         simulation.rounds = rounds
-        history = _run_rounds(simulation, store, tmp_path, [], 5, stop, None)
+        history = _run_rounds(simulation, store, RunDir(tmp_path), [], 5, stop, None)
     assert stop.signal_name == "SIGTERM" and len(history) == 3
     assert store.steps() == [3]
     assert signal.getsignal(signal.SIGTERM) == previous  # the handler is put back
@@ -196,7 +197,7 @@ def test_stop_request_ends_the_loop_after_the_round_in_flight_and_saves_it(tmp_p
 
 def test_execute_lets_a_sweep_skip_finished_runs_and_refuses_other_configurations(reference_run, tmp_path, no_work):
     out = copy_run(reference_run, tmp_path)
-    config = checkpoint.read_config(out)
+    config = RunDir(out).config()
     summary = execute(config, out, resume=True, progress=False)  # finished: returned without any work
     assert summary["rounds_completed"] == 5 and summary["config"] == config.to_dict()
     with pytest.raises(UsageError, match=r"another configuration: --clients 8 \(the run has 4\)\. "):

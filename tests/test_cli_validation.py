@@ -11,7 +11,10 @@ from hypothesis import strategies as st
 
 from cli_runs import SRC, TINY
 from lfmsl import cli
-from lfmsl.config import ALGORITHMS, DATASETS
+from lfmsl.algorithms import names
+from lfmsl.datasets import DATASETS
+
+ALGORITHMS = names()
 from lfmsl.errors import UsageError
 from lfmsl.executors import parse_executor
 from lfmsl.models import MODELS
@@ -198,7 +201,8 @@ def test_an_empty_out_is_refused(capsys, no_data):
 
 @pytest.mark.parametrize("algorithm", ["locfedmix", "mix2sfl"])
 def test_the_one_client_mixup_error_suggests_only_what_is_accepted(algorithm):
-    from lfmsl.config import Config, validate
+    from lfmsl.algorithms import validate
+    from lfmsl.config import Config
 
     with pytest.raises(UsageError) as refused:
         validate(Config(algorithm=algorithm, clients=1))
@@ -210,7 +214,8 @@ def test_the_one_client_mixup_error_suggests_only_what_is_accepted(algorithm):
 
 @pytest.mark.parametrize("algorithm, option", INERT)
 def test_an_inert_option_is_refused_naming_it_and_accepted_where_it_applies(algorithm, option):
-    from lfmsl.config import Config, validate
+    from lfmsl.algorithms import validate
+    from lfmsl.config import Config
 
     flag = next(o for o in option if o.startswith("--") and o not in ("--no-mix", "--no-loc", "--no-fed"))
     name = flag.removeprefix("--no-").removeprefix("--").replace("-", "_")

@@ -5,7 +5,10 @@ import dataclasses
 import pytest
 
 from lfmsl import comm
-from lfmsl.config import ALGORITHMS, Config
+from lfmsl.algorithms import names
+from lfmsl.config import Config
+
+ALGORITHMS = names()
 from lfmsl.latency import model_for
 
 # Hand-counted parameters of the cnn on 28x28x1 images (weights + biases).

@@ -11,7 +11,8 @@ import pytest
 from lfmsl import comm, models
 from lfmsl.algorithms import Context, build
 from lfmsl.batching import iterations_per_round, make_client_data
-from lfmsl.config import Config, validate
+from lfmsl.algorithms import validate
+from lfmsl.config import Config
 from lfmsl.errors import UsageError
 
 SHAPES = {"cnn": (8, 8, 1), "allconv": (8, 8, 1), "resnet18": (8, 8, 3)}  # small images: cheap to compile

@@ -8,8 +8,9 @@ import shutil
 import pytest
 
 from cli_runs import metrics
-from lfmsl import checkpoint, cli, outputs, sweep
+from lfmsl import cli, sweep
 from lfmsl.config import Config
+from lfmsl.rundir import DamagedRun, RunDir
 from synthetic import tiny_dataset
 
 
@@ -37,15 +38,15 @@ DAMAGE = {
 def test_resume_rebuilds_a_damaged_finished_run_from_its_checkpoint(reference_run, tmp_path, capsys, damage):
     out = copy_run(reference_run, tmp_path / "run")
     DAMAGE[damage](out)
-    with pytest.raises(outputs.DamagedRun):
-        outputs.finished_run(out)
+    with pytest.raises(DamagedRun):
+        RunDir(out).summary()
 
     assert cli.main(["run", "--resume", str(out), "--no-progress"]) == 0
     err = capsys.readouterr().err
     assert "is damaged" in err and "rebuilding the run from its last checkpoint" in err and "Traceback" not in err
     assert "resuming after round 5" in err  # nothing recomputed
     assert metrics(out) == metrics(reference_run)
-    summary = outputs.finished_run(out)
+    summary = RunDir(out).summary()
     before = json.loads((reference_run / "summary.json").read_text())
     for key in ("final_test_accuracy", "best_test_accuracy", "comm_bytes", "sim_latency_s", "rounds_completed", "config"):
         assert summary[key] == before[key]
@@ -53,7 +54,7 @@ def test_resume_rebuilds_a_damaged_finished_run_from_its_checkpoint(reference_ru
 
 def sweep_folder(reference_run, tmp_path) -> Config:
     """The reference run as the one run of a sweep in `tmp_path`."""
-    config = checkpoint.read_config(reference_run)
+    config = RunDir(reference_run).config()
     copy_run(reference_run, tmp_path / sweep.run_name(config))
     return config
 

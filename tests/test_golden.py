@@ -15,7 +15,10 @@ import jax
 import numpy as np
 import pytest
 
-from lfmsl.config import ALGORITHMS, Config
+from lfmsl.algorithms import names
+from lfmsl.config import Config
+
+ALGORITHMS = names()
 from lfmsl.simulation import Simulation
 from synthetic import tiny_dataset
 

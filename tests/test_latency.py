@@ -3,7 +3,8 @@
 import pytest
 
 from lfmsl import latency
-from lfmsl.config import Config, validate
+from lfmsl.algorithms import validate
+from lfmsl.config import Config
 from lfmsl.errors import UsageError
 
 B, I = 32, 5

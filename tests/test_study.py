@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from lfmsl import stats, study
-from lfmsl.config import Config, validate
+from lfmsl.algorithms import validate
+from lfmsl.config import Config
 from lfmsl.errors import UsageError
 from lfmsl.simulation import client_partition
 

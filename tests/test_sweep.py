@@ -1,5 +1,6 @@
 """lfmsl sweep: the grid from comma lists, one folder per run, tables over seeds, skipping finished runs."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from lfmsl.cli import build_parser, main
 from lfmsl.config import Config
 from lfmsl.errors import UsageError
 from lfmsl.latency import model_for
+from lfmsl.rundir import RunDir
 from synthetic import tiny_dataset
 
 
@@ -92,5 +94,5 @@ def test_sweep_runs_skips_finished_runs_and_resumes_unfinished_ones(tmp_path):
         {k: v for k, v in r.items() if k not in timing} for r in records
     ]
     # Another configuration in the same folder is refused.
-    with pytest.raises(UsageError, match="another configuration"):
-        sweep.finished_summary(run.path, Config(algorithm="psl", clients=2, rounds=3))
+    with pytest.raises(UsageError, match=r"another configuration: --clients 3 \(the run has 2\)"):
+        RunDir(run.path).finished(dataclasses.replace(config, clients=3))

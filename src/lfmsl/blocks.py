@@ -22,8 +22,13 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
+RECONSTRUCTION_LOSSES = ("mse", "bce")
+
+
 def reconstruction_loss(reconstruction: jax.Array, images: jax.Array, kind: str = "mse") -> jax.Array:
     """InfoPro's reconstruction term: how much of the input the smashed data still holds."""
+    if kind not in RECONSTRUCTION_LOSSES:
+        raise ValueError(f"unknown reconstruction loss {kind!r}; known: {', '.join(RECONSTRUCTION_LOSSES)}")
     if kind == "mse":
         return jnp.mean((reconstruction - images) ** 2)
     eps = 1e-6

@@ -1,10 +1,9 @@
 """Checkpoints of a run, so that a crash, a pre-emption or Ctrl-C never costs finished rounds.
 
-A run folder holds `config.json` (the configuration, written before any work) and
-`checkpoints/<rounds done>/`, each an orbax checkpoint of the whole `State` plus a JSON part
-with the round, the run key and the metrics history so far. Round r's randomness is
-`fold_in(run_key, r)`, so (state, rounds done, run key) is all a resumed run needs to compute
-exactly what an uninterrupted run would have.
+A run folder (`lfmsl.rundir.RunDir`) holds `checkpoints/<rounds done>/`, each an orbax
+checkpoint of the whole `State` plus a JSON part with the round, the run key and the metrics
+history so far. Round r's randomness is `fold_in(run_key, r)`, so (state, rounds done, run key)
+is all a resumed run needs to compute exactly what an uninterrupted run would have.
 
 Orbax writes a checkpoint into `<step>.orbax-checkpoint-tmp` and renames it once complete, so a
 process killed while writing leaves a folder that is never listed as a step (checked with
@@ -15,7 +14,6 @@ leave a listed step that cannot be read; `Checkpoints.latest` then takes the one
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 import sys
 import time
@@ -26,14 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lfmsl.config import Config
 from lfmsl.errors import UsageError
+from lfmsl.rundir import RunDir
 
-CONFIG_FILE = "config.json"
-SOURCES_FILE = "data_sources.json"  # --manual-dir and --data-dir, reused by --resume unless given again
-CHECKPOINT_DIR = "checkpoints"
 FORMAT = 1  # version of the JSON part; bump when its meaning changes
-RESUMABLE = ("rounds",)  # options that may differ when a run is resumed (more rounds extend it)
 
 
 @dataclasses.dataclass
@@ -47,57 +41,6 @@ class Snapshot:
     wall_time_s: float  # simulator time of those rounds, summed over every session of the run
 
 
-def read_config(run_dir: Path) -> Config | None:
-    """The configuration a run folder was started with, or None if it holds no run."""
-    path = Path(run_dir) / CONFIG_FILE
-    if not path.is_file():
-        return None
-    try:
-        return Config.from_dict(json.loads(path.read_text()))
-    except (ValueError, TypeError) as error:
-        raise UsageError(f"{path} is not a configuration lfmsl can read ({error}); start a new run with another --out") from None
-
-
-def write_config(run_dir: Path, config: Config, sources: dict[str, str | Path | None]) -> None:
-    """Record the configuration and where the data came from, so the run can be resumed and checked."""
-    from lfmsl.outputs import write_json
-
-    try:
-        write_json(Path(run_dir) / CONFIG_FILE, config.to_dict())
-        write_json(Path(run_dir) / SOURCES_FILE, {k: None if v is None else str(Path(v).absolute()) for k, v in sources.items()})
-    except OSError as error:
-        raise UsageError(f"cannot write to the output folder {run_dir}: {error.strerror}; choose another --out") from None
-
-
-def read_sources(run_dir: Path) -> dict[str, str | None]:
-    """The data folders a run was started with ({} if not recorded)."""
-    path = Path(run_dir) / SOURCES_FILE
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def differences(stored: Config, requested: Config, ignore: tuple[str, ...] = RESUMABLE) -> list[str]:
-    """Each option that differs, as '--flag NEW (the run has OLD)'."""
-    old, new = stored.to_dict(), requested.to_dict()
-    return [
-        f"--{name.replace('_', '-')} {new[name]} (the run has {old[name]})"
-        for name in old
-        if name not in ignore and old[name] != new[name]
-    ]
-
-
-def check_same_run(stored: Config, requested: Config, run_dir: Path) -> None:
-    """Refuse to continue a run with a configuration other than the one it was started with."""
-    changed = differences(stored, requested)
-    if changed:
-        raise UsageError(
-            f"{run_dir} holds a run with another configuration: {'; '.join(changed)}. "
-            f"Leave those options out to continue it as it was, or choose another --out for a new run"
-        )
-
-
 class Checkpoints:
     """The checkpoints of one run folder: save every few rounds, restore the newest readable one."""
 
@@ -105,7 +48,7 @@ class Checkpoints:
         import orbax.checkpoint as ocp
 
         self._ocp = ocp
-        self.directory = (Path(run_dir) / CHECKPOINT_DIR).absolute()
+        self.directory = RunDir(run_dir).checkpoints.absolute()
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep,
             enable_async_checkpointing=False,  # the next round donates the state's buffers
@@ -154,7 +97,7 @@ class Checkpoints:
                 return _snapshot(step, restored.state, restored.meta)
             except Exception as error:  # noqa: BLE001 - any failure to read means: not usable
                 reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
-                aside = self.directory.with_name(CHECKPOINT_DIR + ".unreadable") / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+                aside = self.directory.with_name(self.directory.name + ".unreadable") / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
                 print(f"lfmsl: checkpoint {self.directory / str(step)} is incomplete or damaged ({reason}); moved to {aside}; "
                       "using the one before", file=sys.stderr)
                 last_error = reason

@@ -8,8 +8,11 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from lfmsl.config import ALGORITHMS, DATASETS, Config
-from lfmsl.errors import UsageError, exit_status
+from lfmsl.algorithms import names as algorithm_names
+from lfmsl.config import Config
+from lfmsl.datasets import DATASETS
+from lfmsl.errors import UsageError
+from lfmsl.stopping import exit_status
 
 DEFAULTS = Config()
 ALLOW_DIVERGENCE_HELP = ("go on when the training loss explodes while staying finite (above 1e3, or 100 times round 1's); "
@@ -66,8 +69,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """Every Config field as a flag, with its default in the help."""
     d = DEFAULTS
     g = parser.add_argument_group("what to simulate")
-    g.add_argument("--algorithm", default=d.algorithm, choices=ALGORITHMS, metavar="NAME",
-                   help=f"one of {', '.join(ALGORITHMS)} (default: {d.algorithm})")
+    g.add_argument("--algorithm", default=d.algorithm, choices=algorithm_names(), metavar="NAME",
+                   help=f"one of {', '.join(algorithm_names())} (default: {d.algorithm})")
     g.add_argument("--dataset", default=d.dataset, choices=DATASETS, metavar="NAME",
                    help=f"one of {', '.join(DATASETS)} (default: {d.dataset})")
     from lfmsl.models import MODELS
@@ -132,7 +135,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                    help=f"where clients keep their own models, score K evenly spread clients' models; 0: all (default: {d.eval_clients})")
 
     g = parser.add_argument_group("simulated latency (see lfmsl.latency)")
-    from lfmsl.latency import PROFILES
+    from lfmsl.profiles import PROFILES
 
     g.add_argument("--latency-profile", default=d.latency_profile, choices=tuple(PROFILES), metavar="NAME",
                    help=f"device speeds and link rates: {', '.join(PROFILES)} (default: {d.latency_profile}: "
@@ -199,13 +202,13 @@ def run_config(args: argparse.Namespace, argv: Sequence[str] | None) -> Config:
     """`lfmsl run`'s configuration: the flags, or with --resume the run's own with the flags given on top."""
     if args.resume is None:
         return config_from_args(args)
-    from lfmsl import checkpoint
+    from lfmsl.rundir import CONFIG_FILE, RunDir
 
     if args.out is not None and args.out.resolve() != args.resume.resolve():
         raise UsageError("--resume DIR continues the run in DIR and writes there; leave out --out")
-    stored = checkpoint.read_config(args.resume)
+    stored = RunDir(args.resume).config()
     if stored is None:
-        raise UsageError(f"{args.resume} holds no run to resume (no {checkpoint.CONFIG_FILE}); start one with --out {args.resume}")
+        raise UsageError(f"{args.resume} holds no run to resume (no {CONFIG_FILE}); start one with --out {args.resume}")
     given = vars(build_parser(explicit_only=True).parse_args(sys.argv[1:] if argv is None else argv))
     return dataclasses.replace(stored, **{name: value for name, value in given.items() if value is not _NOT_GIVEN and name in Config.__dataclass_fields__})
 
@@ -224,7 +227,9 @@ def _dispatch(argv: Sequence[str] | None) -> int:
         return sweep_command(args)
     from lfmsl.runner import run_command
 
-    return run_command(args, run_config(args, argv))
+    return run_command(run_config(args, argv), out=args.out, resume=args.resume, distributed=args.distributed, progress=args.progress,
+                       checkpoint_every=args.checkpoint_every, allow_divergence=args.allow_divergence, manual_dir=args.manual_dir,
+                       data_dir=args.data_dir)
 
 
 if __name__ == "__main__":

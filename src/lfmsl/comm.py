@@ -28,6 +28,7 @@ from typing import Sequence
 
 import jax
 
+from lfmsl.algorithms import Exchange, exchange
 from lfmsl.config import Config
 from lfmsl.models import SplitModel, count_params, init_params
 
@@ -78,39 +79,31 @@ def relay_handovers(round_index: int, num_clients: int) -> int:
     return num_clients - 1 + (1 if round_index > 0 else 0)
 
 
-def traffic(config: Config, model: SplitModel, iterations: int) -> Traffic:
-    """The exchange pattern of `config.algorithm`, read from its recipe (see algorithms)."""
-    from lfmsl.algorithms import recipe_for
-
+def traffic(config: Config, model: SplitModel, iterations: int, sent: Exchange | None = None) -> Traffic:
+    """The bytes of what `config.algorithm` exchanges (its registry entry's `Exchange`)."""
+    sent = exchange(config) if sent is None else sent
     n, b = config.clients, config.batch_size
     sizes = part_sizes(model)
     zero = dict.fromkeys(CATEGORIES, 0)
     per_iteration, per_average = dict(zero), dict(zero)
-    if config.algorithm == "centralized":
+    if sent.schedule == "central":
         return Traffic(per_iteration, per_average, 0, iterations, None)
-    if config.algorithm == "fedavg":
-        full = (sizes["client"] + sizes["server"]) * BYTES_PER_VALUE
-        per_average.update(client_weights_up=n * full, client_weights_down=n * full)
-        return Traffic(per_iteration, per_average, 0, iterations, config.avg_every or iterations)
-
-    smashed = math.prod(model.smashed_shape) * BYTES_PER_VALUE * b
-    sequential = config.algorithm == "sl"
-    recipe = recipe_for(config) if not sequential else None
-    per_iteration["smashed_up"] = n * smashed
-    per_iteration["labels_up"] = n * b * BYTES_PER_LABEL
-    per_iteration["grads_down"] = n * smashed if sequential or recipe.send_grad else 0
-    if sequential:  # the same exchange, one client after another, and never averaged
+    if sent.schedule != "local":  # smashed data and labels up, gradients down, every iteration
+        smashed = math.prod(model.smashed_shape) * BYTES_PER_VALUE * b
+        per_iteration["smashed_up"] = n * smashed
+        per_iteration["labels_up"] = n * b * BYTES_PER_LABEL
+        per_iteration["grads_down"] = n * smashed if sent.grads_down else 0
+    if sent.schedule == "relay":  # the same exchange, one client after another, and never averaged
         relay = 2 * sizes["client"] * BYTES_PER_VALUE  # up to the server, down to the next client
         return Traffic(per_iteration, per_average, relay, iterations, None)
-    if recipe.average_clients:
-        lower = n * sizes["client"] * BYTES_PER_VALUE
-        local = {"decoder": sizes["decoder"] if config.average_decoders else 0, "aux": sizes["aux"]}.get(recipe.local, 0)
-        per_average.update(client_weights_up=lower, client_weights_down=lower)
-        per_average.update(aux_weights_up=n * local * BYTES_PER_VALUE, aux_weights_down=n * local * BYTES_PER_VALUE)
-        if recipe.average_server:
-            per_average["server_copies"] = 2 * n * sizes["server"] * BYTES_PER_VALUE
-    avg_every = (config.avg_every or iterations) if recipe.average_clients else None
-    return Traffic(per_iteration, per_average, 0, iterations, avg_every)
+    if not sent.averaged:
+        return Traffic(per_iteration, per_average, 0, iterations, None)
+    model_bytes = n * sum(sizes[p] for p in sent.averaged if p in ("client", "server")) * BYTES_PER_VALUE
+    local_bytes = n * sum(sizes[p] for p in sent.averaged if p in ("decoder", "aux")) * BYTES_PER_VALUE
+    per_average.update(client_weights_up=model_bytes, client_weights_down=model_bytes, aux_weights_up=local_bytes, aux_weights_down=local_bytes)
+    if sent.server_copies:
+        per_average["server_copies"] = 2 * n * sizes["server"] * BYTES_PER_VALUE
+    return Traffic(per_iteration, per_average, 0, iterations, sent.avg_every or iterations)
 
 
 def round_bytes(t: Traffic, config: Config, round_index: int, active: Sequence[int] | None = None) -> dict[str, int]:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from lfmsl.blocks import RECONSTRUCTION_LOSSES
+from lfmsl.datasets import DATASETS
 from lfmsl.errors import UsageError
 from lfmsl.executors import parse_executor
+from lfmsl.models import MODELS, cut_range, default_model_for
 from lfmsl.partition import parse_partition
+from lfmsl.profiles import PROFILES
 
-ALGORITHMS = ("sl", "psl", "sflv1", "sflv2", "locsplitfed", "locfedmix", "sglr", "mix2sfl", "centralized", "fedavg")
-DATASETS = ("fashion_mnist", "mnist", "cifar10")
-MIX_ALGORITHMS = ("locfedmix", "mix2sfl")
 ROUND_MODES = ("wrap", "epoch")
 
 
@@ -91,10 +92,12 @@ def _positive(name: str, value: float | int | None) -> None:
         raise UsageError(f"--{name} must be a positive number, got {value}")
 
 
-def validate(config: Config) -> Config:
-    """Check every option and combination that needs no data; raise UsageError saying what to do."""
-    if config.algorithm not in ALGORITHMS:
-        raise UsageError(f"unknown --algorithm {config.algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
+def check_options(config: Config) -> Config:
+    """Check each option on its own, whatever the algorithm; raise UsageError saying what to do.
+
+    What the chosen algorithm makes of them is checked by `lfmsl.algorithms.validate`."""
+    if not isinstance(config.algorithm, str) or not config.algorithm:
+        raise UsageError(f"--algorithm must name an algorithm, got {config.algorithm!r}")
     if config.dataset not in DATASETS:
         raise UsageError(f"unknown --dataset {config.dataset!r}; choose one of {', '.join(DATASETS)}")
     for name in ("clients", "rounds", "batch_size", "mix_partners"):
@@ -123,8 +126,8 @@ def validate(config: Config) -> Config:
         raise UsageError(f"--seed must be an integer from 0 to {2**32 - 1}, got {config.seed}")
     if config.eval_clients < 0:
         raise UsageError(f"--eval-clients must be zero (all) or positive, got {config.eval_clients}")
-    if config.loc_loss not in ("mse", "bce"):
-        raise UsageError(f"--loc-loss must be mse or bce, got {config.loc_loss!r}")
+    if config.loc_loss not in RECONSTRUCTION_LOSSES:
+        raise UsageError(f"--loc-loss must be {' or '.join(RECONSTRUCTION_LOSSES)}, got {config.loc_loss!r}")
     if config.optimizer not in ("adam", "sgd"):
         raise UsageError(f"--optimizer must be adam or sgd, got {config.optimizer!r}")
     if config.round_mode not in ROUND_MODES:
@@ -133,8 +136,6 @@ def validate(config: Config) -> Config:
         raise UsageError(f"--conv must be patches or xla, got {config.conv!r}")
     if config.client_grad not in ("own", "global"):
         raise UsageError(f"--client-grad must be own or global, got {config.client_grad!r}")
-    from lfmsl.models import MODELS, cut_range, default_model_for
-
     if config.model is not None and config.model not in MODELS:
         raise UsageError(f"unknown --model {config.model!r}; choose one of {', '.join(MODELS)}")
     if config.cut is not None:
@@ -147,69 +148,14 @@ def validate(config: Config) -> Config:
         _positive(name.replace("_", "-"), getattr(config, name))
     if config.target_accuracy is not None and not 0 < config.target_accuracy <= 1:
         raise UsageError(f"--target-accuracy is a fraction in (0, 1], e.g. 0.85; got {config.target_accuracy}")
-    from lfmsl.latency import PROFILES  # late: latency imports the models
-
     if config.latency_profile not in PROFILES:
         raise UsageError(f"unknown --latency-profile {config.latency_profile!r}; choose one of {', '.join(PROFILES)}")
     parse_executor(config.executor)
     parse_partition(config.partition)
-    _validate_combinations(config)
     return config
 
 
-CLIENT_GRAD_ALGORITHMS = ("psl", "sflv1", "sflv2", "locfedmix")  # the others fix what clients receive (sl: one client a step, own = global)
-AVERAGING_ALGORITHMS = ("sflv1", "sflv2", "locsplitfed", "mix2sfl", "fedavg")  # and locfedmix with --fed
-
-
-def inert_options(config: Config) -> dict[str, str]:
-    """Options set away from their defaults that do nothing in this combination: name -> why."""
-    mixing = config.algorithm in MIX_ALGORITHMS and config.mix
-    not_mixing = "--no-mix turns mixup off" if config.algorithm == "locfedmix" else f"--algorithm {config.algorithm} does not mix"
-    decoder = config.algorithm == "locfedmix" and config.loc
-    no_decoder = "--no-loc turns the decoder off" if config.algorithm == "locfedmix" else "only locfedmix has the local decoder"
-    averaging = config.algorithm in AVERAGING_ALGORITHMS or (config.algorithm == "locfedmix" and config.fed)
-    rules = (
-        ("mix_alpha", mixing, not_mixing),
-        ("mix_partners", mixing, not_mixing),
-        ("loc_weight", decoder, no_decoder),
-        ("loc_loss", decoder, no_decoder),
-        ("average_decoders", decoder, no_decoder),
-        ("gradmix_fraction", config.algorithm == "mix2sfl", "only mix2sfl uses GradMix"),
-        ("client_grad", config.algorithm in CLIENT_GRAD_ALGORITHMS,
-         f"--algorithm {config.algorithm} fixes what its clients learn from ({', '.join(CLIENT_GRAD_ALGORITHMS)} take it)"),
-        ("avg_every", averaging, "--no-fed turns averaging off" if config.algorithm == "locfedmix" else f"--algorithm {config.algorithm} does not average client models"),
-    )
-    defaults = Config()
-    return {name: why for name, applies, why in rules if not applies and getattr(config, name) != getattr(defaults, name)}
-
-
-def _flag(name: str, value) -> str:
-    flag = "--" + name.replace("_", "-")
-    return (flag if value else f"--no-{flag[2:]}") if isinstance(value, bool) else f"{flag} {value}"
-
-
-def without_inert(config: Config) -> Config:
-    """`config` with every option that does nothing put back to its default (a sweep's grid runs each meaningful run once)."""
-    defaults = Config()
-    return dataclasses.replace(config, **{name: getattr(defaults, name) for name in inert_options(config)})
-
-
-def _validate_combinations(config: Config) -> None:
-    for name, why in inert_options(config).items():
-        raise UsageError(f"{_flag(name, getattr(config, name))} does nothing here: {why}; leave it out")
-    switched_off = [flag for flag, on in (("--no-mix", config.mix), ("--no-loc", config.loc), ("--no-fed", config.fed)) if not on]
-    if switched_off and config.algorithm != "locfedmix":
-        raise UsageError(f"{', '.join(switched_off)} applies only to --algorithm locfedmix")
-    local_work = config.algorithm == "locsplitfed" or (config.algorithm == "locfedmix" and config.loc)
-    if not config.overlap and not local_work:
-        raise UsageError("--no-overlap times the client's local work (LocFedMix-SL's decoder, LocSplitFed's auxiliary head), "
-                         "so it applies only to --algorithm locfedmix with its local regulariser, or locsplitfed")
-    mixing = config.algorithm in MIX_ALGORITHMS and config.mix
-    if mixing and config.clients < 2:
-        switch = " (or pass --no-mix)" if config.algorithm == "locfedmix" else ""  # mix2sfl always mixes
-        raise UsageError(f"mixup pairs different clients, so --algorithm {config.algorithm} needs --clients 2 or more{switch}")
-    if mixing and config.mix_partners >= config.clients:
-        raise UsageError(
-            f"--mix-partners must be smaller than --clients ({config.mix_partners} >= {config.clients}): "
-            "each client is mixed with that many other clients"
-        )
+def flag(name: str, value) -> str:
+    """How the command line spells option `name` set to `value` (e.g. --no-mix, --mix-alpha 0.5)."""
+    option = "--" + name.replace("_", "-")
+    return (option if value else f"--no-{option[2:]}") if isinstance(value, bool) else f"{option} {value}"

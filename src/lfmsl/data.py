@@ -16,13 +16,11 @@ from types import ModuleType
 
 import numpy as np
 
+from lfmsl.datasets import DATASETS, SPECS
 from lfmsl.errors import UsageError
 
-DATASETS = ("fashion_mnist", "mnist", "cifar10")
 _MANUAL_HINT = "pass --manual-dir DIR or set LFMSL_MANUAL_DIR to a folder with a '{name}/' subfolder of the original files"
 _CHUNK = 10_000  # batch_size=-1 breaks under tfds.testing.mock_data; fixed chunks work everywhere.
-_IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
-MANUAL_FILES = {"mnist": _IDX_FILES, "fashion_mnist": _IDX_FILES, "cifar10": ("cifar-10-binary.tar.gz",)}  # what tfds reads there
 _DOWNLOAD_HOST = ("storage.googleapis.com", 443)  # where tfds downloads these datasets from
 
 
@@ -131,7 +129,7 @@ def _prepare(tfds: ModuleType, builder, name: str, data_dir: Path, manual_dir) -
             where = manual_dir or os.environ.get("LFMSL_MANUAL_DIR")
             looked = f"looked for them in {Path(where).expanduser() / name}/" if where else "no manual folder was given"
             raise UsageError(f"{name} is not prepared in {data_dir} and there is no internet to download it; its original files "
-                             f"are {', '.join(MANUAL_FILES[name])} ({looked}); {_MANUAL_HINT.format(name=name)}")
+                             f"are {', '.join(SPECS[name].manual_files)} ({looked}); {_MANUAL_HINT.format(name=name)}")
         print(f"lfmsl: {name} is not in {data_dir} nor in a manual folder; downloading it", file=sys.stderr)
     # MNIST and Fashion-MNIST share file names: a shared extract_dir would silently mix them.
     extract_dir = data_dir / "downloads" / "extracted" / name
@@ -164,7 +162,7 @@ def _manual_folder(name: str, manual_dir: str | os.PathLike | None) -> Path | No
     folder = manual_root / name
     if not folder.is_dir():
         return None
-    missing = [file for file in MANUAL_FILES[name] if not (folder / file).is_file()]
+    missing = [file for file in SPECS[name].manual_files if not (folder / file).is_file()]
     if missing:
         raise UsageError(f"the manual folder {folder} lacks {', '.join(missing)}; add the original files "
                          f"or remove the folder to download {name}")

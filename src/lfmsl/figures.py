@@ -12,15 +12,13 @@ import dataclasses
 from pathlib import Path
 from typing import Callable, Sequence
 
-from lfmsl import sweep
+from lfmsl import algorithms, sweep
 from lfmsl.config import Config
 from lfmsl.atomic import write_text
 from lfmsl.errors import UsageError
 
-SPLIT_BASELINES = ("sl", "psl", "sflv1", "sflv2", "locsplitfed", "locfedmix")
-LABELS = {"sl": "SL (sequential)", "psl": "PSL", "sflv1": "SplitFed V1", "sflv2": "SplitFed V2",
-          "locsplitfed": "LocSplitFed", "locfedmix": "LocFedMix-SL", "sglr": "SGLR", "mix2sfl": "Mix2SFL",
-          "centralized": "centralized", "fedavg": "FedAvg"}
+SPLIT_BASELINES = ("sl", "psl", "sflv1", "sflv2", "locsplitfed", "locfedmix")  # the paper's comparison: what the scripts run by default
+LABELS = {name: algorithms.label(name) for name in algorithms.names()}  # in registration order, which fixes each one's colour
 QUICK = dict(rounds=1, train_size=120, samples_per_client=None, test_size=200, clients=[3], eval_clients=2, target_accuracy=0.3)
 
 
@@ -93,14 +91,6 @@ def seeds_of(config: Config, seeds: Sequence[int]) -> list[Config]:
     return [dataclasses.replace(config, seed=s) for s in seeds]
 
 
-def by_config(runs: Sequence[sweep.Run]) -> dict[Config, list[sweep.Run]]:
-    """Runs grouped over seeds (the key has seed 0)."""
-    groups: dict[Config, list[sweep.Run]] = {}
-    for r in runs:
-        groups.setdefault(dataclasses.replace(r.config, seed=0), []).append(r)
-    return groups
-
-
 SETTINGS = ("dataset", "clients", "rounds", "train_size", "samples_per_client", "test_size", "batch_size", "partition", "lr", "eval_clients",
             "latency_profile", "seed")
 
@@ -139,8 +129,7 @@ def run_folders(paths: Sequence[Path]) -> list[sweep.Run]:
     for path in paths:
         if not path.is_dir():
             raise UsageError(f"--from-runs {path}: no such folder")
-        candidates = [path] if (path / "summary.json").exists() else sorted(p for p in path.iterdir() if (p / "summary.json").exists())
-        found += [sweep.load_run(p) for p in candidates]
+        found += sweep.finished_runs(path)
     return found
 
 
@@ -163,7 +152,7 @@ def curves_report(args: argparse.Namespace, runs: Sequence[sweep.Run], name: str
     sections = []
     for dataset in dict.fromkeys(r.config.dataset for r in runs):
         series, lines = {}, []
-        groups = by_config([r for r in runs if r.config.dataset == dataset])
+        groups = sweep.by_config([r for r in runs if r.config.dataset == dataset])
         for key, group in sorted(groups.items(), key=lambda item: list(LABELS).index(item[0].algorithm)):  # same colours as scalability
             histories = [sweep.history(r) for r in group]
             length = min(len(h) for h in histories)
@@ -208,6 +197,6 @@ def curves_main(name: str, description: str, x_key: str, xlabel: str, title: str
 def entry(main: Callable[[Sequence[str] | None], int]) -> int:
     """Run a script's main; a user's error is one line and exit status 2, and Ctrl-C or SIGTERM
     (the run in flight saved, so a re-run resumes it) one line and 130 or 143, as in the CLI."""
-    from lfmsl.errors import exit_status
+    from lfmsl.stopping import exit_status
 
     return exit_status(lambda: main(None), "", "; run the same command again to continue")

@@ -33,30 +33,14 @@ import math
 from typing import Sequence
 
 from lfmsl import comm
-from lfmsl.config import MIX_ALGORITHMS, Config
+from lfmsl.algorithms import Exchange, exchange
+from lfmsl.config import Config
+from lfmsl.datasets import spec
 from lfmsl.models import SplitModel, default_model_for, flops_per_sample, get_model
+from lfmsl.profiles import PROFILES, Profile
 
 BACKWARD_FACTOR = 3.0  # forward + backward = 3 x forward (backward ~ 2 x forward)
 BITS_PER_BYTE = 8
-
-
-@dataclasses.dataclass(frozen=True)
-class Profile:
-    """Device speeds (FLOP/s) and per-client link rates (Mbit/s)."""
-
-    client_flops: float
-    server_flops: float
-    uplink_mbps: float
-    downlink_mbps: float
-
-
-# Named profiles [default]; illustrative settings, not measurements of real devices.
-PROFILES = {
-    "default": Profile(client_flops=10e9, server_flops=1e12, uplink_mbps=100.0, downlink_mbps=100.0),
-    "iot": Profile(client_flops=1e9, server_flops=1e12, uplink_mbps=10.0, downlink_mbps=50.0),
-    "edge": Profile(client_flops=100e9, server_flops=10e12, uplink_mbps=1000.0, downlink_mbps=1000.0),
-}
-IMAGE_SHAPES = {"mnist": ((28, 28, 1), 10), "fashion_mnist": ((28, 28, 1), 10), "cifar10": ((32, 32, 3), 10)}
 
 
 def profile_for(config: Config) -> Profile:
@@ -68,7 +52,7 @@ def profile_for(config: Config) -> Profile:
 
 def model_for(config: Config) -> SplitModel:
     """The run's split model, built from the configuration alone (no data needed)."""
-    shape, classes = IMAGE_SHAPES[config.dataset]
+    shape, classes = spec(config.dataset).image_shape, spec(config.dataset).num_classes
     return get_model(config.model or default_model_for(config.dataset), shape, classes, config.conv, config.cut)
 
 
@@ -95,36 +79,33 @@ class Timing:
     per_relay: float
 
 
-def timing(config: Config, model: SplitModel, traffic: comm.Traffic, profile: Profile, active: int | None = None) -> Timing:
-    """The latency model of `config.algorithm` (see the module docstring), for an iteration in
-    which `active` clients take part (default: all; fewer in `--round-mode epoch`)."""
-    from lfmsl.algorithms import recipe_for
-
+def timing(config: Config, model: SplitModel, traffic: comm.Traffic, profile: Profile, active: int | None = None,
+           sent: Exchange | None = None) -> Timing:
+    """The latency model of what `config.algorithm` exchanges (see the module docstring), for an
+    iteration in which `active` clients take part (default: all; fewer in `--round-mode epoch`)."""
+    sent = exchange(config) if sent is None else sent
     flops = forward_flops(model)
     clients, b = config.clients, config.batch_size
     n = clients if active is None else active
     full = BACKWARD_FACTOR * (flops["client"] + flops["server"])
-    if config.algorithm == "centralized":
+    if sent.schedule == "central":
         return Timing(b * full / profile.server_flops, 0.0, 0.0)
     per_average = (_link_seconds((traffic.per_average["client_weights_up"] + traffic.per_average["aux_weights_up"]) / clients, profile.uplink_mbps)
                    + _link_seconds((traffic.per_average["client_weights_down"] + traffic.per_average["aux_weights_down"]) / clients, profile.downlink_mbps))
-    if config.algorithm == "fedavg":
+    if sent.schedule == "local":
         return Timing(b * full / profile.client_flops, per_average, 0.0)
 
-    sequential = config.algorithm == "sl"
-    recipe = None if sequential else recipe_for(config)
-    local = recipe.local if recipe else None  # "decoder" | "aux" | None: the client's extra part
     client = b * BACKWARD_FACTOR * flops["client"] / profile.client_flops
-    local_pass = b * BACKWARD_FACTOR * flops[local] / profile.client_flops if local else 0.0
+    local_pass = b * BACKWARD_FACTOR * flops[sent.local] / profile.client_flops if sent.local else 0.0
     up = _link_seconds((traffic.per_iteration["smashed_up"] + traffic.per_iteration["labels_up"]) / clients, profile.uplink_mbps)
     down = _link_seconds(traffic.per_iteration["grads_down"] / clients, profile.downlink_mbps)
     server_step = b * BACKWARD_FACTOR * flops["server"] / profile.server_flops  # one client's batch
-    if sequential:  # one client at a time, each through the server alone
+    if sent.schedule == "relay":  # one client at a time, each through the server alone
         relay = _link_seconds(traffic.relay_bytes / 2, profile.uplink_mbps) + _link_seconds(traffic.relay_bytes / 2, profile.downlink_mbps)
         return Timing(n * (client + up + server_step + down), 0.0, relay)
-    mixed = n * config.mix_partners if recipe.mix and config.algorithm in MIX_ALGORITHMS else 0
+    mixed = n * sent.mixed_per_client
     server = (n + mixed) * server_step  # SFL-V2's one-after-another sum is the same total
-    if not recipe.send_grad:  # LocSplitFed: no download, no waiting: a pipeline of its three stages
+    if not sent.grads_down:  # LocSplitFed: no download, no waiting: a pipeline of its three stages
         return Timing(max(client + local_pass, up, server) if config.overlap else client + local_pass + up + server, per_average, 0.0)
     wait = up + server + down  # for the server's answer; the decoder's pass fits in it where it overlaps
     return Timing(client + (max(local_pass, wait) if config.overlap else local_pass + wait), per_average, 0.0)
@@ -139,13 +120,14 @@ class RunCosts:
     def __init__(self, config: Config, model: SplitModel, iterations: int, active: Sequence[int] | None = None):
         self.config = config
         self.active = None if active is None else tuple(active)
-        self.traffic = comm.traffic(config, model, iterations)
+        self.exchange = exchange(config)
+        self.traffic = comm.traffic(config, model, iterations, self.exchange)
         self.profile = profile_for(config)
-        self.timing = timing(config, model, self.traffic, self.profile)
+        self.timing = timing(config, model, self.traffic, self.profile, sent=self.exchange)
         if self.active is None:
             self.iterations_seconds = iterations * self.timing.per_iteration
         else:
-            per_count = {a: timing(config, model, self.traffic, self.profile, a).per_iteration for a in set(self.active)}
+            per_count = {a: timing(config, model, self.traffic, self.profile, a, self.exchange).per_iteration for a in set(self.active)}
             self.iterations_seconds = math.fsum(per_count[a] for a in self.active)
         self._rounds: list[tuple[dict[str, int], float]] = []
 

@@ -1,20 +1,24 @@
-"""`lfmsl run`: validate, load, simulate with a progress bar and checkpoints, write the outputs.
+"""`lfmsl run` and `lfmsl.run`: validate, load, simulate with a progress bar and checkpoints, write the outputs.
 
-`execute` is the one way a run happens, fresh or resumed, from the command line or a sweep.
+`run` (exported as `lfmsl.run`) is the library's way to run a simulation; the command line, the
+sweep, the scripts and the notebook all go through it. `execute`, underneath it, is the one way
+a run happens, fresh or resumed.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from lfmsl import checkpoint, outputs
-from lfmsl.config import Config, validate
+from lfmsl.algorithms import validate
+from lfmsl.config import Config
 from lfmsl.errors import Diverged, UsageError
 from lfmsl.latency import summary_fields
+from lfmsl.rundir import RunDir
 from lfmsl.runlock import RunLock
 from lfmsl.stopping import StopRequests
 
@@ -32,18 +36,36 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run_command(args: argparse.Namespace, config: Config) -> int:
-    if getattr(args, "distributed", False):  # before JAX touches a device
+class RunResult(NamedTuple):
+    """What `run` returns: exactly what the run folder holds."""
+
+    history: list[dict]  # one record per round, as in metrics.jsonl
+    summary: dict  # as in summary.json
+    path: Path  # the run folder
+
+
+def run(config: Config, out: str | Path | None = None, resume: bool = False, **options: Any) -> RunResult:
+    """Run one simulation of `config` into the folder `out`; its round records and summary.
+
+    `out=None` is a new folder under runs/ (as `lfmsl run` does), because a run always keeps its
+    metrics, summary and checkpoints: it can be resumed and read later (pass a temporary folder
+    for a throwaway run). `out` must hold no run, unless `resume`: then a stopped run of the same
+    configuration there continues from its last checkpoint (a larger `rounds` extends it), and a
+    finished one returns at once. `options` are `execute`'s: `progress`, `manual_dir`, `data_dir`,
+    `checkpoint_every`, `dataset` (already loaded), `allow_divergence`.
+    """
+    folder = RunDir(out) if out is not None else RunDir.new("runs", config.algorithm, config.dataset)
+    summary = execute(config, folder.path, resume=resume, **options)
+    return RunResult(folder.metrics(), summary, folder.path)
+
+
+def run_command(config: Config, out: Path | None = None, resume: Path | None = None, distributed: bool = False, **options: Any) -> int:
+    """`lfmsl run`: a fresh run into `out`, or the run in `resume` continued; `options` as for `run`."""
+    if distributed:  # before JAX touches a device
         from lfmsl.sharding import initialize_distributed
 
         initialize_distributed()
-    out = args.resume or args.out or outputs.new_run_dir("runs", config.algorithm, config.dataset)
-    recorded = checkpoint.read_sources(out) if args.resume is not None else {}
-    execute(
-        config, out, resume=args.resume is not None, progress=args.progress, checkpoint_every=args.checkpoint_every,
-        allow_divergence=args.allow_divergence,
-        manual_dir=args.manual_dir or recorded.get("manual_dir"), data_dir=args.data_dir or recorded.get("data_dir"),
-    )
+    run(config, resume or out, resume=resume is not None, **options)
     return 0
 
 
@@ -65,60 +87,64 @@ def execute(
 
     Holds `out_dir` for this process throughout (`runlock.RunLock`: another writer is refused).
     Fresh when `out_dir` holds no run. With `resume`, a run of the same configuration in
-    `out_dir` continues from its newest checkpoint (a larger `rounds` extends it), and a
-    finished one returns its summary without any work. Raises UsageError when `out_dir` holds a
+    `out_dir` continues from its newest checkpoint (a larger `rounds` extends it) with the data
+    folders it was started with unless others are given, and a finished one (`RunDir.finished`)
+    returns its summary without any work. Raises UsageError when `out_dir` holds a
     run of another configuration (or any run, without `resume`), Diverged when a loss becomes
     NaN or infinite or explodes (unless `allow_divergence`), Interrupted after SIGINT or SIGTERM at the next safe point (the last completed round saved).
     """
     validate(config)  # every option is checked before any work starts
     if not (isinstance(checkpoint_every, int) and checkpoint_every >= 1):
         raise UsageError(f"--checkpoint-every must be a positive number of rounds, got {checkpoint_every}")
-    out = Path(out_dir)
-    with StopRequests() as stop, RunLock(out):  # signals only set a flag, read at safe points; one writer per folder
-        finished = _open_run_dir(config, out, resume)
+    folder = RunDir(out_dir)
+    with StopRequests() as stop, RunLock(folder.path):  # signals only set a flag, read at safe points; one writer per folder
+        finished = _open_run_dir(config, folder, resume)
         if finished is not None:
-            log(f"lfmsl: the run in {out} already finished its {config.rounds} rounds; nothing to do")
+            log(f"lfmsl: the run in {folder.path} already finished its {config.rounds} rounds; nothing to do")
             return finished
-        store = checkpoint.Checkpoints(out)
+        if resume:  # the data folders the run was started with, unless given
+            recorded = folder.sources()
+            manual_dir, data_dir = manual_dir or recorded.get("manual_dir"), data_dir or recorded.get("data_dir")
+        store = checkpoint.Checkpoints(folder.path)
         try:
             if dataset is None:
                 from lfmsl.data import load_dataset
 
                 dataset = load_dataset(config.dataset, manual_dir=manual_dir, data_dir=data_dir)
-            return _execute(config, out, store, progress, dataset, {"manual_dir": manual_dir, "data_dir": data_dir}, checkpoint_every, stop, allow_divergence)
+            return _execute(config, folder, store, progress, dataset, {"manual_dir": manual_dir, "data_dir": data_dir}, checkpoint_every, stop,
+                            allow_divergence)
         finally:
             store.close()
 
 
-def _open_run_dir(config: Config, out: Path, resume: bool) -> dict | None:
+def _open_run_dir(config: Config, folder: RunDir, resume: bool) -> dict | None:
     """Create or check the run folder; the summary of a run there that is already finished."""
-    stored = checkpoint.read_config(out)
-    if stored is None or not resume:
-        outputs.prepare_out_dir(out)  # refuses a folder that holds a run
-        return None
-    checkpoint.check_same_run(stored, config, out)
-    return _finished_summary(out, config)
+    if resume and folder.config() is not None:
+        return folder.finished(config, lambda message: log(f"lfmsl: {message}"))  # refuses a run of another configuration
+    folder.create()  # refuses a folder that holds a run
+    return None
 
 
-def _execute(config: Config, out: Path, store: checkpoint.Checkpoints, progress: bool, dataset, sources: dict, every: int,
+def _execute(config: Config, folder: RunDir, store: checkpoint.Checkpoints, progress: bool, dataset, sources: dict, every: int,
              stop: StopRequests, allow_divergence: bool) -> dict:
     from lfmsl.simulation import Simulation
 
+    out = folder.path
     resume_hint = f"continue with: lfmsl run --resume {out}"
-    stop.check(f"while loading the data; nothing was lost; {resume_hint if checkpoint.read_config(out) else 'start the run again'}")
+    stop.check(f"while loading the data; nothing was lost; {resume_hint if folder.config() else 'start the run again'}")
     steps = store.steps()
-    if steps and steps[-1] > config.rounds:
-        raise UsageError(f"the run in {out} has done {steps[-1]} rounds already; ask for --rounds {steps[-1]} or more")
+    if steps:
+        folder.check_rounds(steps[-1], config.rounds)
     log(f"lfmsl: {config.algorithm} on {config.dataset}, {config.clients} clients, {config.rounds} rounds -> {out}")
     simulation = Simulation(config, dataset)  # data-dependent checks happen here, before compiling
-    checkpoint.write_config(out, config, sources)
+    folder.write_config(config, sources)
     snapshot = store.latest(simulation.state) if steps else None
     history = []
     if snapshot is not None:
         simulation.state, simulation.run_key, history = snapshot.state, snapshot.run_key, snapshot.history
         log(f"lfmsl: resuming after round {snapshot.rounds_done} from {store.directory / str(snapshot.rounds_done)}")
-    outputs.write_metrics(out, history)  # drops rounds past the checkpoint: they are recomputed
-    (out / "summary.json").unlink(missing_ok=True)  # a finished run being extended is not finished
+    folder.write_metrics(history)  # drops rounds past the checkpoint: they are recomputed
+    folder.drop_summary()  # a finished run being extended is not finished
     start = len(history)
 
     if start < config.rounds:
@@ -129,7 +155,7 @@ def _execute(config: Config, out: Path, store: checkpoint.Checkpoints, progress:
     progress_bar = _progress_bar(config.rounds, start, progress)
     started = time.perf_counter()
     try:
-        history = _run_rounds(simulation, store, out, history, every, stop, progress_bar, allow_divergence)
+        history = _run_rounds(simulation, store, folder, history, every, stop, progress_bar, allow_divergence)
     finally:
         if progress_bar is not None:
             progress_bar.close()
@@ -152,8 +178,8 @@ def _execute(config: Config, out: Path, store: checkpoint.Checkpoints, progress:
         **summary_fields(history, config.target_accuracy),
         **outputs.environment(),
     }
-    outputs.write_json(out / "summary.json", summary)
-    outputs.plot_accuracy({config.algorithm: history}, out / "accuracy.png", f"{config.algorithm} on {config.dataset}, {config.clients} clients")
+    folder.write_summary(summary)
+    outputs.plot_accuracy({config.algorithm: history}, folder.plot_path, f"{config.algorithm} on {config.dataset}, {config.clients} clients")
     log(
         f"lfmsl: done. final accuracy {100 * summary['final_test_accuracy']:.2f}%, best {100 * summary['best_test_accuracy']:.2f}% "
         f"(round {summary['best_round']}), {summary['total_wall_time_s']:.1f} s for {len(history)} rounds "
@@ -164,7 +190,7 @@ def _execute(config: Config, out: Path, store: checkpoint.Checkpoints, progress:
     return summary
 
 
-def _run_rounds(simulation, store: checkpoint.Checkpoints, out: Path, history: list[dict], every: int, stop: StopRequests, progress_bar,
+def _run_rounds(simulation, store: checkpoint.Checkpoints, folder: RunDir, history: list[dict], every: int, stop: StopRequests, progress_bar,
                 allow_divergence: bool = False) -> list[dict]:
     """Rounds in segments that end at each checkpoint: the state after a segment is saved before
     the next round donates its buffers. Stops early, saved, when `stop` says so."""
@@ -176,7 +202,7 @@ def _run_rounds(simulation, store: checkpoint.Checkpoints, out: Path, history: l
         for record in simulation.rounds(done, segment_end, keep_going=stop.keep_going):
             record["wall_time_s"] += wall_time  # simulator time summed over the sessions of a run
             check_loss(record, history[0]["train_loss"] if history else None, config, store, allow_divergence)
-            outputs.append_metrics(out, record)
+            folder.append_metrics(record)
             history.append(record)
             _show(record, config, progress_bar)
         if len(history) > done:
@@ -216,21 +242,6 @@ def _likely_cause(config: Config, store: checkpoint.Checkpoints) -> str:
     kept = (f"the last good checkpoint (round {steps[-1]}) is in {store.directory}"
             if steps else "there is no checkpoint yet (it diverged before the first one)")
     return f"the learning rate ({rates}) is probably too high; {kept}"
-
-
-def _finished_summary(out: Path, config: Config) -> dict | None:
-    """The summary of a run that already did `config.rounds` rounds, else None. A finished run
-    whose files are damaged counts as not finished: it is rebuilt from its last checkpoint."""
-    try:
-        summary = outputs.finished_run(out)
-    except outputs.DamagedRun as damage:
-        saved = any(step.name.isdigit() for step in (out / checkpoint.CHECKPOINT_DIR).glob("*"))
-        log(f"lfmsl: {damage}; {'rebuilding the run from its last checkpoint' if saved else 'no checkpoint is left, so running it again'}")
-        return None
-    done = None if summary is None else summary["rounds_completed"]
-    if done is not None and done > config.rounds:
-        raise UsageError(f"the run in {out} has done {done} rounds already; ask for --rounds {done} or more")
-    return summary if done == config.rounds else None
 
 
 def _show(record: dict, config: Config, progress_bar) -> None:

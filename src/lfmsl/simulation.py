@@ -19,7 +19,8 @@ import numpy as np
 from lfmsl import algorithms, memory
 from lfmsl.algorithms.base import Context, State
 from lfmsl.batching import ClientData, active_per_iteration, iterations_per_round, make_client_data
-from lfmsl.config import Config, validate
+from lfmsl.algorithms import validate
+from lfmsl.config import Config
 from lfmsl.data import Dataset
 from lfmsl.errors import UsageError
 from lfmsl.evaluate import TestData, evaluate_pairs, make_test_data
@@ -87,11 +88,12 @@ class Simulation:
         self.config = validate(config)
         self.model = get_model(config.model or default_model_for(config.dataset), dataset.image_shape, dataset.num_classes, config.conv, config.cut)
         self.parts = client_partition(config, dataset.y_train)
-        # Centralised training sees the union of the clients' data as one learner.
-        learners = [np.sort(np.concatenate(self.parts))] if config.algorithm == "centralized" else self.parts
+        sent = algorithms.exchange(config)
+        # A central learner (centralized training) sees the union of the clients' data.
+        learners = [np.sort(np.concatenate(self.parts))] if sent.schedule == "central" else self.parts
         check_batch_size(config.batch_size, [len(p) for p in learners])
         # Clients split over all devices where there are several (sharding.py).
-        self.placement = Placement(len(learners), split=config.algorithm not in ("sl", "centralized"))
+        self.placement = Placement(len(learners), split=sent.splits_clients)
         self.data: ClientData = self.placement.data(make_client_data(dataset.x_train, dataset.y_train, learners))
         test = np.arange(len(dataset.y_test)) if config.test_size is None else stratified_subset(dataset.y_test, min(config.test_size, len(dataset.y_test)), config.seed)
         self.test: TestData = self.placement.replicate(make_test_data(dataset.x_test[test], dataset.y_test[test]))
@@ -183,12 +185,3 @@ class Simulation:
         record.update({k: float(v) for k, v in sorted(train.items())})
         record.update(self.costs.record_fields(round_index))
         return record
-
-
-def run_rounds(simulation: Simulation, rounds: int, on_round: Callable[[RoundRecord], None]) -> list[RoundRecord]:
-    """Run `rounds` rounds from the start, calling `on_round` with each record."""
-    history = []
-    for record in simulation.rounds(0, rounds):
-        history.append(record)
-        on_round(record)
-    return history

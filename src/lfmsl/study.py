@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from lfmsl import sweep
-from lfmsl.config import Config, without_inert
+from lfmsl.algorithms import without_inert
+from lfmsl.config import Config
 
 SPLIT_ALGORITHMS = ("sl", "psl", "sflv1", "sflv2", "locsplitfed", "locfedmix")
 LATER_ALGORITHMS = ("sglr", "mix2sfl")

@@ -83,19 +83,18 @@ Cells = dict[Config, dict[int, Outcome]]  # a configuration with seed 0 -> {seed
 
 def load_cells(runs_dir: Path) -> Cells:
     """Every finished run under `runs_dir`, grouped by configuration over seeds."""
-    cells: Cells = {}
     if not Path(runs_dir).is_dir():
-        return cells
-    for path in sorted(p for p in Path(runs_dir).iterdir() if (p / "summary.json").exists()):
-        run = sweep.load_run(path)
-        if run.summary.get("rounds_completed") != run.config.rounds:
-            continue
-        cells.setdefault(dataclasses.replace(run.config, seed=0), {})[run.config.seed] = outcome(run)
-    return cells
+        return {}
+    return {key: {run.config.seed: outcome(run) for run in group} for key, group in sweep.by_config(sweep.finished_runs(runs_dir)).items()}
+
+
+def by_seed(cells: Cells, config: Config) -> dict[int, Outcome]:
+    """The outcomes of `config` over its seeds ({} if none has finished)."""
+    return cells.get(sweep.without_seed(config), {})
 
 
 def values(cells: Cells, config: Config, metric: Callable[[Outcome], float]) -> dict[int, float]:
-    return {seed: metric(o) for seed, o in cells.get(dataclasses.replace(config, seed=0), {}).items()}
+    return {seed: metric(o) for seed, o in by_seed(cells, config).items()}
 
 
 METRICS = {  # name -> (per-run value, scale for display, unit, claimed direction of ours minus theirs)
@@ -123,7 +122,7 @@ def comparison(cells: Cells, ours: Config, theirs: Config, metric: str) -> tuple
     """Ours minus theirs paired by seed, and the verdict. A time to the target is compared only on
     the seeds where at least one of the two reaches it: where neither does, it says nothing."""
     value, _, _, direction = METRICS[metric]
-    a, b = (cells.get(dataclasses.replace(c, seed=0), {}) for c in (ours, theirs))
+    a, b = (by_seed(cells, c) for c in (ours, theirs))
     seeds = [s for s in set(a) & set(b) if not metric.endswith("to target") or a[s].reached or b[s].reached]
     d = stats.paired_difference({s: value(a[s]) for s in seeds}, {s: value(b[s]) for s in seeds})
     if d is None and set(a) & set(b):
@@ -167,7 +166,7 @@ class Report:
         return stats.estimate(list(values(self.cells, config, METRICS[metric][0]).values()))
 
     def _sgd_rate(self) -> float | None:
-        checks = [(c, o) for c in study.lr_check(self.scale) for o in self.cells.get(dataclasses.replace(c, seed=0), {}).values()]
+        checks = [(c, o) for c in study.lr_check(self.scale) for o in by_seed(self.cells, c).values()]
         if len(checks) < len(self.scale.sgd_rates):
             return None
         return study.best_rate([(c.lr, o.final) for c, o in checks])
@@ -193,8 +192,8 @@ class Report:
             for metric in metrics:
                 e = self.estimate(config, metric)
                 row.append(describe(e, METRICS[metric][1], self.seeds()))
-            reached = sum(o.reached for o in self.cells.get(dataclasses.replace(config, seed=0), {}).values())
-            row.append(f"{reached}/{len(self.cells.get(dataclasses.replace(config, seed=0), {}))}")
+            outcomes = by_seed(self.cells, config)
+            row.append(f"{sum(o.reached for o in outcomes.values())}/{len(outcomes)}")
             rows.append(row)
         return table(["algorithm", *metrics, "seeds reaching the target"], rows)
 

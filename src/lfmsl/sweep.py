@@ -3,7 +3,7 @@
 Every configuration flag takes a comma list (`--algorithm psl,locfedmix --clients 10,50
 --seed 0,1 --mix-alpha 0.5,1`); the grid is their product. Each run gets a folder named from
 its options that differ from the defaults, so a re-run of the same or a larger grid finds the
-runs that already finished (a `summary.json` with the same configuration) and skips them.
+runs that already finished (`RunDir.finished`) and skips them.
 Each dataset is loaded once. The table (results.csv, results.md) has one row per
 configuration with the mean and standard deviation over seeds.
 """
@@ -11,20 +11,21 @@ configuration with the mean and standard deviation over seeds.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import io
 import itertools
-import shutil
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from lfmsl import outputs
 from lfmsl.atomic import write_text
-from lfmsl.config import Config, inert_options, validate, without_inert
+from lfmsl.algorithms import inert_options, validate, without_inert
+from lfmsl.config import Config
 from lfmsl.errors import UsageError
+from lfmsl.rundir import RunDir
 
 DEFAULTS = Config()
 NAMED = ("algorithm", "dataset", "clients", "seed")  # always in a run folder's name
@@ -94,40 +95,22 @@ def run_name(config: Config) -> str:
     return "_".join(parts).replace("/", "-").replace(":", "-")
 
 
-def finished_summary(path: Path, config: Config, log: Callable[[str], None] = print) -> dict | None:
-    """The summary of a finished run of `config` in `path`, else None; another run there is an
-    error, and a damaged one counts as not finished (running it repairs it from its checkpoint)."""
-    try:
-        summary = outputs.finished_run(path)
-    except outputs.DamagedRun as damage:
-        log(f"lfmsl sweep: {damage}; the run will be repaired")
-        return None
-    if summary is None:
-        return None
-    if Config.from_dict(summary["config"]) != config:  # keys added later take their defaults
-        raise UsageError(f"{path} holds a run of another configuration; remove it or choose another --out")
-    return summary if summary.get("rounds_completed") == config.rounds else None
-
-
-def execute(config: Config, path: Path, dataset, progress: bool, allow_divergence: bool = False) -> dict:
-    """The one place a sweep runs a simulation: an interrupted run resumes from its checkpoint."""
-    from lfmsl.runner import execute as execute_run
-
-    return execute_run(config, path, resume=True, progress=progress, dataset=dataset, allow_divergence=allow_divergence)
-
-
 def run_sweep(configs: Sequence[Config], out: Path, load: Callable[[str], object], progress: bool = False,
               log: Callable[[str], None] = print, allow_divergence: bool = False) -> list[Run]:
     """Run every configuration not yet finished under `out`, loading each dataset once. A run
-    that another process is running (two sweeps over one grid) is skipped, not waited for."""
+    that another process is running (two sweeps over one grid) is skipped, not waited for; one
+    that fails (diverged, damaged beyond repair, another run in its folder) is named, and the
+    others go on."""
     for config in configs:
         validate(config)
     runs = [Run(config, Path(out) / run_name(config)) for config in configs]
     for run in runs:
-        run.summary = finished_summary(run.path, run.config, log)
-    todo = [run for run in runs if run.summary is None]
-    log(f"lfmsl sweep: {len(runs)} runs, {len(runs) - len(todo)} already finished, {len(todo)} to run -> {out}")
-    from lfmsl.runlock import RunBusy
+        with _failures(run, log):  # a damaged run counts as not finished: running it repairs it
+            run.summary = RunDir(run.path).finished(run.config, lambda message: log(f"lfmsl sweep: {message}"))
+    todo = [run for run in runs if run.summary is None and run.skipped is None]
+    finished = sum(run.summary is not None for run in runs)
+    log(f"lfmsl sweep: {len(runs)} runs, {finished} already finished, {len(todo)} to run -> {out}")
+    from lfmsl.runner import run as run_one
     from lfmsl.stopping import StopRequests
 
     with StopRequests() as stop:
@@ -136,15 +119,25 @@ def run_sweep(configs: Sequence[Config], out: Path, load: Callable[[str], object
             for run in group:
                 stop.check(f"before the run {run.path.name}; every finished run is kept; the same command continues the sweep")
                 log(f"lfmsl sweep: {run.path.name}")
-                try:
-                    run.summary = execute(run.config, run.path, dataset, progress, allow_divergence)
-                except RunBusy as busy:  # another sweep over the same grid has it: share the work
-                    run.skipped = str(busy)
-                    log(f"lfmsl sweep: skipped, {busy}")
-                except UsageError as error:  # diverged, or damaged beyond repair: the other runs go on
-                    run.skipped, run.exit_code = " ".join(str(error).splitlines()), getattr(error, "exit_code", 2)
-                    log(f"lfmsl sweep: {run.path.name} failed: {run.skipped}")
+                with _failures(run, log):  # an interrupted run resumes from its checkpoint
+                    run.summary = run_one(run.config, run.path, resume=True, progress=progress, dataset=dataset,
+                                          allow_divergence=allow_divergence).summary
     return runs
+
+
+@contextlib.contextmanager
+def _failures(run: Run, log: Callable[[str], None]) -> Iterator[None]:
+    """Record in `run` why it is left out (another process has it, or it failed) instead of raising."""
+    from lfmsl.runlock import RunBusy
+
+    try:
+        yield
+    except RunBusy as busy:  # another sweep over the same grid has it: share the work
+        run.skipped = str(busy)
+        log(f"lfmsl sweep: skipped, {busy}")
+    except UsageError as error:  # diverged, or damaged beyond repair: the other runs go on
+        run.skipped, run.exit_code = " ".join(str(error).splitlines()), getattr(error, "exit_code", 2)
+        log(f"lfmsl sweep: {run.path.name} failed: {run.skipped}")
 
 
 def left_out(runs: Sequence[Run]) -> str | None:
@@ -169,6 +162,19 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
+def without_seed(config: Config) -> Config:
+    """What the runs of one configuration over seeds share: the configuration with seed 0."""
+    return dataclasses.replace(config, seed=0)
+
+
+def by_config(runs: Iterable[Run]) -> dict[Config, list[Run]]:
+    """Runs grouped over seeds, keyed by `without_seed`, in the order first seen."""
+    groups: dict[Config, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(without_seed(run.config), []).append(run)
+    return groups
+
+
 def aggregate(runs: Sequence[Run], keys: Sequence[str] | None = None) -> list[dict]:
     """One row per configuration up to the seed: mean and std (ddof=1) over seeds of each metric.
 
@@ -178,12 +184,9 @@ def aggregate(runs: Sequence[Run], keys: Sequence[str] | None = None) -> list[di
     keys = list(keys or varying([r.config for r in finished]) or ["algorithm"])
     with_target = any(r.config.target_accuracy is not None for r in finished)
     metrics = [m[0] for m in METRICS if with_target or "target" not in m[0]]
-    groups: dict[Config, list[Run]] = {}
-    for run in finished:
-        run = dataclasses.replace(run, summary=current_summary(run)) if run.path.exists() else run
-        groups.setdefault(dataclasses.replace(run.config, seed=0), []).append(run)
+    current = [dataclasses.replace(run, summary=current_summary(run)) if run.path.exists() else run for run in finished]
     rows = []
-    for group in groups.values():
+    for group in by_config(current).values():
         row = {k: getattr(group[0].config, k) for k in keys}
         row["seeds"] = len(group)
         for key in metrics:
@@ -237,7 +240,7 @@ def history(run: Run) -> list[dict]:
     rather than read: runs made before the ledger existed, or under another cost model, then
     compare on one footing.
     """
-    records = outputs.read_metrics(run.path)
+    records = RunDir(run.path).metrics()
     if not records:
         return records
     from lfmsl.latency import annotate
@@ -253,13 +256,17 @@ def current_summary(run: Run) -> dict:
     return {**run.summary, **summary_fields(history(run), run.config.target_accuracy)}
 
 
-def load_run(path: Path) -> Run:
-    """A finished run folder (any folder with summary.json), e.g. one made by `lfmsl run`."""
-    summary = outputs.finished_run(path)  # DamagedRun, a one-line error, names a damaged file
-    if summary is None:
-        raise UsageError(f"{path} holds no finished run (no summary.json)")
-    known = {k: v for k, v in summary["config"].items() if k in Config.__dataclass_fields__}  # runs of other lfmsl versions
-    return Run(Config.from_dict(known), Path(path), summary)
+def finished_runs(path: Path) -> list[Run]:
+    """The finished runs in `path`, a run folder or a folder of them such as a sweep's (`RunDir.find`).
+
+    A damaged one raises DamagedRun, a one-line error that names the file, rather than being dropped.
+    """
+    runs = []
+    for folder in RunDir.find(path):
+        summary = folder.finished()
+        if summary is not None:
+            runs.append(Run(RunDir.summary_config(summary), folder.path, summary))
+    return runs
 
 
 def sweep_command(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ import optax
 
 from lfmsl import blocks
 from lfmsl.algorithms.base import Algorithm, Context, State, full_model_optimizer, scan_round
+from lfmsl.algorithms.registry import Entry, Exchange, register
 from lfmsl.models import init_params
 
 
@@ -38,3 +39,6 @@ def build(ctx: Context) -> Algorithm:
         return single["lower"], single["upper"]
 
     return Algorithm(init, lambda s, d, k: scan_round(step, ctx, s, d, k), eval_pairs, personal=False)
+
+
+ENTRY = register(Entry("centralized", "centralized", build, exchange=lambda config: Exchange(schedule="central", grads_down=False)))

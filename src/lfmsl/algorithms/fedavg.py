@@ -8,6 +8,8 @@ import optax
 
 from lfmsl import blocks
 from lfmsl.algorithms.base import Algorithm, Context, State, full_model_optimizer, scan_round, stacked_init, stacked_update
+from lfmsl.algorithms.registry import Entry, Exchange, register
+from lfmsl.config import Config
 from lfmsl.executors import map_clients
 from lfmsl.models import init_params
 
@@ -48,3 +50,11 @@ def build(ctx: Context) -> Algorithm:
         return averaged["lower"], averaged["upper"]
 
     return Algorithm(init, lambda s, d, k: scan_round(step, ctx, s, d, k), eval_pairs, personal=False)
+
+
+def exchange(config: Config) -> Exchange:
+    """Whole models train on the clients; only their averaging crosses the links."""
+    return Exchange(schedule="local", grads_down=False, averaged=("client", "server"), avg_every=config.avg_every)
+
+
+ENTRY = register(Entry("fedavg", "FedAvg", build, exchange, reads=frozenset({"avg_every"})))

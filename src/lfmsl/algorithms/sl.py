@@ -10,11 +10,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lfmsl.algorithms import parts
 from lfmsl.algorithms.base import Algorithm, Context, State, summarise
+from lfmsl.algorithms.registry import Entry, Exchange, register
 from lfmsl.algorithms.split import Recipe, init_state, make_step, optimizers
 from lfmsl.batching import ClientData, active_mask, gather, round_batches
 
-RECIPE = Recipe()
+RECIPE = Recipe(server=parts.SharedServer(), downlink=parts.own_gradient())  # PSL with one client at a time
 
 
 def relay_order(seed: int, num_clients: int) -> np.ndarray:
@@ -52,3 +54,6 @@ def build(ctx: Context) -> Algorithm:
         eval_pairs=lambda state, data, ids: (state.clients["lower"], jax.tree.map(lambda s: s[None], state.server)),
         personal=False,
     )
+
+
+ENTRY = register(Entry("sl", "SL (sequential)", build, exchange=lambda config: Exchange(schedule="relay")))

@@ -12,12 +12,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lfmsl import datasets
 from lfmsl.errors import UsageError
 from lfmsl.models.cnn import allconv_block, cnn_block
 from lfmsl.models.heads import Decoder, FlatAux, PoolAux
 from lfmsl.models.resnet import resnet_block
-
-_DEFAULT_MODEL = {"mnist": "cnn", "fashion_mnist": "cnn", "cifar10": "resnet18"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,10 +93,7 @@ class Segment(nn.Module):
 
 def default_model_for(dataset: str) -> str:
     """The model the paper's setting uses for a data set: cnn for (Fashion-)MNIST, else resnet18."""
-    if dataset not in _DEFAULT_MODEL:
-        raise UsageError(f"no default model for dataset {dataset!r}; known: "
-                         f"{', '.join(sorted(_DEFAULT_MODEL))}")
-    return _DEFAULT_MODEL[dataset]
+    return datasets.spec(dataset).default_model
 
 
 def cut_range(name: str) -> tuple[int, int]:

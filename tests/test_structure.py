@@ -1,0 +1,76 @@
+"""The package's architecture: its import graph has no cycle (imports inside functions count),
+and no module outside `algorithms/` names an algorithm's behaviour."""
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SRC).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """lfmsl module -> the lfmsl modules it imports, anywhere in its file."""
+    files = {module_name(p): p for p in (SRC / "lfmsl").rglob("*.py")}
+    graph = {name: set() for name in files}
+    for name, path in files.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from the package, `level - 1` folders up
+                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(anchor + ([base] if base else []))
+                targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in files else base for alias in node.names]
+            else:
+                continue
+            graph[name] |= {t for t in targets if t in files and t != name}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of the graph as a path that starts and ends at the same module, or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: finished
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_the_cycle_finder_finds_a_cycle_through_imports_inside_functions(tmp_path):
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_the_package_has_no_import_cycle():
+    graph = import_graph()
+    assert "lfmsl.algorithms.registry" in graph and graph["lfmsl.simulation" if "lfmsl.simulation" in graph else
+                                                          "lfmsl.experiments.simulation"]  # the graph was read
+    assert find_cycle(graph) is None
+
+
+def test_the_core_never_imports_the_algorithms_or_what_is_built_on_them():
+    graph = import_graph()
+    low = [m for m in graph if m.count(".") and m.split(".")[1] in ("core", "models", "config", "datasets", "errors", "profiles")]
+    above = ("lfmsl.algorithms", "lfmsl.costs", "lfmsl.experiments", "lfmsl.comm", "lfmsl.latency", "lfmsl.simulation", "lfmsl.runner")
+    for module in low:
+        assert not [t for t in graph[module] if t.startswith(above)], module
