@@ -11,7 +11,9 @@ import dataclasses
 import itertools
 import sys
 
-from lfmsl import figures, plots, sweep
+from lfmsl.experiments import figures, sweep
+
+from lfmsl.reporting import plots
 
 ALPHAS = (0.2, 0.5, 1.0, 2.0)
 PARTNERS = (1, 2, 4)

@@ -8,7 +8,7 @@
 
 Each case runs in its own process (so its peak memory is its own, and a case that runs out of
 memory fails alone): it builds the algorithm on synthetic batches of the real shapes
-(Fashion-MNIST, 28x28x1 uint8, 10 classes; nothing from lfmsl.data, so no TensorFlow is needed),
+(Fashion-MNIST, 28x28x1 uint8, 10 classes; nothing from lfmsl.io.data, so no TensorFlow is needed),
 compiles the round once (timed), runs it once to warm up and then `--repeats` more times.
 
 Reported per case: client-steps per second (clients x iterations per round / round time),
@@ -64,7 +64,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def synthetic_data(num_clients: int, per_client: int, seed: int = 0):
-    from lfmsl.batching import make_client_data
+    from lfmsl.core.batching import make_client_data
 
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (num_clients * per_client, *IMAGE_SHAPE), dtype=np.uint8)
@@ -110,7 +110,7 @@ def run_case(spec: dict) -> dict:
     from lfmsl import algorithms
     from lfmsl.algorithms.base import Context
     from lfmsl.config import Config
-    from lfmsl.executors import resolve
+    from lfmsl.core.executors import resolve
 
     n, iterations, batch = spec["clients"], spec["iterations"], spec["batch_size"]
     if not algorithms.get(spec["algorithm"]).exchange(Config(algorithm=spec["algorithm"])).splits_clients:
@@ -271,7 +271,7 @@ def main(argv=None) -> int:
         return 0
     from lfmsl import algorithms
     from lfmsl.config import Config
-    from lfmsl.executors import parse_executor
+    from lfmsl.core.executors import parse_executor
     from lfmsl.errors import UsageError
 
     parallel = [a for a in algorithms.names() if algorithms.get(a).exchange(Config(algorithm=a)).splits_clients]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from lfmsl import figures
+from lfmsl.experiments import figures
 
 
 def main(argv=None) -> int:

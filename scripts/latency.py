@@ -1,4 +1,4 @@
-"""Latency (the paper's claim 3): test accuracy against simulated latency (lfmsl.latency,
+"""Latency (the paper's claim 3): test accuracy against simulated latency (lfmsl.costs.latency,
 profile 'default': clients 10 GFLOP/s, server 1 TFLOP/s, 100 Mbit/s up and down), and the
 simulated time each split algorithm needs to reach --target-accuracy. Runs one run per
 algorithm at the largest --clients, or plots finished runs (--from-runs); runs made before
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from lfmsl import figures
+from lfmsl.experiments import figures
 
 
 def main(argv=None) -> int:

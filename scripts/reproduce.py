@@ -26,7 +26,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lfmsl import figures, study
+from lfmsl.experiments import figures, study
 
 
 def main(argv=None) -> int:
@@ -43,12 +43,12 @@ def main(argv=None) -> int:
     unknown = [part for part in args.parts if part not in study.PARTS]
     if unknown:
         p.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(study.PARTS)}")
-    from lfmsl.runner import log
+    from lfmsl.experiments.runner import log
 
     scale = study.Scale.quick() if args.quick else study.Scale()
     if not args.report_only:
         study.run_study(scale, args.results, figures.loader(args), args.parts, log=log)
-    from lfmsl.study_report import write_report
+    from lfmsl.reporting.study_report import write_report
 
     log(f"reproduce: report in {write_report(scale, args.results)}")
     return 0

@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-from lfmsl import figures, plots, sweep
+from lfmsl.experiments import figures, sweep
+
+from lfmsl.reporting import plots
 
 
 def main(argv=None) -> int:

@@ -24,7 +24,7 @@ def tfds_data_dir(manual_data_dir) -> Path:
     workers) wait, and then every process reads the finished cache."""
     import fcntl
 
-    from lfmsl.data import cache_path, load_dataset
+    from lfmsl.io.data import cache_path, load_dataset
 
     folder = REPO / ".cache" / "tfds"
     folder.mkdir(parents=True, exist_ok=True)
@@ -38,7 +38,7 @@ def tfds_data_dir(manual_data_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def fashion_mnist(manual_data_dir, tfds_data_dir):
-    from lfmsl.data import load_dataset
+    from lfmsl.io.data import load_dataset
 
     return load_dataset("fashion_mnist", manual_dir=manual_data_dir, data_dir=tfds_data_dir)
 
@@ -49,7 +49,7 @@ def tiny_data_dir(tmp_path_factory, fashion_mnist) -> Path:
     so end-to-end runs of the command line take seconds."""
     import numpy as np
 
-    from lfmsl.data import cache_path
+    from lfmsl.io.data import cache_path
 
     folder = tmp_path_factory.mktemp("tiny_data")
     path = cache_path("fashion_mnist", folder)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lfmsl.data import Dataset
+from lfmsl.io.data import Dataset
 
 
 def tiny_dataset(train: int = 40, test: int = 20) -> Dataset:

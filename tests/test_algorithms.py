@@ -9,10 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lfmsl import blocks
+from lfmsl.core import blocks
 from lfmsl.algorithms import Context, build, parts, recipe_for
 from lfmsl.algorithms.split import Recipe, build_split, init_state, make_step, optimizers
-from lfmsl.batching import gather, iterations_per_round, make_client_data
+from lfmsl.core.batching import gather, iterations_per_round, make_client_data
 from lfmsl.algorithms import names
 from lfmsl.config import Config
 
@@ -246,7 +246,7 @@ def test_epoch_mode_equals_a_loop_over_each_iterations_participants(fashion_mnis
     start = algorithm.init(jax.random.key(0))
     expected_state, _ = jax.jit(algorithm.round)(start, data, key)
 
-    from lfmsl.batching import round_batches
+    from lfmsl.core.batching import round_batches
 
     batch_key, step_key = jax.random.split(key)
     indices = round_batches(batch_key, data, ctx.iterations, BATCH)

@@ -6,7 +6,7 @@ import pytest
 
 import lfmsl
 from lfmsl.errors import UsageError
-from lfmsl.rundir import RunDir
+from lfmsl.io.rundir import RunDir
 from synthetic import tiny_dataset
 
 
@@ -22,7 +22,7 @@ def test_run_returns_the_records_and_summary_its_folder_holds(tmp_path, monkeypa
     assert result.summary["final_test_accuracy"] == result.history[-1]["test_accuracy"]
     assert folder.config() == config
 
-    monkeypatch.setattr("lfmsl.data.load_dataset", lambda *a, **k: pytest.fail("a finished run loaded data"))
+    monkeypatch.setattr("lfmsl.io.data.load_dataset", lambda *a, **k: pytest.fail("a finished run loaded data"))
     assert lfmsl.run(config, folder.path, resume=True) == result  # finished: returned at once
     with pytest.raises(UsageError, match="already holds"):
         lfmsl.run(config, folder.path)  # a fresh run never writes into another run's folder
@@ -32,6 +32,6 @@ def test_import_lfmsl_stays_cheap():
     import subprocess
     import sys
 
-    loaded = subprocess.run([sys.executable, "-c", "import sys, lfmsl; print('jax' in sys.modules, 'lfmsl.runner' in sys.modules)"],
+    loaded = subprocess.run([sys.executable, "-c", "import sys, lfmsl; print('jax' in sys.modules, 'lfmsl.experiments.runner' in sys.modules)"],
                             capture_output=True, text=True, check=True).stdout.split()
     assert loaded == ["False", "False"]

@@ -3,8 +3,8 @@
 import os
 import time
 
-from lfmsl import atomic
-from lfmsl.runlock import RunLock
+from lfmsl.io import atomic
+from lfmsl.io.runlock import RunLock
 
 
 def test_a_write_is_fsynced_and_leaves_no_temporary(tmp_path, monkeypatch):

@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 
 from cli_runs import TINY, count_rounds, environment, metrics, run, start, wait_for_rounds
-from lfmsl import checkpoint, cli
+from lfmsl import cli
+from lfmsl.io import checkpoint
 from lfmsl.config import Config
 from lfmsl.errors import Diverged, UsageError
-from lfmsl.rundir import RunDir
-from lfmsl.runner import _run_rounds, execute
+from lfmsl.io.rundir import RunDir
+from lfmsl.experiments.runner import _run_rounds, execute
 from lfmsl.stopping import StopRequests
 
 
@@ -211,7 +212,7 @@ def no_work(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("data was loaded")
 
-    monkeypatch.setattr("lfmsl.data.load_dataset", refuse)
+    monkeypatch.setattr("lfmsl.io.data.load_dataset", refuse)
 
 
 def test_a_fresh_run_into_a_folder_with_another_runs_checkpoints_is_refused(reference_run, tmp_path, capsys):

@@ -87,7 +87,7 @@ def test_help_explains_every_option():
 
 def test_cifar10_runs_end_to_end_on_tfds_mock_data(tmp_path, capsys, monkeypatch):
     """The CIFAR-10 path: tfds (mock data) -> cache -> resnet18 split model -> LocFedMix-SL round."""
-    from lfmsl import data
+    from lfmsl.io import data
 
     monkeypatch.setattr(data, "_online", lambda: True)  # the mock stands in for the download
     tfds = data.import_tfds()

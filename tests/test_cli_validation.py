@@ -16,9 +16,9 @@ from lfmsl.datasets import DATASETS
 
 ALGORITHMS = names()
 from lfmsl.errors import UsageError
-from lfmsl.executors import parse_executor
+from lfmsl.core.executors import parse_executor
 from lfmsl.models import MODELS
-from lfmsl.partition import parse_partition
+from lfmsl.core.partition import parse_partition
 
 
 def _number(text, kind):
@@ -141,7 +141,7 @@ def no_data(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("data was loaded although the options were bad")
 
-    monkeypatch.setattr("lfmsl.data.load_dataset", refuse)
+    monkeypatch.setattr("lfmsl.io.data.load_dataset", refuse)
 
 
 def assert_one_line_error(code, capsys, progress_lines=0) -> str:
@@ -229,7 +229,7 @@ def test_an_inert_option_is_refused_naming_it_and_accepted_where_it_applies(algo
 
 
 def test_a_sweep_grid_drops_inert_options_and_runs_each_meaningful_run_once():
-    from lfmsl.sweep import grid
+    from lfmsl.experiments.sweep import grid
 
     notes = []
     configs = grid({"algorithm": ["psl", "locfedmix"], "mix_alpha": [0.5, 1.0], "clients": 4}, notes.append)
@@ -240,7 +240,7 @@ def test_a_sweep_grid_drops_inert_options_and_runs_each_meaningful_run_once():
 def test_the_memory_error_of_the_loop_does_not_suggest_the_loop():
     from types import SimpleNamespace
 
-    from lfmsl import memory
+    from lfmsl.core import memory
 
     huge = SimpleNamespace(memory_analysis=lambda: SimpleNamespace(temp_size_in_bytes=2**60))
     for executor, suggests_loop in (("vmap", True), ("loop", False)):

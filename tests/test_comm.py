@@ -4,12 +4,12 @@ import dataclasses
 
 import pytest
 
-from lfmsl import comm
+from lfmsl.costs import comm
 from lfmsl.algorithms import names
 from lfmsl.config import Config
 
 ALGORITHMS = names()
-from lfmsl.latency import model_for
+from lfmsl.costs.latency import model_for
 
 # Hand-counted parameters of the cnn on 28x28x1 images (weights + biases).
 CLIENT = (3 * 3 * 1 * 32 + 32) + (3 * 3 * 32 * 64 + 64)  # 18816
@@ -78,7 +78,7 @@ def test_sequential_sl_relays_the_client_model_between_clients_through_the_serve
 
 
 def test_sflv1_server_copies_stay_out_of_the_link_totals():
-    from lfmsl.latency import RunCosts
+    from lfmsl.costs.latency import RunCosts
 
     config = Config(algorithm="sflv1", clients=N, batch_size=B)
     record = RunCosts(config, model_for(config), I).record_fields(0)

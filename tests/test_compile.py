@@ -7,7 +7,7 @@ import jax
 import pytest
 
 from lfmsl.config import Config
-from lfmsl.simulation import Simulation
+from lfmsl.experiments.simulation import Simulation
 
 BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"  # one event per XLA compilation
 ROUND, EVALUATE = "jit(<lambda>)", "jit(evaluate)"

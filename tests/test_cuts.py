@@ -8,9 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lfmsl import comm, models
+from lfmsl import models
+
+from lfmsl.costs import comm
 from lfmsl.algorithms import Context, build
-from lfmsl.batching import iterations_per_round, make_client_data
+from lfmsl.core.batching import iterations_per_round, make_client_data
 from lfmsl.algorithms import validate
 from lfmsl.config import Config
 from lfmsl.errors import UsageError
@@ -115,7 +117,7 @@ TOTAL = CONV(1, 16) + CONV(16, 16) + CONV(16, 32) + CONV(32, 32) + CONV(32, 64) 
 
 @pytest.mark.parametrize("cut", sorted(HAND))
 def test_ledger_and_flops_follow_the_cut(cut):
-    from lfmsl.latency import forward_flops, model_for
+    from lfmsl.costs.latency import forward_flops, model_for
 
     config = Config(algorithm="sflv2", model="allconv", cut=cut, clients=5, batch_size=8)
     model = model_for(config)

@@ -8,9 +8,10 @@ import shutil
 import pytest
 
 from cli_runs import metrics
-from lfmsl import cli, sweep
+from lfmsl import cli
+from lfmsl.experiments import sweep
 from lfmsl.config import Config
-from lfmsl.rundir import DamagedRun, RunDir
+from lfmsl.io.rundir import DamagedRun, RunDir
 from synthetic import tiny_dataset
 
 
@@ -60,7 +61,7 @@ def sweep_folder(reference_run, tmp_path) -> Config:
 
 
 def test_a_sweep_repairs_a_damaged_run_and_puts_it_in_the_table(reference_run, tiny_data_dir, tmp_path):
-    from lfmsl.data import load_dataset
+    from lfmsl.io.data import load_dataset
 
     config = sweep_folder(reference_run, tmp_path)
     out = tmp_path / sweep.run_name(config)

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from lfmsl import data
+from lfmsl.io import data
 from lfmsl.errors import UsageError
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -89,7 +89,7 @@ def test_second_load_comes_from_cache_and_equals_tfds(mnist, manual_data_dir, tf
 
 def test_cache_needs_no_tensorflow(mnist, tfds_data_dir):
     code = (
-        "import sys; from lfmsl.data import load_dataset; "
+        "import sys; from lfmsl.io.data import load_dataset; "
         f"d = load_dataset('mnist', data_dir={str(tfds_data_dir)!r}); "
         "assert d.x_train.shape == (60000, 28, 28, 1); "
         "assert 'tensorflow' not in sys.modules and 'tensorflow_datasets' not in sys.modules"

@@ -10,9 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from cli_runs import TINY, environment, metrics, run
-from lfmsl.batching import make_client_data, round_batches
-from lfmsl.blocks import smashed_mixup
-from lfmsl.partition import partition
+from lfmsl.core.batching import make_client_data, round_batches
+from lfmsl.core.blocks import smashed_mixup
+from lfmsl.core.partition import partition
 
 
 def test_same_seed_same_metrics_in_a_fresh_process(reference_run, tiny_data_dir, tmp_path):

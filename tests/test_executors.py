@@ -6,9 +6,11 @@ import jax
 import numpy as np
 import pytest
 
-from lfmsl import algorithms, blocks, executors, models
+from lfmsl import algorithms, models
+
+from lfmsl.core import blocks, executors
 from lfmsl.algorithms.base import Context
-from lfmsl.batching import make_client_data
+from lfmsl.core.batching import make_client_data
 from lfmsl.config import Config
 from lfmsl.errors import UsageError
 from lfmsl.models import get_model

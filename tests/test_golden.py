@@ -19,7 +19,7 @@ from lfmsl.algorithms import names
 from lfmsl.config import Config
 
 ALGORITHMS = names()
-from lfmsl.simulation import Simulation
+from lfmsl.experiments.simulation import Simulation
 from synthetic import tiny_dataset
 
 GOLDEN = Path(__file__).parent / "golden" / "metrics.json"

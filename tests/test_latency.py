@@ -2,7 +2,7 @@
 
 import pytest
 
-from lfmsl import latency
+from lfmsl.costs import latency
 from lfmsl.algorithms import validate
 from lfmsl.config import Config
 from lfmsl.errors import UsageError

@@ -5,10 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lfmsl import memory
+from lfmsl.core import memory
 from lfmsl.config import Config
 from lfmsl.errors import UsageError
-from lfmsl.simulation import Simulation
+from lfmsl.experiments.simulation import Simulation
 from synthetic import tiny_dataset
 
 

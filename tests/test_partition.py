@@ -6,7 +6,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from lfmsl.errors import UsageError
-from lfmsl.partition import parse_partition, partition, stratified_subset, validate
+from lfmsl.core.partition import parse_partition, partition, stratified_subset, validate
 
 BALANCED = np.repeat(np.arange(10), 600)  # 10 classes x 600, like a small Fashion-MNIST
 SPECS = ["iid", "dirichlet:0.05", "dirichlet:0.5", "dirichlet:100", "shards:1", "shards:2", "shards:3"]

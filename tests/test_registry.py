@@ -10,7 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lfmsl import cli, comm, latency
+from lfmsl import cli
+
+from lfmsl.costs import comm, latency
 from lfmsl.algorithms import Exchange, get, names, parts, registry, validate
 from lfmsl.algorithms.split import Recipe, split_entry
 from lfmsl.config import Config

@@ -10,7 +10,7 @@ import pytest
 
 from lfmsl.config import Config
 from lfmsl.errors import UsageError
-from lfmsl.rundir import DamagedRun, RunDir
+from lfmsl.io.rundir import DamagedRun, RunDir
 
 CONFIG = Config(algorithm="psl", clients=2, rounds=2)
 RESULTS = Path(__file__).resolve().parents[1] / "results"

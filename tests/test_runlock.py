@@ -8,14 +8,15 @@ import sys
 import pytest
 
 from cli_runs import SRC
-from lfmsl import cli, sweep
+from lfmsl import cli
+from lfmsl.experiments import sweep
 from lfmsl.config import Config
-from lfmsl.runlock import LOCK_FILE, RunBusy, RunLock
+from lfmsl.io.runlock import LOCK_FILE, RunBusy, RunLock
 from synthetic import tiny_dataset
 
 
 def test_a_second_writer_stops_at_once_naming_the_first(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("lfmsl.data.load_dataset", lambda *a, **k: pytest.fail("the second writer loaded data"))
+    monkeypatch.setattr("lfmsl.io.data.load_dataset", lambda *a, **k: pytest.fail("the second writer loaded data"))
     out = tmp_path / "run"
     with RunLock(out):
         code = cli.main(["run", "--out", str(out), "--clients", "2", "--no-progress"])
@@ -29,7 +30,7 @@ def test_a_second_writer_stops_at_once_naming_the_first(tmp_path, capsys, monkey
 
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
     out = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from lfmsl.runlock import RunLock; "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from lfmsl.io.runlock import RunLock; "
                                f"lock = RunLock({str(out)!r}).__enter__(); print('held', flush=True); time.sleep(60)"],
                               env=dict(os.environ, PYTHONPATH=str(SRC)), stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"

@@ -44,7 +44,7 @@ def test_quick_runs_write_figures_and_tables(tmp_path, manual_data_dir, tfds_dat
 
 
 def test_plots_write_labelled_pngs(tmp_path):
-    from lfmsl import plots
+    from lfmsl.reporting import plots
 
     line = plots.line_plot({"a": ([1, 2], [50.0, 60.0], [1.0, 2.0]), "b": ([1, 2], [55.0, 58.0], None)}, tmp_path / "l.png",
                            "number of clients N", "final test accuracy (%)", "title", logx=True, xticks=[1, 2])

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec
 
-from lfmsl.sharding import Placement, check_divisible, client_mesh
+from lfmsl.core.sharding import Placement, check_divisible, client_mesh
 from lfmsl.errors import UsageError
 
 CASES = [("locfedmix", "loop"), ("sflv1", "vmap")]  # shard_map over lax.map; per-client server copies
@@ -23,9 +23,9 @@ SCRIPT = textwrap.dedent("""
     import json, os, sys
     import jax
     from lfmsl.config import Config
-    from lfmsl.data import load_dataset
+    from lfmsl.io.data import load_dataset
     from lfmsl.errors import UsageError
-    from lfmsl.simulation import Simulation
+    from lfmsl.experiments.simulation import Simulation
 
     dataset = load_dataset("fashion_mnist", manual_dir=os.environ.get("LFMSL_MANUAL_DIR"), data_dir=sys.argv[1])
     out = {"devices": jax.device_count(), "runs": {}}

@@ -6,11 +6,13 @@ import math
 import numpy as np
 import pytest
 
-from lfmsl import stats, study
+from lfmsl.experiments import study
+
+from lfmsl.reporting import stats
 from lfmsl.algorithms import validate
 from lfmsl.config import Config
 from lfmsl.errors import UsageError
-from lfmsl.simulation import client_partition
+from lfmsl.experiments.simulation import client_partition
 
 
 def skewed_labels(seed=0):
@@ -62,7 +64,7 @@ def test_more_samples_than_the_training_set_is_refused():
 
 def test_the_sweep_takes_a_list_of_samples_per_client():
     from lfmsl.cli import build_parser
-    from lfmsl.sweep import grid
+    from lfmsl.experiments.sweep import grid
 
     args = build_parser().parse_args(["sweep", "--out", "x", "--clients", "10,20", "--samples-per-client", "100,300"])
     assert sorted((c.clients, c.samples_per_client) for c in grid(vars(args))) == [(10, 100), (10, 300), (20, 100), (20, 300)]
@@ -165,7 +167,7 @@ def test_reproduce_refuses_an_unknown_part(capsys):
 
 
 def test_the_scripts_take_samples_per_client():
-    from lfmsl import figures
+    from lfmsl.experiments import figures
 
     args = figures.parse(figures.parser("x", "", datasets="fashion_mnist", rounds=2, train_size=3000, clients="10"),
                          ["--samples-per-client", "300"])

@@ -7,12 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lfmsl import comm, sweep
+from lfmsl.costs import comm
+
+from lfmsl.experiments import sweep
 from lfmsl.cli import build_parser, main
 from lfmsl.config import Config
 from lfmsl.errors import UsageError
-from lfmsl.latency import model_for
-from lfmsl.rundir import RunDir
+from lfmsl.costs.latency import model_for
+from lfmsl.io.rundir import RunDir
 from synthetic import tiny_dataset
 
 

@@ -13,11 +13,11 @@ __all__ = ["Config", "RunDir", "RunResult", "run"]
 
 def __getattr__(name: str):
     if name in ("run", "RunResult"):
-        from lfmsl import runner
+        from lfmsl.experiments import runner
 
         return getattr(runner, name)
     if name == "RunDir":
-        from lfmsl.rundir import RunDir
+        from lfmsl.io.rundir import RunDir
 
         return RunDir
     if name == "Config":

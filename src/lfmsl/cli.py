@@ -134,7 +134,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--eval-clients", type=_non_negative_int, default=d.eval_clients, metavar="K",
                    help=f"where clients keep their own models, score K evenly spread clients' models; 0: all (default: {d.eval_clients})")
 
-    g = parser.add_argument_group("simulated latency (see lfmsl.latency)")
+    g = parser.add_argument_group("simulated latency (see lfmsl.costs.latency)")
     from lfmsl.profiles import PROFILES
 
     g.add_argument("--latency-profile", default=d.latency_profile, choices=tuple(PROFILES), metavar="NAME",
@@ -154,7 +154,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
     """The parser of every command; `explicit_only` leaves out the options not given."""
-    from lfmsl.runner import DEFAULT_CHECKPOINT_EVERY
+    from lfmsl.experiments.runner import DEFAULT_CHECKPOINT_EVERY
 
     parser = _Parser(prog="lfmsl", description="Simulate parallel split learning: LocFedMix-SL and its baselines.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -181,7 +181,7 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
                                             "--clients 10,50 --seed 0,1), one folder per run, skipping runs already finished, "
                                             "then write results.csv and results.md with the mean and std over seeds.")
     add_config_arguments(sweep)
-    from lfmsl.sweep import listify
+    from lfmsl.experiments.sweep import listify
 
     listify(sweep)
     g = sweep.add_argument_group("input and output")
@@ -202,7 +202,7 @@ def run_config(args: argparse.Namespace, argv: Sequence[str] | None) -> Config:
     """`lfmsl run`'s configuration: the flags, or with --resume the run's own with the flags given on top."""
     if args.resume is None:
         return config_from_args(args)
-    from lfmsl.rundir import CONFIG_FILE, RunDir
+    from lfmsl.io.rundir import CONFIG_FILE, RunDir
 
     if args.out is not None and args.out.resolve() != args.resume.resolve():
         raise UsageError("--resume DIR continues the run in DIR and writes there; leave out --out")
@@ -222,10 +222,10 @@ def _dispatch(argv: Sequence[str] | None) -> int:
     if args.command is None:
         raise UsageError("say what to do: 'lfmsl run' or 'lfmsl sweep' (see 'lfmsl --help')")
     if args.command == "sweep":
-        from lfmsl.sweep import sweep_command
+        from lfmsl.experiments.sweep import sweep_command
 
         return sweep_command(args)
-    from lfmsl.runner import run_command
+    from lfmsl.experiments.runner import run_command
 
     return run_command(run_config(args, argv), out=args.out, resume=args.resume, distributed=args.distributed, progress=args.progress,
                        checkpoint_every=args.checkpoint_every, allow_divergence=args.allow_divergence, manual_dir=args.manual_dir,

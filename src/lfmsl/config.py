@@ -9,12 +9,12 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from lfmsl.blocks import RECONSTRUCTION_LOSSES
+from lfmsl.core.blocks import RECONSTRUCTION_LOSSES
 from lfmsl.datasets import DATASETS
 from lfmsl.errors import UsageError
-from lfmsl.executors import parse_executor
+from lfmsl.core.executors import parse_executor
 from lfmsl.models import MODELS, cut_range, default_model_for
-from lfmsl.partition import parse_partition
+from lfmsl.core.partition import parse_partition
 from lfmsl.profiles import PROFILES
 
 ROUND_MODES = ("wrap", "epoch")
@@ -58,7 +58,7 @@ class Config:
     # Evaluation.
     eval_clients: int = 10  # clients evaluated per round where clients keep their own models; 0: all
     test_size: int | None = None  # score on a class-stratified subset of the test set (quick runs); None: all
-    # Simulated latency (lfmsl.latency): a named device/link profile, each value overridable.
+    # Simulated latency (lfmsl.costs.latency): a named device/link profile, each value overridable.
     latency_profile: str = "default"
     client_flops: float | None = None  # FLOP/s of each client; None: the profile's
     server_flops: float | None = None  # FLOP/s of the server; None: the profile's

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lfmsl.batching import ClientData, active_mask, gather, round_batches
+from lfmsl.core.batching import ClientData, active_mask, gather, round_batches
 from lfmsl.config import Config
 from lfmsl.models import SplitModel
 

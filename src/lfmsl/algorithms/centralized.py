@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lfmsl import blocks
+from lfmsl.core import blocks
 from lfmsl.algorithms.base import Algorithm, Context, State, full_model_optimizer, scan_round
 from lfmsl.algorithms.registry import Entry, Exchange, register
 from lfmsl.models import init_params

@@ -6,11 +6,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lfmsl import blocks
+from lfmsl.core import blocks
 from lfmsl.algorithms.base import Algorithm, Context, State, full_model_optimizer, scan_round, stacked_init, stacked_update
 from lfmsl.algorithms.registry import Entry, Exchange, register
 from lfmsl.config import Config
-from lfmsl.executors import map_clients
+from lfmsl.core.executors import map_clients
 from lfmsl.models import init_params
 
 

@@ -19,9 +19,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lfmsl import blocks
+from lfmsl.core import blocks
 from lfmsl.algorithms.base import Context, PyTree
-from lfmsl.executors import map_clients
+from lfmsl.core.executors import map_clients
 
 # ---------------------------------------------------------------------------------------------
 # Local parts: what a client computes besides its smashed data.

@@ -14,7 +14,7 @@ from lfmsl.algorithms import parts
 from lfmsl.algorithms.base import Algorithm, Context, State, summarise
 from lfmsl.algorithms.registry import Entry, Exchange, register
 from lfmsl.algorithms.split import Recipe, init_state, make_step, optimizers
-from lfmsl.batching import ClientData, active_mask, gather, round_batches
+from lfmsl.core.batching import ClientData, active_mask, gather, round_batches
 
 RECIPE = Recipe(server=parts.SharedServer(), downlink=parts.own_gradient())  # PSL with one client at a time
 

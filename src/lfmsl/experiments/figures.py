@@ -12,9 +12,11 @@ import dataclasses
 from pathlib import Path
 from typing import Callable, Sequence
 
-from lfmsl import algorithms, sweep
+from lfmsl import algorithms
+
+from lfmsl.experiments import sweep
 from lfmsl.config import Config
-from lfmsl.atomic import write_text
+from lfmsl.io.atomic import write_text
 from lfmsl.errors import UsageError
 
 SPLIT_BASELINES = ("sl", "psl", "sflv1", "sflv2", "locsplitfed", "locfedmix")  # the paper's comparison: what the scripts run by default
@@ -75,14 +77,14 @@ def base_config(args: argparse.Namespace, **overrides) -> Config:
 
 
 def loader(args: argparse.Namespace) -> Callable[[str], object]:
-    from lfmsl.data import load_dataset
+    from lfmsl.io.data import load_dataset
 
     return lambda name: load_dataset(name, manual_dir=args.manual_dir, data_dir=args.data_dir)
 
 
 def run(args: argparse.Namespace, configs: Sequence[Config]) -> list[sweep.Run]:
     """Run (or find finished) every configuration under --runs-dir."""
-    from lfmsl.runner import log
+    from lfmsl.experiments.runner import log
 
     return sweep.run_sweep(configs, args.runs_dir, loader(args), progress=False, log=log)
 
@@ -106,7 +108,7 @@ def settings_line(runs: Sequence[sweep.Run]) -> str:
             values = sorted(values, key=str)
         shown = ", ".join("all" if v is None else str(v) for v in values)
         parts.append(f"{name.replace('_', ' ')} {shown}")
-    from lfmsl.latency import profile_for
+    from lfmsl.costs.latency import profile_for
 
     profiles = sorted({str(profile_for(r.config)) for r in runs})
     return "; ".join(parts) + f"; simulated devices and links: {', '.join(profiles)}"
@@ -144,7 +146,7 @@ def curve_runs(args: argparse.Namespace) -> list[sweep.Run]:
 
 def curves_report(args: argparse.Namespace, runs: Sequence[sweep.Run], name: str, x_key: str, xlabel: str, title: str) -> Path:
     """Test accuracy against `x_key` per algorithm (mean over seeds), and the table of the targets."""
-    from lfmsl.latency import summary_fields
+    from lfmsl.costs.latency import summary_fields
 
     import numpy as np
 
@@ -166,7 +168,7 @@ def curves_report(args: argparse.Namespace, runs: Sequence[sweep.Run], name: str
                           mean("rounds_to_target"), mean("sim_latency_to_target_s"), float(np.mean([h[length - 1]["sim_latency_s"] for h in histories])),
                           float(np.mean([h[length - 1]["comm_bytes"] for h in histories])) / 1e6, f"{len(hit)}/{len(group)}"))
         figure = f"{name}_{dataset}.png"
-        from lfmsl import plots
+        from lfmsl.reporting import plots
 
         plots.line_plot(series, args.out / figure, xlabel, "test accuracy (%)", f"{title} on {dataset}", logx=x_key == "sim_latency_s")
         header = ["algorithm", "clients", "seeds", "final acc (%)", "best acc (%)", "rounds", f"rounds to {100 * args.target_accuracy:g}%",

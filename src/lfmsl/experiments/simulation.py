@@ -16,19 +16,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lfmsl import algorithms, memory
+from lfmsl import algorithms
+
+from lfmsl.core import memory
 from lfmsl.algorithms.base import Context, State
-from lfmsl.batching import ClientData, active_per_iteration, iterations_per_round, make_client_data
+from lfmsl.core.batching import ClientData, active_per_iteration, iterations_per_round, make_client_data
 from lfmsl.algorithms import validate
 from lfmsl.config import Config
-from lfmsl.data import Dataset
+from lfmsl.io.data import Dataset
 from lfmsl.errors import UsageError
-from lfmsl.evaluate import TestData, evaluate_pairs, make_test_data
-from lfmsl.executors import resolve
-from lfmsl.latency import RunCosts
+from lfmsl.core.evaluate import TestData, evaluate_pairs, make_test_data
+from lfmsl.core.executors import resolve
+from lfmsl.costs.latency import RunCosts
 from lfmsl.models import default_model_for, get_model
-from lfmsl.partition import partition, stratified_subset
-from lfmsl.sharding import Placement
+from lfmsl.core.partition import partition, stratified_subset
+from lfmsl.core.sharding import Placement
 
 RoundRecord = dict[str, float]
 

@@ -21,11 +21,11 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from lfmsl.atomic import write_text
+from lfmsl.io.atomic import write_text
 from lfmsl.algorithms import inert_options, validate, without_inert
 from lfmsl.config import Config
 from lfmsl.errors import UsageError
-from lfmsl.rundir import RunDir
+from lfmsl.io.rundir import RunDir
 
 DEFAULTS = Config()
 NAMED = ("algorithm", "dataset", "clients", "seed")  # always in a run folder's name
@@ -110,7 +110,7 @@ def run_sweep(configs: Sequence[Config], out: Path, load: Callable[[str], object
     todo = [run for run in runs if run.summary is None and run.skipped is None]
     finished = sum(run.summary is not None for run in runs)
     log(f"lfmsl sweep: {len(runs)} runs, {finished} already finished, {len(todo)} to run -> {out}")
-    from lfmsl.runner import run as run_one
+    from lfmsl.experiments.runner import run as run_one
     from lfmsl.stopping import StopRequests
 
     with StopRequests() as stop:
@@ -128,7 +128,7 @@ def run_sweep(configs: Sequence[Config], out: Path, load: Callable[[str], object
 @contextlib.contextmanager
 def _failures(run: Run, log: Callable[[str], None]) -> Iterator[None]:
     """Record in `run` why it is left out (another process has it, or it failed) instead of raising."""
-    from lfmsl.runlock import RunBusy
+    from lfmsl.io.runlock import RunBusy
 
     try:
         yield
@@ -243,7 +243,7 @@ def history(run: Run) -> list[dict]:
     records = RunDir(run.path).metrics()
     if not records:
         return records
-    from lfmsl.latency import annotate
+    from lfmsl.costs.latency import annotate
 
     resolved = run.summary["resolved"]
     return annotate(records, run.config, resolved["iterations_per_round"], resolved.get("active_per_iteration"))
@@ -251,7 +251,7 @@ def history(run: Run) -> list[dict]:
 
 def current_summary(run: Run) -> dict:
     """The run's summary with its cost totals recomputed like `history`."""
-    from lfmsl.latency import summary_fields
+    from lfmsl.costs.latency import summary_fields
 
     return {**run.summary, **summary_fields(history(run), run.config.target_accuracy)}
 
@@ -271,8 +271,8 @@ def finished_runs(path: Path) -> list[Run]:
 
 def sweep_command(args: argparse.Namespace) -> int:
     """`lfmsl sweep`: run the grid, then write the tables."""
-    from lfmsl.data import load_dataset
-    from lfmsl.runner import log
+    from lfmsl.io.data import load_dataset
+    from lfmsl.experiments.runner import log
 
     configs = grid(vars(args), log)
     runs = run_sweep(configs, args.out, lambda name: load_dataset(name, manual_dir=args.manual_dir, data_dir=args.data_dir),

@@ -13,13 +13,13 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from lfmsl import checkpoint, outputs
+from lfmsl.io import checkpoint, outputs
 from lfmsl.algorithms import validate
 from lfmsl.config import Config
 from lfmsl.errors import Diverged, UsageError
-from lfmsl.latency import summary_fields
-from lfmsl.rundir import RunDir
-from lfmsl.runlock import RunLock
+from lfmsl.costs.latency import summary_fields
+from lfmsl.io.rundir import RunDir
+from lfmsl.io.runlock import RunLock
 from lfmsl.stopping import StopRequests
 
 DEFAULT_CHECKPOINT_EVERY = 1  # rounds: a save costs well under 1% of a CPU round (docs/DETERMINISM.md)
@@ -62,7 +62,7 @@ def run(config: Config, out: str | Path | None = None, resume: bool = False, **o
 def run_command(config: Config, out: Path | None = None, resume: Path | None = None, distributed: bool = False, **options: Any) -> int:
     """`lfmsl run`: a fresh run into `out`, or the run in `resume` continued; `options` as for `run`."""
     if distributed:  # before JAX touches a device
-        from lfmsl.sharding import initialize_distributed
+        from lfmsl.core.sharding import initialize_distributed
 
         initialize_distributed()
     run(config, resume or out, resume=resume is not None, **options)
@@ -108,7 +108,7 @@ def execute(
         store = checkpoint.Checkpoints(folder.path)
         try:
             if dataset is None:
-                from lfmsl.data import load_dataset
+                from lfmsl.io.data import load_dataset
 
                 dataset = load_dataset(config.dataset, manual_dir=manual_dir, data_dir=data_dir)
             return _execute(config, folder, store, progress, dataset, {"manual_dir": manual_dir, "data_dir": data_dir}, checkpoint_every, stop,
@@ -127,7 +127,7 @@ def _open_run_dir(config: Config, folder: RunDir, resume: bool) -> dict | None:
 
 def _execute(config: Config, folder: RunDir, store: checkpoint.Checkpoints, progress: bool, dataset, sources: dict, every: int,
              stop: StopRequests, allow_divergence: bool) -> dict:
-    from lfmsl.simulation import Simulation
+    from lfmsl.experiments.simulation import Simulation
 
     out = folder.path
     resume_hint = f"continue with: lfmsl run --resume {out}"

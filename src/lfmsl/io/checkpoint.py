@@ -1,6 +1,6 @@
 """Checkpoints of a run, so that a crash, a pre-emption or Ctrl-C never costs finished rounds.
 
-A run folder (`lfmsl.rundir.RunDir`) holds `checkpoints/<rounds done>/`, each an orbax
+A run folder (`lfmsl.io.rundir.RunDir`) holds `checkpoints/<rounds done>/`, each an orbax
 checkpoint of the whole `State` plus a JSON part with the round, the run key and the metrics
 history so far. Round r's randomness is `fold_in(run_key, r)`, so (state, rounds done, run key)
 is all a resumed run needs to compute exactly what an uninterrupted run would have.
@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lfmsl.errors import UsageError
-from lfmsl.rundir import RunDir
+from lfmsl.io.rundir import RunDir
 
 FORMAT = 1  # version of the JSON part; bump when its meaning changes
 

@@ -200,7 +200,7 @@ def _write_cache(dataset: Dataset, path: Path) -> None:
     killed an hour ago or more left a temporary that is removed here."""
     import io
 
-    from lfmsl.atomic import remove_leftovers, write_bytes
+    from lfmsl.io.atomic import remove_leftovers, write_bytes
 
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(path.parent, older_than_s=3600)

@@ -4,7 +4,7 @@ Every part is a list of configurations on Fashion-MNIST where each client holds 
 (`--samples-per-client`), so more clients bring more data, as in the authors' setup. All runs
 live in one folder, `<results>/runs/<run name>`, so a configuration shared by two parts runs
 once, and a re-run skips what has finished and resumes what was interrupted (through
-`lfmsl.sweep`). `Scale.quick()` is the same study shrunk to seconds, for the test suite.
+`lfmsl.experiments.sweep`). `Scale.quick()` is the same study shrunk to seconds, for the test suite.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import itertools
 from pathlib import Path
 from typing import Callable, Sequence
 
-from lfmsl import sweep
+from lfmsl.experiments import sweep
 from lfmsl.algorithms import without_inert
 from lfmsl.config import Config
 

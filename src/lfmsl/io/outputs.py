@@ -1,6 +1,6 @@
 """What a run's summary and plot say: the totals of its rounds, its environment, its accuracy curve.
 
-The files themselves are read and written by `lfmsl.rundir.RunDir`.
+The files themselves are read and written by `lfmsl.io.rundir.RunDir`.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def plot_accuracy(curves: dict[str, Sequence[dict]], path: Path, title: str) -> 
     """Test accuracy over rounds, one line per named run (shaded min-max where clients differ)."""
     from matplotlib.ticker import MaxNLocator
 
-    from lfmsl.plots import new_axes, save
+    from lfmsl.reporting.plots import new_axes, save
 
     figure, axes = new_axes()
     for label, history in curves.items():

@@ -19,8 +19,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from lfmsl import figures, plots, stats, study, sweep
-from lfmsl.atomic import write_text
+from lfmsl.experiments import figures, study, sweep
+
+from lfmsl.reporting import plots, stats
+from lfmsl.io.atomic import write_text
 from lfmsl.config import Config
 
 OURS = "locfedmix"
@@ -392,8 +394,8 @@ class Report:
 
     # (e) -----------------------------------------------------------------------------------
     def cut_depth(self) -> str:
-        from lfmsl import comm
-        from lfmsl.latency import forward_flops, model_for
+        from lfmsl.costs import comm
+        from lfmsl.costs.latency import forward_flops, model_for
 
         name, ns, hi = self.scale.cut_model, self.scale.clients_cut, max(self.scale.clients_cut)
         text = [f"`--model {name}` at N = {', '.join(map(str, ns))}; IID, Adam, the algorithms of (a).", ""]

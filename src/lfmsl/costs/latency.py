@@ -32,7 +32,7 @@ import functools
 import math
 from typing import Sequence
 
-from lfmsl import comm
+from lfmsl.costs import comm
 from lfmsl.algorithms import Exchange, exchange
 from lfmsl.config import Config
 from lfmsl.datasets import spec

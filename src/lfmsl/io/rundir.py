@@ -2,7 +2,7 @@
 
 A run folder holds `config.json` (the configuration, written before any work) and
 `data_sources.json` (the data folders, reused on resume), `metrics.jsonl` (one line per round,
-appended as each round ends), `checkpoints/` (see `lfmsl.checkpoint`), and, once the run has
+appended as each round ends), `checkpoints/` (see `lfmsl.io.checkpoint`), and, once the run has
 done all its rounds, `summary.json` and `accuracy.png`. Whether a run is finished and whether it
 is the same run as a configuration are decided here only (`RunDir.finished`).
 """
@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Callable, Sequence
 
-from lfmsl.atomic import write_text
+from lfmsl.io.atomic import write_text
 from lfmsl.config import Config
 from lfmsl.errors import UsageError
 

@@ -35,7 +35,7 @@ def save(figure, path: Path) -> Path:
     """Write `figure` as a PNG at `path` and free it."""
     import io
 
-    from lfmsl.atomic import write_bytes
+    from lfmsl.io.atomic import write_bytes
 
     figure.tight_layout()
     png = io.BytesIO()

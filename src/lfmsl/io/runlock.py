@@ -12,7 +12,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from lfmsl.atomic import remove_leftovers
+from lfmsl.io.atomic import remove_leftovers
 from lfmsl.errors import UsageError
 
 LOCK_FILE = ".lfmsl.lock"
