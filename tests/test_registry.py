@@ -67,6 +67,15 @@ def test_a_name_is_registered_once_and_unknown_names_are_a_usage_error():
         get("bogus")
 
 
+def test_every_module_of_the_algorithms_folder_registers_the_algorithm_it_is_named_after():
+    import pkgutil
+
+    import lfmsl.algorithms as package
+
+    modules = {m.name for m in pkgutil.iter_modules(package.__path__)} - {"base", "registry", "parts", "split"}
+    assert modules == set(names()) and len(modules) == 10
+
+
 def test_each_builtin_exchange_is_what_the_specification_says():
     sent = {name: get(name).exchange(Config(algorithm=name)) for name in names()}
     assert sent["sl"].schedule == "relay" and sent["centralized"].schedule == "central" and sent["fedavg"].schedule == "local"
