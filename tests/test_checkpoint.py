@@ -222,5 +222,127 @@ def test_a_fresh_run_into_a_folder_with_another_runs_checkpoints_is_refused(refe
     before = sorted(p.relative_to(out) for p in out.rglob("*"))
     code = cli.main(["run", "--out", str(out), "--clients", "5", "--no-progress"])
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and "holds checkpoints of a run" in err and f"--resume {out}" in err
+    assert code == 2 and err.count("\n") == 1 and "holds checkpoints of a run but no config.json" in err and "another --out" in err
+    assert f"--resume {out}" not in err  # it could not be resumed (test_every_suggestion_..._leads_on_never_back)
     assert sorted(p.relative_to(out) for p in out.rglob("*") if p.name != ".lfmsl.lock") == before  # nothing touched
+
+
+class Reached(Exception):
+    """The command got past every check of its options and folder, to loading the data."""
+
+
+def attempt(argv, monkeypatch, capsys) -> str | None:
+    """None if `lfmsl run argv` is accepted (it gets as far as loading data), else its one-line error."""
+    monkeypatch.setattr("lfmsl.io.data.load_dataset", lambda *a, **k: (_ for _ in ()).throw(Reached()))
+    capsys.readouterr()
+    try:
+        code = cli.main(["run", *map(str, argv), "--no-progress"])
+    except Reached:
+        return None
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    return err.strip()
+
+
+def suggested(message: str, folder, elsewhere) -> list[tuple]:
+    """The commands an error message sends the user to: --resume/--out of `folder`, another --out, removing `folder`."""
+    found = [(flag, folder) for flag in ("--resume", "--out") if f"{flag} {folder} " in message + " " or f"{flag} {folder};" in message]
+    if "another --out" in message:
+        found.append(("--out", elsewhere))
+    if f"remove {folder} " in message:
+        found.append(("remove", folder))
+    return found
+
+
+@pytest.mark.parametrize("held", ["checkpoints only", "config.json only"])
+def test_every_suggestion_for_a_folder_of_run_files_leads_on_never_back(tmp_path, monkeypatch, capsys, held):
+    """Before: a folder of another run's checkpoints (no config.json) was refused with 'continue that run with
+    --resume DIR', and --resume DIR with 'start one with --out DIR': a circle."""
+    folder, elsewhere = tmp_path / "held", tmp_path / "elsewhere"
+    if held == "checkpoints only":
+        (folder / "checkpoints" / "2").mkdir(parents=True)
+    else:
+        RunDir(folder).create().write_config(Config(clients=2), {})
+    kept = tmp_path / "kept"
+    shutil.copytree(folder, kept)
+    tried, todo, accepted = [], [("--out", folder), ("--resume", folder)], 0  # the plain start, and the user trying --resume anyway
+    while todo:
+        step = todo.pop(0)
+        assert step not in tried, f"the suggestions lead back to {step}: {tried}"
+        tried.append(step)
+        if step[0] == "remove":
+            shutil.rmtree(folder)
+            step = ("--out", folder)
+        message = attempt(step, monkeypatch, capsys)
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(kept, folder)  # the next suggestion starts from the same folder
+        if message is None:
+            accepted += 1
+            continue
+        if held == "checkpoints only":
+            assert "cannot be resumed" in message and f"--resume {folder}" not in message and f"--out {folder}" not in message
+        todo += [s for s in suggested(message, folder, elsewhere) if s not in tried and s not in todo]
+    assert accepted >= 1 and len(tried) >= 3, tried
+
+
+def test_a_checkpoint_of_other_shapes_is_a_one_line_refusal_that_moves_nothing(tmp_path):
+    """Before: orbax's 'tree structures do not match' counted as damage, every valid checkpoint was moved aside,
+    and the next --resume started the run again from round 1."""
+    store = checkpoint.Checkpoints(tmp_path)
+    state = {"w": jnp.zeros(3), "b": {"c": jnp.ones((2, 2))}}
+    store.save(1, state, __import__("jax").random.key(0), [{"round": 1}], 0.0)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    store = checkpoint.Checkpoints(tmp_path)  # as a resumed process opens them
+    for like, difference in [
+        ({"w": jnp.zeros(4), "b": {"c": jnp.ones((2, 2))}}, "w has shape (3,) where this run has (4,)"),
+        ({"w": jnp.zeros(3, jnp.int32), "b": {"c": jnp.ones((2, 2))}}, "w has dtype float32 where this run has int32"),
+        ({"v": jnp.zeros(3), "b": {"c": jnp.ones((2, 2))}}, "it lacks v; it holds w, which this run does not have"),
+    ]:
+        with pytest.raises(UsageError) as refused:
+            store.latest(like)
+        message = str(refused.value)
+        assert difference in message and "does not fit this run" in message and "left in place" in message and "\n" not in message
+        assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing moved, nothing deleted
+    assert store.latest(state).rounds_done == 1
+
+
+def test_a_resume_with_checkpoints_of_another_model_is_refused_and_moves_nothing(reference_run, tiny_data_dir, tmp_path, capsys):
+    out = copy_run(reference_run, tmp_path)
+    (out / "summary.json").unlink()
+    folder = RunDir(out)
+    folder.write_config(dataclasses.replace(folder.config(), clients=5), folder.sources())  # the checkpoints hold 4 clients
+    before = sorted(p.relative_to(out) for p in (out / "checkpoints").rglob("*"))
+    code = cli.main(["run", "--resume", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    assert err.splitlines()[-1].startswith("lfmsl: error: the checkpoint") and "does not fit this run" in err and "has shape (4," in err
+    assert sorted(p.relative_to(out) for p in (out / "checkpoints").rglob("*")) == before
+    assert not (out / "checkpoints.unreadable").exists() and metrics(out) == metrics(reference_run)
+
+
+def test_a_resume_with_no_readable_checkpoint_never_starts_again_over_what_is_there(reference_run, tiny_data_dir, tmp_path, capsys,
+                                                                                    monkeypatch):
+    """Before: when every checkpoint was unreadable (or gone), the next --resume silently began again at round 1
+    and rewrote metrics.jsonl."""
+    out = copy_run(reference_run, tmp_path)
+    (out / "summary.json").unlink()
+    for manifest in (out / "checkpoints").rglob("manifest.ocdbt"):
+        manifest.write_bytes(b"")  # both checkpoints torn
+    code = cli.main(["run", "--resume", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    assert "no checkpoint in" in err.splitlines()[-1] and "each was moved into checkpoints.unreadable/" in err
+    assert len(list((out / "checkpoints.unreadable").iterdir())) == 2  # moved aside, not deleted
+
+    monkeypatch.setattr("lfmsl.io.data.load_dataset", lambda *a, **k: pytest.fail("it went on to load data"))
+    code = cli.main(["run", "--resume", str(out), "--no-progress"])  # again: refused, before any work
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "holds 5 rounds in metrics.jsonl and 2 checkpoints moved into checkpoints.unreadable/" in err
+    assert "remove metrics.jsonl and checkpoints.unreadable" in err and metrics(out) == metrics(reference_run)
+
+    shutil.rmtree(out / "checkpoints.unreadable")  # a run whose checkpoints are gone: the same refusal, for its metrics
+    assert cli.main(["run", "--resume", str(out), "--no-progress"]) == 2
+    assert "holds 5 rounds in metrics.jsonl but no checkpoint" in capsys.readouterr().err
+    (out / "metrics.jsonl").unlink()  # following the advice, the run starts again
+    assert attempt(["--resume", out], monkeypatch, capsys) is None

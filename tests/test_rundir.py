@@ -70,10 +70,13 @@ def test_a_damaged_run_is_named_or_counts_as_not_finished(tmp_path, damage, chec
     with pytest.raises(DamagedRun, match="is damaged"):
         folder.finished()  # a reader: named, never dropped in silence
     logs = []
+    if not checkpointed:  # running it again from round 1 would overwrite its rounds in silence: refused, saying how
+        with pytest.raises(DamagedRun, match="is damaged.*no checkpoint is left to rebuild it from; to run it again from round 1, remove"):
+            folder.finished(CONFIG, logs.append)
+        return
     assert folder.finished(CONFIG, logs.append) is None  # a writer: running it again repairs it
     (line,) = logs
-    repair = "rebuilding the run from its last checkpoint" if checkpointed else "running it again (no checkpoint is left)"
-    assert "is damaged" in line and line.endswith(f"it will be repaired by {repair}")
+    assert "is damaged" in line and line.endswith("it will be repaired by rebuilding the run from its last checkpoint")
 
 
 def test_a_torn_configuration_is_a_usage_error(tmp_path):
@@ -89,6 +92,9 @@ def test_create_refuses_a_folder_that_holds_a_run(tmp_path):
         RunDir(tmp_path / "run").create()
     (tmp_path / "empty" / "checkpoints").mkdir(parents=True)
     RunDir(tmp_path / "empty").create()  # an empty checkpoints folder is nothing
+    (tmp_path / "aside" / "checkpoints.unreadable" / "3-20260101-000000").mkdir(parents=True)
+    with pytest.raises(UsageError, match="holds checkpoints.unreadable of a run but no config.json, so that run cannot be resumed"):
+        RunDir(tmp_path / "aside").create()
 
 
 def test_new_names_a_fresh_folder_and_find_lists_finished_runs(tmp_path):

@@ -206,8 +206,12 @@ def run_config(args: argparse.Namespace, argv: Sequence[str] | None) -> Config:
 
     if args.out is not None and args.out.resolve() != args.resume.resolve():
         raise UsageError("--resume DIR continues the run in DIR and writes there; leave out --out")
-    stored = RunDir(args.resume).config()
+    folder = RunDir(args.resume)
+    stored = folder.config()
     if stored is None:
+        found = folder.run_files()
+        if found:  # another run's leftovers: --out there is refused too, so suggest neither
+            raise folder.not_resumable(found)
         raise UsageError(f"{args.resume} holds no run to resume (no {CONFIG_FILE}); start one with --out {args.resume}")
     given = vars(build_parser(explicit_only=True).parse_args(sys.argv[1:] if argv is None else argv))
     return dataclasses.replace(stored, **{name: value for name, value in given.items() if value is not _NOT_GIVEN and name in Config.__dataclass_fields__})

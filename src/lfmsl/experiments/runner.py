@@ -92,6 +92,8 @@ def execute(
     returns its summary without any work. Raises UsageError when `out_dir` holds a
     run of another configuration (or any run, without `resume`), Diverged when a loss becomes
     NaN or infinite or explodes (unless `allow_divergence`), Interrupted after SIGINT or SIGTERM at the next safe point (the last completed round saved).
+    A resumed run with no checkpoint to continue from does not start again at round 1 over
+    rounds already in metrics.jsonl or checkpoints moved aside as unreadable: UsageError says what is there.
     """
     validate(config)  # every option is checked before any work starts
     if not (isinstance(checkpoint_every, int) and checkpoint_every >= 1):
@@ -107,6 +109,8 @@ def execute(
             manual_dir, data_dir = manual_dir or recorded.get("manual_dir"), data_dir or recorded.get("data_dir")
         store = checkpoint.Checkpoints(folder.path)
         try:
+            if not store.steps():
+                folder.check_nothing_lost_by_restarting()
             if dataset is None:
                 from lfmsl.io.data import load_dataset
 

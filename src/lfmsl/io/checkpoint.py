@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lfmsl.errors import UsageError
-from lfmsl.io.rundir import RunDir
+from lfmsl.io.rundir import UNREADABLE_DIR, RunDir
 
 FORMAT = 1  # version of the JSON part; bump when its meaning changes
 
@@ -55,7 +55,8 @@ class Checkpoints:
             cleanup_tmp_directories=True,  # what a killed save left behind
         )
         try:
-            self._manager = ocp.CheckpointManager(self.directory, options=options)
+            handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}  # metadata reads before any restore
+            self._manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
         except OSError as error:
             raise UsageError(f"cannot write checkpoints to {self.directory}: {error.strerror}; choose another --out") from None
 
@@ -81,23 +82,34 @@ class Checkpoints:
     def latest(self, like: Any) -> Snapshot | None:
         """The newest checkpoint that reads back whole, shaped like `like`; None if there is none.
 
-        A newer checkpoint that cannot be read is moved aside into `checkpoints.unreadable/`
-        (with a warning), never deleted, so that the rounds after the one restored can be saved
-        again. If checkpoints exist but none can be read, the run stops rather than silently
-        starting again.
+        A checkpoint that reads but holds another tree or other shapes than `like` (written by
+        another lfmsl or another model) is valid: UsageError names the difference, and nothing is
+        moved. A newer checkpoint that cannot be read (cut short, torn) is moved aside into
+        `checkpoints.unreadable/` (with a warning), never deleted, so that the rounds after the
+        one restored can be saved again. If checkpoints exist but none can be read, the run stops
+        rather than silently starting again.
         """
         ocp = self._ocp
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
         steps = self.steps()
         for step in reversed(steps):
+            stored = self._layout(step)
+            if stored is not None:
+                difference = _difference(stored, _leaves(like))
+                if difference:
+                    raise UsageError(
+                        f"the checkpoint {self.directory / str(step)} does not fit this run ({difference}); it is valid but "
+                        "written for another model or by another lfmsl version, so it was left in place; continue that run with "
+                        "the lfmsl that wrote it, or choose another --out for a new run"
+                    )
             try:
                 restored = self._manager.restore(
                     step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore())
                 )
                 return _snapshot(step, restored.state, restored.meta)
-            except Exception as error:  # noqa: BLE001 - any failure to read means: not usable
+            except Exception as error:  # noqa: BLE001 - the layout fits, so a failure to read means: cut short or damaged
                 reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
-                aside = self.directory.with_name(self.directory.name + ".unreadable") / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+                aside = self.directory.with_name(UNREADABLE_DIR) / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
                 print(f"lfmsl: checkpoint {self.directory / str(step)} is incomplete or damaged ({reason}); moved to {aside}; "
                       "using the one before", file=sys.stderr)
                 last_error = reason
@@ -105,11 +117,18 @@ class Checkpoints:
                 shutil.move(self.directory / str(step), aside)
                 self._manager.reload()
         if steps:
-            raise UsageError(
-                f"no checkpoint in {self.directory} can be read (the last error: {last_error}); "
-                f"delete that folder to start the run again"
-            )
+            raise UsageError(f"no checkpoint in {self.directory} can be read (the last error: {last_error}); each was moved into "
+                             f"{UNREADABLE_DIR}/; " + RunDir(self.directory.parent).start_again_advice())
         return None
+
+    def _layout(self, step: int) -> dict[str, tuple] | None:
+        """Path -> (shape, dtype) of every array the checkpoint holds; None where its metadata does not read."""
+        try:
+            metadata = self._manager.item_metadata(step)["state"]
+        except Exception:  # noqa: BLE001 - unreadable metadata: the restore below decides
+            return None
+        tree = getattr(metadata, "tree", metadata)
+        return None if tree is None else _leaves(tree)
 
     def close(self) -> None:
         self._manager.close()
@@ -126,3 +145,38 @@ def _snapshot(step: int, state: Any, meta: dict) -> Snapshot:
     state = jax.tree.map(lambda leaf: jnp.asarray(np.asarray(leaf)), state)
     run_key = jax.random.wrap_key_data(jnp.asarray(meta["run_key"], dtype=jnp.uint32), impl=meta["run_key_impl"])
     return Snapshot(step, state, run_key, list(meta["history"]), float(meta["wall_time_s"]))
+
+
+def _leaves(tree: Any) -> dict[str, tuple]:
+    """Path -> (shape, dtype) of a tree's arrays, the path named alike for a live state (named
+    tuples, dicts) and a checkpoint's metadata (dicts)."""
+    def name(key) -> str:
+        for attribute in ("key", "name", "idx"):
+            if hasattr(key, attribute):
+                return str(getattr(key, attribute))
+        return str(key)
+
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {"/".join(map(name, path)): (tuple(getattr(leaf, "shape", ())), str(getattr(leaf, "dtype", "?"))) for path, leaf in leaves}
+
+
+def _difference(stored: dict[str, tuple], expected: dict[str, tuple], most: int = 2) -> str:
+    """What differs between a checkpoint's arrays and the run's, in a few words ('' if nothing)."""
+    def listed(paths: list[str]) -> str:
+        return ", ".join(paths[:most]) + (f" and {len(paths) - most} more" if len(paths) > most else "")
+
+    parts = []
+    missing = sorted(set(expected) - set(stored))
+    extra = sorted(set(stored) - set(expected))
+    if missing:
+        parts.append(f"it lacks {listed(missing)}")
+    if extra:
+        parts.append(f"it holds {listed(extra)}, which this run does not have")
+    changed = sorted(p for p in set(stored) & set(expected) if stored[p] != expected[p])
+    if changed:
+        first = changed[0]
+        (shape, dtype), (want_shape, want_dtype) = stored[first], expected[first]
+        what = f"shape {shape} where this run has {want_shape}" if shape != want_shape else f"dtype {dtype} where this run has {want_dtype}"
+        more = f" ({len(changed) - 1} more arrays differ)" if len(changed) > 1 else ""
+        parts.append(f"{first} has {what}{more}")
+    return "; ".join(parts)

@@ -2,8 +2,9 @@
 
 A run folder holds `config.json` (the configuration, written before any work) and
 `data_sources.json` (the data folders, reused on resume), `metrics.jsonl` (one line per round,
-appended as each round ends), `checkpoints/` (see `lfmsl.io.checkpoint`), and, once the run has
-done all its rounds, `summary.json` and `accuracy.png`. Whether a run is finished and whether it
+appended as each round ends), `checkpoints/` (see `lfmsl.io.checkpoint`; any that failed to read
+are moved into `checkpoints.unreadable/`), and, once the run has done all its rounds,
+`summary.json` and `accuracy.png`. Whether a run is finished and whether it
 is the same run as a configuration are decided here only (`RunDir.finished`).
 """
 
@@ -24,7 +25,8 @@ METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 PLOT_FILE = "accuracy.png"
 CHECKPOINT_DIR = "checkpoints"
-RUN_FILES = (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, CHECKPOINT_DIR)  # what makes a folder a run's
+UNREADABLE_DIR = "checkpoints.unreadable"  # checkpoints that failed to read, moved aside (lfmsl.io.checkpoint)
+RUN_FILES = (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, CHECKPOINT_DIR, UNREADABLE_DIR)  # what makes a folder a run's
 RESUMABLE = ("rounds",)  # options that may differ when a run is resumed (more rounds extend it)
 
 
@@ -83,11 +85,12 @@ class RunDir:
     def create(self) -> "RunDir":
         """Create the folder for a fresh run; refuse one that holds anything of a run (a fresh run
         never restores, extends or overwrites what another run left)."""
-        holds = lambda entry: any(entry.iterdir()) if entry.is_dir() else entry.exists()  # an empty folder is nothing
-        found = [name for name in RUN_FILES if holds(self.path / name)]
-        if found:
+        found = self.run_files()
+        if found and self.config_path.exists():
             raise UsageError(f"{self.path} already holds {', '.join(found)} of a run; continue that run with --resume {self.path} "
                              "if it is this one, or choose another --out")
+        if found:
+            raise self.not_resumable(found)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             probe = self.path / ".lfmsl-write-test"
@@ -96,6 +99,17 @@ class RunDir:
         except OSError as error:
             raise _unwritable(self.path, error) from None
         return self
+
+    def run_files(self) -> list[str]:
+        """The files of a run that the folder holds (an empty folder is nothing)."""
+        holds = lambda entry: any(entry.iterdir()) if entry.is_dir() else entry.exists()
+        return [name for name in RUN_FILES if holds(self.path / name)]
+
+    def not_resumable(self, found: Sequence[str]) -> UsageError:
+        """The refusal for a folder that holds `found` of a run but no config.json: neither a fresh
+        run nor --resume can use it, so the only ways on are another folder or removing this one."""
+        return UsageError(f"{self.path} holds {', '.join(found)} of a run but no {CONFIG_FILE}, so that run cannot be resumed; "
+                          f"choose another --out for a new run, or remove {self.path} to start one there")
 
     # config.json and data_sources.json ------------------------------------------------------
     def config(self) -> Config | None:
@@ -106,7 +120,7 @@ class RunDir:
             return Config.from_dict(json.loads(self.config_path.read_text()))
         except (ValueError, TypeError) as error:
             raise UsageError(f"{self.config_path} is not a configuration lfmsl can read ({error}); "
-                             "start a new run with another --out") from None
+                             f"remove {self.path} to run it again (a sweep then does), or start a new run with another --out") from None
 
     def write_config(self, config: Config, sources: dict[str, str | Path | None]) -> None:
         """Record the configuration and where the data came from, so the run can be resumed and checked."""
@@ -193,7 +207,8 @@ class RunDir:
         With `config` (about to run it here), the folder must hold no run or a run of `config`, up
         to its rounds (UsageError otherwise, and when it has done more rounds than `config` asks);
         without, the run's own rounds count. A file that does not read back whole raises DamagedRun,
-        or with `log` is logged and the run counts as not finished: running it again repairs it.
+        or with `log`, where a checkpoint is left, is logged and the run counts as not finished:
+        running it again rebuilds it from that checkpoint.
         """
         if config is not None:
             self.check_same_run(config)
@@ -204,7 +219,9 @@ class RunDir:
         except DamagedRun as damage:
             if log is None:
                 raise
-            log(f"{damage}; it will be repaired by {self._repair()}")
+            if not self.has_checkpoints():  # running it again from round 1 would be a silent restart
+                raise DamagedRun(f"{damage}, and no checkpoint is left to rebuild it from; {self.start_again_advice()}") from None
+            log(f"{damage}; it will be repaired by rebuilding the run from its last checkpoint")
             return None
         if summary is None:
             return None
@@ -220,8 +237,34 @@ class RunDir:
     def has_checkpoints(self) -> bool:
         return any(step.name.isdigit() for step in self.checkpoints.glob("*"))
 
-    def _repair(self) -> str:
-        return "rebuilding the run from its last checkpoint" if self.has_checkpoints() else "running it again (no checkpoint is left)"
+    @property
+    def unreadable(self) -> Path:
+        """Where checkpoints that failed to read are moved aside, never deleted."""
+        return self.path / UNREADABLE_DIR
+
+    def check_nothing_lost_by_restarting(self) -> None:
+        """Before a resumed run that has no checkpoint to continue from starts again at round 1:
+        refuse, saying what is there, if the folder holds rounds in metrics.jsonl or checkpoints
+        moved aside as unreadable (starting again would overwrite or orphan them)."""
+        kept = []
+        try:
+            lines = sum(1 for line in self.metrics_path.read_text(errors="replace").splitlines() if line.strip())
+        except FileNotFoundError:
+            lines = 0
+        if lines:
+            kept.append(f"{lines} round{'s' if lines > 1 else ''} in {METRICS_FILE}")
+        aside = sorted(self.unreadable.iterdir()) if self.unreadable.is_dir() else []
+        if aside:
+            kept.append(f"{len(aside)} checkpoint{'s' if len(aside) > 1 else ''} moved into {UNREADABLE_DIR}/ because "
+                        f"{'they' if len(aside) > 1 else 'it'} could not be read")
+        if kept:
+            raise UsageError(f"{self.path} holds {' and '.join(kept)} but no checkpoint to continue the run from, so resuming would "
+                             f"start it again from round 1; {self.start_again_advice()}")
+
+    def start_again_advice(self) -> str:
+        remove = [name for name in (METRICS_FILE, SUMMARY_FILE, UNREADABLE_DIR) if (self.path / name).exists()]
+        return (f"to run it again from round 1, remove {' and '.join(remove)} from {self.path} and resume again; "
+                "or choose another --out for a new run")
 
 
 def _write_json(path: Path, payload: dict) -> None:
