@@ -1,9 +1,11 @@
 """One writer per run folder: a second writer stops at once naming the first; a killed one frees it."""
 
+import fcntl
 import os
 import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -26,6 +28,23 @@ def test_a_second_writer_stops_at_once_naming_the_first(tmp_path, capsys, monkey
     assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]  # nothing written: the folder is still fresh
     with RunLock(out):  # released on leaving
         pass
+
+
+@pytest.mark.parametrize("left", ["", "   4194305\n"], ids=["empty", "an ended holder's pid"])
+def test_a_refused_writer_names_a_holder_that_is_still_writing_its_pid(tmp_path, left):
+    """Before: the holder emptied the file, then wrote its pid, and a writer refused in between said 'pid unknown'."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / LOCK_FILE).write_text(left)  # what a holder that has just taken the lock has not yet overwritten
+    with open(out / LOCK_FILE, "r+") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        writes = threading.Timer(0.2, lambda: (holder.seek(0), holder.write(f"{os.getpid():>10}\n"), holder.truncate(), holder.flush()))
+        writes.start()
+        with pytest.raises(RunBusy, match=rf"\(pid {os.getpid()}\)"):
+            RunLock(out).__enter__()
+        writes.join()
+    with RunLock(out):
+        assert (out / LOCK_FILE).read_text() == f"{os.getpid():>10}\n"  # overwritten in place, one fixed-width write
 
 
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
