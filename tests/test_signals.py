@@ -64,7 +64,8 @@ def test_twenty_signals_spread_over_runs_each_resumed_give_the_uninterrupted_met
         chains += 1
         out = tmp_path / f"run{chains}"
     assert sent == SIGNALS_SENT, f"only {sent} signals landed before their runs ended"
-    final = subprocess.run(command("--resume", out), env=env, capture_output=True, text=True, timeout=300)
+    last = ["--resume", out] if (out / "config.json").exists() else [*fresh, "--out", out]  # as the loop chooses
+    final = subprocess.run(command(*last), env=env, capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr
     assert metrics(out) == metrics(reference_run)
     print(f"signals by phase: {dict(landed)}; {chains + 1} runs completed")
