@@ -21,13 +21,14 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from lfmsl.io.atomic import write_text
+from lfmsl.io.atomic import remove_leftovers, write_text
 from lfmsl.algorithms import inert_options, validate, without_inert
 from lfmsl.config import Config
 from lfmsl.errors import UsageError
 from lfmsl.io.rundir import RunDir
 
 DEFAULTS = Config()
+TABLE_LEFTOVER_AGE_S = 600  # a sweep folder has no lock: spare a table write of another sweep in flight
 NAMED = ("algorithm", "dataset", "clients", "seed")  # always in a run folder's name
 METRICS = (  # summary key, table heading, scale, format
     ("final_test_accuracy", "final acc (%)", 100.0, "{:.2f}"),
@@ -222,8 +223,10 @@ def markdown_table(rows: Sequence[dict], metrics: Sequence[str] | None = None) -
 
 
 def write_tables(rows: Sequence[dict], out: Path) -> None:
-    """results.csv (every column) and results.md (readable) in `out`."""
+    """results.csv (every column) and results.md (readable) in `out`, after removing the
+    temporaries of table writes killed earlier (one takes milliseconds, so an old one is a leftover)."""
     out.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(out, older_than_s=TABLE_LEFTOVER_AGE_S)
     if rows:
         stream = io.StringIO(newline="")
         writer = csv.DictWriter(stream, fieldnames=list(rows[0]))

@@ -22,6 +22,7 @@ from lfmsl.errors import UsageError
 _MANUAL_HINT = "pass --manual-dir DIR or set LFMSL_MANUAL_DIR to a folder with a '{name}/' subfolder of the original files"
 _CHUNK = 10_000  # batch_size=-1 breaks under tfds.testing.mock_data; fixed chunks work everywhere.
 _DOWNLOAD_HOST = ("storage.googleapis.com", 443)  # where tfds downloads these datasets from
+LEFTOVER_AGE_S = 3600  # a cache temporary this old belongs to a killed write, not a slow live one
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -68,6 +69,7 @@ def load_dataset(
     data_dir = Path(data_dir or default_data_dir()).expanduser()
     path = cache_path(name, data_dir)
     if cache and path.is_file():
+        _remove_old_leftovers(path.parent)  # a killed write's temporary, also when the cache was rebuilt since
         try:
             return _read_cache(name, path)
         except (OSError, ValueError, KeyError):
@@ -195,15 +197,25 @@ def _read_cache(name: str, path: Path) -> Dataset:
         )
 
 
+def _remove_old_leftovers(folder: Path) -> None:
+    """Delete temporaries of cache writes killed an hour ago or more (a live write of another
+    process may still be using a newer one); a read-only folder is left as it is."""
+    from lfmsl.io.atomic import remove_leftovers
+
+    try:
+        remove_leftovers(folder, older_than_s=LEFTOVER_AGE_S)
+    except OSError:
+        pass
+
+
 def _write_cache(dataset: Dataset, path: Path) -> None:
-    """Write atomically, so that a concurrent or interrupted run never reads half a file; a write
-    killed an hour ago or more left a temporary that is removed here."""
+    """Write atomically, so that a concurrent or interrupted run never reads half a file."""
     import io
 
-    from lfmsl.io.atomic import remove_leftovers, write_bytes
+    from lfmsl.io.atomic import write_bytes
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(path.parent, older_than_s=3600)
+    _remove_old_leftovers(path.parent)
     arrays = {f.name: getattr(dataset, f.name) for f in dataclasses.fields(dataset) if f.name != "name"}
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
