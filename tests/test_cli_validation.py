@@ -177,6 +177,7 @@ def test_an_unwritable_output_folder_is_a_one_line_error(tmp_path, capsys, no_da
         (["--train-size", "601"], "larger than the training set"),
         (["--clients", "4", "--partition", "shards:200"], "needs 800 shards"),
         (["--clients", "7", "--samples-per-client", "100"], "7 x --samples-per-client 100 = 700 samples, but the training set has 600"),
+        (["--clients", "2", "--batch-size", "400"], "--batch-size 400 is more than any client holds (at most 300 samples)"),
     ],
 )
 def test_data_dependent_checks_come_before_compiling(options, message, tiny_data_dir, tmp_path, capsys):
@@ -194,9 +195,23 @@ def test_the_command_line_program_exits_2_with_one_line(options):
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("lfmsl: error: ") and "Traceback" not in done.stderr
 
 
-def test_an_empty_out_is_refused(capsys, no_data):
-    assert cli.main(["run", "--out", ""]) == 2
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_an_empty_out_is_refused(capsys, no_data, command):
+    assert cli.main([command, "--out", ""]) == 2
     assert "expected a folder name" in assert_one_line_error(2, capsys)
+
+
+def test_a_batch_larger_than_only_some_clients_is_a_warning_and_the_suggested_batch_is_accepted(capsys):
+    """A skewed partition (dirichlet:0.3, the study's part c) leaves some clients smaller than a batch; they
+    already wrap around their data to keep up with the largest client, so they are named, not refused."""
+    from lfmsl.experiments.simulation import check_batch_size
+
+    check_batch_size(32, [10, 31, 300])
+    assert capsys.readouterr().err == "lfmsl: 2 of 3 clients hold fewer than --batch-size 32 samples; their batches repeat samples\n"
+    with pytest.raises(UsageError, match="use --batch-size 300 or less"):
+        check_batch_size(400, [300, 300])
+    check_batch_size(300, [300, 300])  # the suggestion: no refusal, no warning
+    assert capsys.readouterr().err == ""
 
 
 @pytest.mark.parametrize("algorithm", ["locfedmix", "mix2sfl"])
