@@ -2,14 +2,16 @@
 
 import fcntl
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
-from cli_runs import SRC
+from cli_runs import SRC, TINY, environment, metrics, start
 from lfmsl import cli
 from lfmsl.experiments import sweep
 from lfmsl.config import Config
@@ -61,7 +63,7 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
         pass
 
 
-def test_two_sweeps_share_a_grid(tmp_path):
+def test_two_sweeps_share_a_grid(tmp_path, persistent_compile_cache):
     """A run held by another sweep is skipped, the others run; the next sweep finds all finished."""
     configs = [Config(algorithm="psl", clients=2, rounds=1, batch_size=16, eval_clients=1, seed=s) for s in (0, 1)]
     held = tmp_path / sweep.run_name(configs[0])
@@ -72,3 +74,69 @@ def test_two_sweeps_share_a_grid(tmp_path):
     assert any("skipped" in line and "in use by another lfmsl process" in line for line in logs)
     again = sweep.run_sweep(configs, tmp_path, lambda name: tiny_dataset(), log=logs.append)
     assert all(r.summary["rounds_completed"] == 1 for r in again)
+
+
+def finish(process: subprocess.Popen, log) -> tuple[int, str]:
+    return process.wait(timeout=300), log.read_text()
+
+
+def test_two_runs_on_one_out_and_two_resumes_of_one_run_at_once_leave_one_writer_each(reference_run, tiny_data_dir, compile_cache, tmp_path):
+    """Before: two runs on one --out wrote two 'round 1' lines and mixed their configurations; two --resume of one
+    stopped run wrote rounds 1,2,3,4,4,5,5; all exited 0. All four processes here start at once."""
+    env = environment(compile_cache)
+    stopped = shutil.copytree(reference_run, tmp_path / "stopped")
+    (stopped / "summary.json").unlink()
+    shutil.rmtree(stopped / "checkpoints" / "5")  # as if stopped after round 4
+    fresh = tmp_path / "fresh"
+    pairs = {fresh: [["--data-dir", tiny_data_dir, *TINY, "--rounds", "5", "--out", fresh]] * 2, stopped: [["--resume", stopped]] * 2}
+    started = {folder: [(start(args, env, tmp_path / f"{folder.name}{i}.log"), tmp_path / f"{folder.name}{i}.log")
+                        for i, args in enumerate(argvs)] for folder, argvs in pairs.items()}
+    for folder, processes in started.items():
+        ended = [(process, *finish(process, log)) for process, log in processes]
+        (winner, code, err), = [e for e in ended if e[1] == 0] or [(None, None, str(ended))]
+        (loser, lost, refusal), = [e for e in ended if e[1] != 0] or [(None, None, str(ended))]
+        assert winner is not None and lost == 2, ended
+        assert refusal == f"lfmsl: error: {folder} is in use by another lfmsl process (pid {winner.pid}); wait for it to end, or choose another --out\n"
+        assert metrics(folder) == metrics(reference_run)  # one run's rounds, each once
+
+
+def sweep_argv(*args) -> list[str]:
+    return [sys.executable, "-m", "lfmsl", "sweep", *map(str, args)]
+
+
+def test_two_sweeps_share_a_grid_and_a_sweep_stopped_by_ctrl_c_continues(reference_run, tiny_data_dir, compile_cache, tmp_path):
+    """Two `lfmsl sweep` over one grid at once, the first stopped by SIGINT as soon as a round is done
+    (before: a segfault once), then the same command again: every run done once, none corrupted.
+    The grid is `reference_run`'s configuration over seeds, so its programs come from the compile cache."""
+    from cli_runs import count_rounds
+    from lfmsl.io.rundir import RunDir
+
+    env = environment(compile_cache)
+    out = tmp_path / "grid"
+    argv = sweep_argv("--data-dir", tiny_data_dir, *[a for a in TINY if a != "--no-progress"], "--rounds", "2",
+                 "--seed", "0,1,2", "--out", out)
+    logs = [tmp_path / "first.log", tmp_path / "second.log"]
+    first, second = (subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=open(log, "w")) for log in logs)
+    deadline = time.monotonic() + 300
+    while not any(count_rounds(run) for run in out.glob("locfedmix_*")) and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    first.send_signal(signal.SIGINT)
+    assert first.wait(timeout=300) == 130, logs[0].read_text()
+    assert second.wait(timeout=300) == 0, logs[1].read_text()
+    stopped = logs[0].read_text()
+    assert "Traceback" not in stopped + logs[1].read_text()
+    assert stopped.splitlines()[-1].startswith("lfmsl: stopped by SIGINT") and "the same lfmsl sweep command continues" in stopped, stopped
+
+    leftover = out / ".results.csv.q1w2.tmp"  # a table write killed two hours ago
+    leftover.write_text("seeds,fin")
+    os.utime(leftover, (time.time() - 7200, time.time() - 7200))
+    again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
+    assert not leftover.exists() and "| 3 |" in (out / "results.md").read_text()  # one row over the three seeds
+    runs = {int(run.name.split("_s")[1].split("_")[0]): run for run in out.glob("locfedmix_*")}
+    assert sorted(runs) == [0, 1, 2]
+    for seed, run in runs.items():  # each whole, of its own seed, its rounds once
+        summary = RunDir(run).summary()
+        assert summary["rounds_completed"] == 2 and summary["config"]["seed"] == RunDir(run).config().seed == seed
+    done = sum(text.count("lfmsl: done.") for text in (stopped, logs[1].read_text(), again.stderr))
+    assert done == 3, "each run is computed to its end once, by one of the sweeps"

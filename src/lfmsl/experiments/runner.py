@@ -52,7 +52,7 @@ def run(config: Config, out: str | Path | None = None, resume: bool = False, **o
     for a throwaway run). `out` must hold no run, unless `resume`: then a stopped run of the same
     configuration there continues from its last checkpoint (a larger `rounds` extends it), and a
     finished one returns at once. `options` are `execute`'s: `progress`, `manual_dir`, `data_dir`,
-    `checkpoint_every`, `dataset` (already loaded), `allow_divergence`.
+    `checkpoint_every`, `dataset` (already loaded), `allow_divergence`, `how_to_continue`.
     """
     folder = RunDir(out) if out is not None else RunDir.new("runs", config.algorithm, config.dataset)
     summary = execute(config, folder.path, resume=resume, **options)
@@ -80,6 +80,7 @@ def execute(
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
     dataset=None,
     allow_divergence: bool = False,
+    how_to_continue: str | None = None,
 ) -> dict:
     """Run `config` into `out_dir` and return its summary.
 
@@ -91,7 +92,8 @@ def execute(
     folders it was started with unless others are given, and a finished one (`RunDir.finished`)
     returns its summary without any work. Raises UsageError when `out_dir` holds a
     run of another configuration (or any run, without `resume`), Diverged when a loss becomes
-    NaN or infinite or explodes (unless `allow_divergence`), Interrupted after SIGINT or SIGTERM at the next safe point (the last completed round saved).
+    NaN or infinite or explodes (unless `allow_divergence`), Interrupted after SIGINT or SIGTERM at the next safe point (the last completed round saved);
+    its message ends with `how_to_continue` (by default: `lfmsl run --resume` of the folder).
     A resumed run with no checkpoint to continue from does not start again at round 1 over
     rounds already in metrics.jsonl or checkpoints moved aside as unreadable: UsageError says what is there.
     """
@@ -116,7 +118,7 @@ def execute(
 
                 dataset = load_dataset(config.dataset, manual_dir=manual_dir, data_dir=data_dir)
             return _execute(config, folder, store, progress, dataset, {"manual_dir": manual_dir, "data_dir": data_dir}, checkpoint_every, stop,
-                            allow_divergence)
+                            allow_divergence, how_to_continue)
         finally:
             store.close()
 
@@ -130,12 +132,12 @@ def _open_run_dir(config: Config, folder: RunDir, resume: bool) -> dict | None:
 
 
 def _execute(config: Config, folder: RunDir, store: checkpoint.Checkpoints, progress: bool, dataset, sources: dict, every: int,
-             stop: StopRequests, allow_divergence: bool) -> dict:
+             stop: StopRequests, allow_divergence: bool, how_to_continue: str | None = None) -> dict:
     from lfmsl.experiments.simulation import Simulation
 
     out = folder.path
-    resume_hint = f"continue with: lfmsl run --resume {out}"
-    stop.check(f"while loading the data; nothing was lost; {resume_hint if folder.config() else 'start the run again'}")
+    resume_hint = how_to_continue or f"continue with: lfmsl run --resume {out}"
+    stop.check(f"while loading the data; nothing was lost; {resume_hint if how_to_continue or folder.config() else 'start the run again'}")
     steps = store.steps()
     if steps:
         folder.check_rounds(steps[-1], config.rounds)
@@ -190,7 +192,7 @@ def _execute(config: Config, folder: RunDir, store: checkpoint.Checkpoints, prog
         f"+ {simulation.compile_time_s:.1f} s compile; simulated latency {summary['sim_latency_s']:.3g} s, "
         f"{summary['comm_bytes'] / 1e6:.4g} MB sent. Outputs in {out}"
     )
-    stop.check("after the run finished; every output is written")  # the caller learns of the request all the same
+    stop.check("after the run finished; every output is written" + (f"; {how_to_continue}" if how_to_continue else ""))  # the caller learns of it all the same
     return summary
 
 

@@ -28,6 +28,7 @@ from lfmsl.errors import UsageError
 from lfmsl.io.rundir import RunDir
 
 DEFAULTS = Config()
+CONTINUE = "the same lfmsl sweep command continues the sweep (and writes its tables)"  # after Ctrl-C or SIGTERM
 TABLE_LEFTOVER_AGE_S = 600  # a sweep folder has no lock: spare a table write of another sweep in flight
 NAMED = ("algorithm", "dataset", "clients", "seed")  # always in a run folder's name
 METRICS = (  # summary key, table heading, scale, format
@@ -118,11 +119,11 @@ def run_sweep(configs: Sequence[Config], out: Path, load: Callable[[str], object
         for name, group in itertools.groupby(sorted(todo, key=lambda r: r.config.dataset), key=lambda r: r.config.dataset):
             dataset = load(name)
             for run in group:
-                stop.check(f"before the run {run.path.name}; every finished run is kept; the same command continues the sweep")
+                stop.check(f"before the run {run.path.name}; every finished run is kept; {CONTINUE}")
                 log(f"lfmsl sweep: {run.path.name}")
                 with _failures(run, log):  # an interrupted run resumes from its checkpoint
                     run.summary = run_one(run.config, run.path, resume=True, progress=progress, dataset=dataset,
-                                          allow_divergence=allow_divergence).summary
+                                          allow_divergence=allow_divergence, how_to_continue=CONTINUE).summary
     return runs
 
 
