@@ -50,3 +50,16 @@ def test_plots_write_labelled_pngs(tmp_path):
                            "number of clients N", "final test accuracy (%)", "title", logx=True, xticks=[1, 2])
     bar = plots.bar_plot(["none", "mix+loc+fed"], [50.0, 60.0], tmp_path / "b.png", "final test accuracy (%)", "title", [1.0, 0.5])
     assert line.stat().st_size > 0 and bar.stat().st_size > 0
+
+
+def test_writing_figures_leaves_the_callers_pyplot_alone(tmp_path):
+    """A notebook calling `lfmsl.run` (which writes accuracy.png) must still see its own plt.show()."""
+    import subprocess
+    import sys
+
+    probe = ("import matplotlib; matplotlib.use('svg'); import matplotlib.pyplot as plt\n"
+             "from lfmsl.reporting import plots\n"
+             f"plots.bar_plot(['a'], [1.0], {str(tmp_path / 'b.png')!r}, 'y', 't')\n"
+             "print(matplotlib.get_backend(), len(plt.get_fignums()))")
+    printed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert printed == ["svg", "0"]

@@ -11,28 +11,29 @@ from typing import Mapping, Sequence
 Series = tuple[Sequence[float], Sequence[float], Sequence[float] | None]  # x, y, spread (or None)
 
 
-def _pyplot():
-    import matplotlib
+def _figure(width: float, height: float):
+    """A figure outside pyplot: drawing files never switches the caller's backend (a notebook's
+    inline plots keep working after `lfmsl.run`) and needs no display."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(figsize=(width, height))
 
 
 def new_axes(width: float = 6.4):
     """A (figure, axes) pair of the project's figure size, drawn without a display."""
-    return _pyplot().subplots(figsize=(width, 4.2))
+    figure = _figure(width, 4.2)
+    return figure, figure.subplots()
 
 
 def new_panels(count: int):
     """A figure of `count` side-by-side panels sharing the y axis: (figure, list of axes)."""
-    figure, axes = _pyplot().subplots(1, count, figsize=(4.2 * count, 3.8), squeeze=False, sharey=True)
+    figure = _figure(4.2 * count, 3.8)
+    axes = figure.subplots(1, count, squeeze=False, sharey=True)
     return figure, list(axes[0])
 
 
 def save(figure, path: Path) -> Path:
-    """Write `figure` as a PNG at `path` and free it."""
+    """Write `figure` as a PNG at `path`."""
     import io
 
     from lfmsl.io.atomic import write_bytes
@@ -40,7 +41,6 @@ def save(figure, path: Path) -> Path:
     figure.tight_layout()
     png = io.BytesIO()
     figure.savefig(png, format="png", dpi=120)
-    _pyplot().close(figure)
     write_bytes(path, png.getvalue())  # a reader never sees half a picture
     return Path(path)
 
