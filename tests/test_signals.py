@@ -71,3 +71,13 @@ def test_twenty_signals_spread_over_runs_each_resumed_give_the_uninterrupted_met
     print(f"signals by phase: {dict(landed)}; {chains + 1} runs completed")
     assert not any(name.startswith("unknown") for name in landed), landed
     assert len(landed) >= 3, f"signals should land in several phases of a run, got {dict(landed)}"
+
+
+def test_a_signal_after_the_work_is_done_still_says_one_line(tmp_path):
+    """After the command's work, a signal ends the process at once: with the same line as earlier."""
+    import sys
+
+    probe = "import signal, lfmsl.__main__ as m; m._exit_at_once(signal.SIGTERM, None)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=environment(None), timeout=60)
+    assert done.returncode == 143
+    assert done.stderr.strip() == "lfmsl: stopped by SIGTERM, after the work was done"

@@ -22,7 +22,12 @@ def _exit(status: int) -> NoReturn:
     os._exit(status)
 
 
+def _after_the_work(signum: int) -> str:
+    return f"lfmsl: stopped by {signal.Signals(signum).name}, after the work was done"
+
+
 def _exit_at_once(signum: int, frame) -> None:
+    print(_after_the_work(signum), file=sys.stderr)  # the same one line as a signal that came a moment earlier
     _exit(128 + signum)  # every output is written; nothing is left to stop cleanly
 
 
@@ -34,7 +39,7 @@ def main() -> NoReturn:
     for signum in SIGNALS:
         signal.signal(signum, _exit_at_once)
     if requests.signum is not None and status == 0:  # came after the command last looked
-        print(f"lfmsl: stopped by {requests.signal_name}, after the work was done", file=sys.stderr)
+        print(_after_the_work(requests.signum), file=sys.stderr)
         status = 128 + requests.signum
     atexit._run_exitfuncs()  # what the interpreter's own exit would run (jax's clean-up among them)
     _exit(status)
