@@ -9,14 +9,17 @@ import sys
 import time
 from pathlib import Path
 
+from fast_jit import FLAG as FAST_COMPILE_FLAG
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 TIMING = ("round_time_s", "wall_time_s")  # the only fields allowed to differ between runs
 TINY = ["--train-size", "64", "--batch-size", "8", "--clients", "4", "--no-progress"]
 
 
 def environment(compile_cache: Path | None) -> dict:
-    """This checkout's code; with `compile_cache`, XLA programs are compiled once per session."""
-    env = dict(os.environ, PYTHONPATH=str(SRC))
+    """This checkout's code, compiled fast (the runs are compared with each other: see fast_jit.py);
+    with `compile_cache`, XLA programs are compiled once per session."""
+    env = dict(os.environ, PYTHONPATH=str(SRC), XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE_FLAG}".strip())
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
     if compile_cache is not None:
         env.update(JAX_COMPILATION_CACHE_DIR=str(compile_cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",

@@ -7,15 +7,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-# The suite compiles hundreds of small XLA programs, each once, and compiling is most of its time.
-# At backend optimisation level 0 they compile about 1.5 times faster (docs/TESTING.md). What the
-# tests check does not depend on it: two computations compiled alike against each other, a resumed
-# run against an uninterrupted one, a hand count. The golden metrics, recorded at the default level,
-# are computed at that level in a process of their own (test_golden.py). Set before jax starts, and
-# inherited by every subprocess a test starts.
-FAST_COMPILE = "--xla_backend_optimization_level=0"
-os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE}".strip()
-
 
 @pytest.fixture(scope="session")
 def manual_data_dir() -> Path:

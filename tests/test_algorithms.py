@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+from fast_jit import jit
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -49,7 +50,7 @@ def assert_trees_close(a, b, rtol=2e-4, atol=2e-5):
 def one_round(data, ctx, seed=0):
     algorithm = build(ctx)
     state = algorithm.init(jax.random.key(seed))
-    return jax.jit(algorithm.round)(state, data, jax.random.key(seed + 1))
+    return jit(algorithm.round)(state, data, jax.random.key(seed + 1))
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
@@ -74,8 +75,8 @@ def test_averaging_equals_the_dataset_size_weighted_mean(fashion_mnist, model):
     separate = build_split(ctx, Recipe(parts.SharedServer(), parts.own_gradient()))
     state = averaged.init(jax.random.key(0))
     key = jax.random.key(1)
-    after_avg, _ = jax.jit(averaged.round)(state, data, key)
-    after_sep, _ = jax.jit(separate.round)(state, data, key)
+    after_avg, _ = jit(averaged.round)(state, data, key)
+    after_sep, _ = jit(separate.round)(state, data, key)
     delta = np.array(sizes, np.float64) / sum(sizes)
     for avg_leaf, sep_leaf in zip(jax.tree.leaves(after_avg.clients), jax.tree.leaves(after_sep.clients)):
         expected = np.tensordot(delta, np.asarray(sep_leaf, np.float64), axes=1)
@@ -135,7 +136,7 @@ def test_mixup_trains_only_the_server(fashion_mnist, model):
         client_opt, server_opt = optimizers(ctx, recipe)
         state = init_state(ctx, recipe, jax.random.key(0), client_opt, server_opt, 3)
         step = make_step(ctx, recipe, client_opt, server_opt)
-        results.append(jax.jit(step)(state, images, labels, data.weights, jax.random.key(5))[0])
+        results.append(jit(step)(state, images, labels, data.weights, jax.random.key(5))[0])
     mixed, plain = results
     assert_trees_close(mixed.clients, plain.clients, rtol=1e-6, atol=1e-7)
     difference = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(mixed.server), jax.tree.leaves(plain.server)))
@@ -169,8 +170,8 @@ def test_locsplitfed_sends_no_gradient_down(fashion_mnist, model):
     algorithm = build(ctx)
     state = algorithm.init(jax.random.key(0))
     altered = state._replace(server=jax.tree.map(lambda s: s * 3.0, state.server))
-    after, _ = jax.jit(algorithm.round)(state, data, jax.random.key(1))
-    after_altered, _ = jax.jit(algorithm.round)(altered, data, jax.random.key(1))
+    after, _ = jit(algorithm.round)(state, data, jax.random.key(1))
+    after_altered, _ = jit(algorithm.round)(altered, data, jax.random.key(1))
     assert_trees_close(after.clients, after_altered.clients, rtol=1e-6, atol=1e-7)
 
 
@@ -190,7 +191,7 @@ def _one_iteration(fashion_mnist, model, sizes, **options):
     recipe = recipe_for(ctx.config)
     client_opt, server_opt = optimizers(ctx, recipe)
     state = init_state(ctx, recipe, jax.random.key(0), client_opt, server_opt, len(sizes))
-    after, metrics = jax.jit(make_step(ctx, recipe, client_opt, server_opt))(state, images, labels, data.weights, jax.random.key(5))
+    after, metrics = jit(make_step(ctx, recipe, client_opt, server_opt))(state, images, labels, data.weights, jax.random.key(5))
     return state, after, metrics
 
 
@@ -244,7 +245,7 @@ def test_epoch_mode_equals_a_loop_over_each_iterations_participants(fashion_mnis
     data, ctx = make_run(fashion_mnist, model, sizes, round_mode="epoch", **options)
     algorithm = build(ctx)
     start = algorithm.init(jax.random.key(0))
-    expected_state, _ = jax.jit(algorithm.round)(start, data, key)
+    expected_state, _ = jit(algorithm.round)(start, data, key)
 
     from lfmsl.core.batching import round_batches
 
@@ -252,9 +253,9 @@ def test_epoch_mode_equals_a_loop_over_each_iterations_participants(fashion_mnis
     indices = round_batches(batch_key, data, ctx.iterations, BATCH)
     keys = jax.random.split(step_key, ctx.iterations)
     recipe = recipe_for(ctx.config)
-    both = jax.jit(make_step(dataclasses.replace(ctx, config=dataclasses.replace(ctx.config, round_mode="wrap")), recipe, *optimizers(ctx, recipe)))
+    both = jit(make_step(dataclasses.replace(ctx, config=dataclasses.replace(ctx.config, round_mode="wrap")), recipe, *optimizers(ctx, recipe)))
     ctx_one = dataclasses.replace(ctx, num_clients=1)
-    alone = jax.jit(make_step(ctx_one, recipe, *optimizers(ctx_one, recipe)))  # compiled: op by op took 30 s
+    alone = jit(make_step(ctx_one, recipe, *optimizers(ctx_one, recipe)))  # compiled: op by op took 30 s
     images, labels = gather(data, indices[0])
     state, _ = both(start, images, labels, data.weights, keys[0])
     client = lambda tree, i: jax.tree.map(lambda leaf: leaf[i:i + 1], tree)

@@ -3,6 +3,7 @@
 import functools
 
 import jax
+from fast_jit import jit
 import numpy as np
 import pytest
 
@@ -40,7 +41,7 @@ def test_map_clients_equals_a_python_loop():
     a, b = np.random.default_rng(0).normal(size=(2, 7, 3)).astype(np.float32)
     want = [np.stack(x) for x in zip(*(fn(a[i], b[i]) for i in range(7)))]
     for spec in ("vmap", "chunked:3", "loop"):
-        got = jax.jit(executors.map_clients(fn, spec))(a, b)
+        got = jit(executors.map_clients(fn, spec))(a, b)
         for g, w in zip(got, want):
             np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6)
 
@@ -54,7 +55,7 @@ def one_round(algorithm: str, executor: str, conv: str, clients: int = 5, batch:
     data = make_client_data(rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, n), parts)
     algorithm = algorithms.build(Context(config, model, clients, iterations, executor))
     key = jax.random.key(0)
-    return jax.jit(algorithm.round)(jax.jit(algorithm.init)(key), data, key)
+    return jit(algorithm.round)(jit(algorithm.init)(key), data, key)
 
 
 @pytest.mark.parametrize("conv", ["patches", "xla"])
@@ -71,7 +72,7 @@ def test_executors_give_the_same_client_gradients(conv):
         s = model.client.apply({"params": p["lower"]}, x)
         return s, blocks.reconstruction_loss(model.decoder.apply({"params": p["decoder"]}, s), x)
 
-    @functools.partial(jax.jit, static_argnums=0)
+    @functools.partial(jit, static_argnums=0)
     def run(spec, stacked, images, cotangent):
         out, vjp = jax.vjp(lambda p: executors.map_clients(one, spec)(p, images), stacked)
         return out, vjp((cotangent, jax.numpy.ones(5)))

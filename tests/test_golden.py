@@ -4,16 +4,11 @@ XLA may compile for other CPU features).
 
 Record again, deliberately, only when a change is meant to alter results:
     LFMSL_RECORD_GOLDEN=1 python -m pytest tests/test_golden.py -n 0
-
-The metrics are computed in a process of their own at XLA's default optimisation level, the
-level they were recorded at (the rest of the suite compiles at level 0: see conftest.py).
 """
 
 import json
 import os
 import platform
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -49,37 +44,21 @@ def two_rounds(algorithm: str) -> list[dict]:
     return [{k: v for k, v in record.items() if k not in TIMING} for record in simulation.rounds(0, 2)]
 
 
-def every_algorithm() -> dict:
-    return {"machine": machine(), "algorithms": {a: two_rounds(a) for a in ALGORITHMS}}
-
-
 @pytest.fixture(scope="module")
-def computed() -> dict:
-    """Every algorithm's two rounds, computed in a fresh process at the default XLA flags."""
-    from conftest import FAST_COMPILE
-
-    tests = Path(__file__).parent
-    flags = os.environ.get("XLA_FLAGS", "").replace(FAST_COMPILE, "").strip()
-    env = dict(os.environ, XLA_FLAGS=flags, PYTHONPATH=os.pathsep.join([str(tests.parent / "src"), str(tests)]))
-    done = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.splitlines()[-1])
-
-
-@pytest.fixture(scope="module")
-def golden(computed) -> dict:
+def golden() -> dict:
     if RECORD:
+        recorded = {"machine": machine(), "algorithms": {a: two_rounds(a) for a in ALGORITHMS}}
         GOLDEN.parent.mkdir(exist_ok=True)
-        GOLDEN.write_text(json.dumps(computed, indent=1, sort_keys=True) + "\n")
+        GOLDEN.write_text(json.dumps(recorded, indent=1, sort_keys=True) + "\n")
     return json.loads(GOLDEN.read_text())
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_every_algorithm_gives_its_recorded_metrics(golden, computed, algorithm):
+def test_every_algorithm_gives_its_recorded_metrics(golden, algorithm):
     expected = golden["algorithms"][algorithm]
-    got = computed["algorithms"][algorithm]
+    got = two_rounds(algorithm)
     assert [sorted(r) for r in got] == [sorted(r) for r in expected]  # the same fields each round
-    if golden["machine"] == computed["machine"]:
+    if golden["machine"] == machine():
         assert got == expected  # bit for bit: every float as recorded
     else:
         for new, old in zip(got, expected):
@@ -96,7 +75,3 @@ def flat(record: dict, prefix: str = "") -> dict:
         else:
             out[f"{prefix}{key}"] = value
     return out
-
-
-if __name__ == "__main__":  # the `computed` fixture's process
-    print(json.dumps(every_algorithm()))

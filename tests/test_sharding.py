@@ -44,7 +44,9 @@ SCRIPT = textwrap.dedent("""
 
 
 def run(devices: int, tfds_data_dir, manual_data_dir) -> dict:
-    env = dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu",
+    from fast_jit import FLAG  # both sides compiled alike and fast
+
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} {FLAG}", JAX_PLATFORMS="cpu",
                LFMSL_MANUAL_DIR=str(manual_data_dir))
     done = subprocess.run([sys.executable, "-c", SCRIPT, str(tfds_data_dir), json.dumps(CASES)], env=env,
                           capture_output=True, text=True, timeout=900)
