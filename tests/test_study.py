@@ -142,10 +142,10 @@ def test_quick_study_end_to_end_then_resumes_without_work(tmp_path, manual_data_
     from cli_runs import environment
     from test_scripts import SCRIPTS
 
-    results = tmp_path / "study"
+    results, env = tmp_path / "study", environment(compile_cache)
     argv = [sys.executable, str(SCRIPTS / "reproduce.py"), "--quick", "--results", str(results), "--manual-dir", str(manual_data_dir),
             "--data-dir", str(tfds_data_dir)]
-    first = subprocess.run(argv, env=environment(compile_cache), capture_output=True, text=True, timeout=900)
+    first = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
     scale = study.Scale.quick()
     expected = {*study.scaling(scale), *study.lr_check(scale), *study.non_iid(scale), *study.non_iid(scale, "epoch"), *study.ablations(scale),
@@ -160,7 +160,7 @@ def test_quick_study_end_to_end_then_resumes_without_work(tmp_path, manual_data_
     assert "Chosen: **" in report and report.count("**undecided**") + report.count("**supported**") + report.count("**contradicted**") > 5
     for figure in ("scalability", "convergence", "latency", "imbalance", "ablations"):
         assert (results / "figures" / f"{figure}.png").stat().st_size > 0
-    again = subprocess.run(argv, env=environment(compile_cache), capture_output=True, text=True, timeout=900)
+    again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "compiling" not in again.stderr  # everything is found finished: nothing runs again
 
