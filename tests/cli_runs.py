@@ -61,3 +61,38 @@ def metrics(run_dir: Path, timing: bool = False) -> list[dict]:
     """Every round's record; without the timing fields unless asked."""
     records = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
     return records if timing else [{k: v for k, v in r.items() if k not in TIMING} for r in records]
+
+
+def tensorboard_scalars(run_dir: Path) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """{stream: {tag: [(step, value), ...]}} as TensorFlow's own event reader reads the run's event files
+    (an independent parser: lfmsl writes them with tensorboardX)."""
+    import tensorflow as tf
+
+    streams = {}
+    for folder in sorted((Path(run_dir) / "tensorboard").iterdir()):
+        series = streams.setdefault(folder.name, {})
+        for path in sorted(folder.glob("events.out.tfevents.*")):
+            for event in tf.compat.v1.train.summary_iterator(str(path)):
+                for value in event.summary.value:
+                    series.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return streams
+
+
+def expected_tensorboard_scalars(run_dir: Path) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """The same, computed from metrics.jsonl by hand: every number per round, nested ones as 'a/b', and the
+    accuracy and losses again against the simulated latency in milliseconds."""
+    import numpy as np
+
+    rounds, latency = {}, {}
+    for record in metrics(run_dir, timing=True):
+        flat = {}
+        for name, value in record.items():
+            if isinstance(value, dict):
+                flat.update({f"{name}/{key}": inner for key, inner in value.items()})
+            elif name != "round":
+                flat[name] = value
+        for tag, value in flat.items():
+            rounds.setdefault(tag, []).append((record["round"], float(np.float32(value))))
+        for tag in ("test_accuracy", "test_loss", "train_loss"):
+            latency.setdefault(f"vs_latency_ms/{tag}", []).append((round(record["sim_latency_s"] * 1000), float(np.float32(record[tag]))))
+    return {"rounds": rounds, "simulated_latency": latency}

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cli_runs import TINY, count_rounds, environment, metrics, run, start, wait_for_rounds
+from cli_runs import TINY, count_rounds, environment, expected_tensorboard_scalars, metrics, run, start, tensorboard_scalars, wait_for_rounds
 from lfmsl import cli
 from lfmsl.io import checkpoint
 from lfmsl.config import Config
@@ -47,6 +47,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_metrics(reference_run, tiny
     assert metrics(out) == metrics(reference_run)
     wall = [r["wall_time_s"] for r in metrics(out, timing=True)]
     assert wall == sorted(wall), "simulator time continues from the checkpoint"
+    assert tensorboard_scalars(out) == expected_tensorboard_scalars(out), "each round once in TensorBoard, rebuilt on resume"
 
 
 def test_sigterm_saves_the_last_round_exits_143_and_more_rounds_extend_the_run(reference_run, tiny_data_dir, compile_cache, tmp_path):

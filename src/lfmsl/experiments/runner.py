@@ -150,6 +150,7 @@ def _execute(config: Config, folder: RunDir, store: checkpoint.Checkpoints, prog
         simulation.state, simulation.run_key, history = snapshot.state, snapshot.run_key, snapshot.history
         log(f"lfmsl: resuming after round {snapshot.rounds_done} from {store.directory / str(snapshot.rounds_done)}")
     folder.write_metrics(history)  # drops rounds past the checkpoint: they are recomputed
+    board = folder.tensorboard(history)  # rebuilt: it holds what metrics.jsonl holds
     folder.drop_summary()  # a finished run being extended is not finished
     start = len(history)
 
@@ -161,8 +162,9 @@ def _execute(config: Config, folder: RunDir, store: checkpoint.Checkpoints, prog
     progress_bar = _progress_bar(config.rounds, start, progress)
     started = time.perf_counter()
     try:
-        history = _run_rounds(simulation, store, folder, history, every, stop, progress_bar, allow_divergence)
+        history = _run_rounds(simulation, store, folder, board, history, every, stop, progress_bar, allow_divergence)
     finally:
+        board.close()
         if progress_bar is not None:
             progress_bar.close()
     if len(history) < config.rounds:
@@ -196,8 +198,8 @@ def _execute(config: Config, folder: RunDir, store: checkpoint.Checkpoints, prog
     return summary
 
 
-def _run_rounds(simulation, store: checkpoint.Checkpoints, folder: RunDir, history: list[dict], every: int, stop: StopRequests, progress_bar,
-                allow_divergence: bool = False) -> list[dict]:
+def _run_rounds(simulation, store: checkpoint.Checkpoints, folder: RunDir, board, history: list[dict], every: int,
+                stop: StopRequests, progress_bar, allow_divergence: bool = False) -> list[dict]:
     """Rounds in segments that end at each checkpoint: the state after a segment is saved before
     the next round donates its buffers. Stops early, saved, when `stop` says so."""
     config = simulation.config
@@ -209,6 +211,7 @@ def _run_rounds(simulation, store: checkpoint.Checkpoints, folder: RunDir, histo
             record["wall_time_s"] += wall_time  # simulator time summed over the sessions of a run
             check_loss(record, history[0]["train_loss"] if history else None, config, store, allow_divergence)
             folder.append_metrics(record)
+            board.add(record)
             history.append(record)
             _show(record, config, progress_bar)
         if len(history) > done:

@@ -4,7 +4,8 @@ A run folder holds `config.json` (the configuration, written before any work) an
 `data_sources.json` (the data folders, reused on resume), `metrics.jsonl` (one line per round,
 appended as each round ends), `checkpoints/` (see `lfmsl.io.checkpoint`; any that failed to read
 are moved into `checkpoints.unreadable/`), and, once the run has done all its rounds,
-`summary.json` and `accuracy.png`. Whether a run is finished and whether it
+`summary.json` and `accuracy.png`; `tensorboard/` holds the metrics again as TensorBoard scalars
+(see `lfmsl.io.tensorboard`). Whether a run is finished and whether it
 is the same run as a configuration are decided here only (`RunDir.finished`).
 """
 
@@ -13,17 +14,21 @@ from __future__ import annotations
 import datetime
 import json
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from lfmsl.io.atomic import write_text
 from lfmsl.config import Config
 from lfmsl.errors import UsageError
+
+if TYPE_CHECKING:
+    from lfmsl.io.tensorboard import TensorBoardLog
 
 CONFIG_FILE = "config.json"
 SOURCES_FILE = "data_sources.json"  # --manual-dir and --data-dir, reused by --resume unless given again
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 PLOT_FILE = "accuracy.png"
+TENSORBOARD_DIR = "tensorboard"  # derived from the metrics, rebuilt on resume
 CHECKPOINT_DIR = "checkpoints"
 UNREADABLE_DIR = "checkpoints.unreadable"  # checkpoints that failed to read, moved aside (lfmsl.io.checkpoint)
 RUN_FILES = (CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, CHECKPOINT_DIR, UNREADABLE_DIR)  # what makes a folder a run's
@@ -76,6 +81,10 @@ class RunDir:
     @property
     def plot_path(self) -> Path:
         return self.path / PLOT_FILE
+
+    @property
+    def tensorboard_path(self) -> Path:
+        return self.path / TENSORBOARD_DIR
 
     @property
     def checkpoints(self) -> Path:
@@ -159,6 +168,15 @@ class RunDir:
     def write_metrics(self, history: Sequence[dict]) -> None:
         """Replace metrics.jsonl by these records (on resume: the checkpoint's history)."""
         write_text(self.metrics_path, "".join(json.dumps(record) + "\n" for record in history))
+
+    def tensorboard(self, history: Sequence[dict]) -> "TensorBoardLog":
+        """The TensorBoard event files, written afresh with `history`; `add` each new round."""
+        from lfmsl.io.tensorboard import TensorBoardLog
+
+        try:
+            return TensorBoardLog(self.tensorboard_path, history)
+        except OSError as error:
+            raise _unwritable(self.path, error) from None
 
     # summary.json ----------------------------------------------------------------------------
     def summary(self) -> dict | None:
