@@ -67,9 +67,13 @@ def tiny_data_dir(tmp_path_factory, fashion_mnist) -> Path:
 
 
 @pytest.fixture(scope="session")
-def compile_cache(tmp_path_factory) -> Path:
-    """A persistent XLA compilation cache shared by the subprocess runs of one test session."""
-    return tmp_path_factory.mktemp("xla_cache")
+def compile_cache(tmp_path_factory, worker_id) -> Path:
+    """A persistent XLA compilation cache shared by the subprocess runs of one test session, across
+    both pytest-xdist workers (their temporary folders share a parent; a later session starts empty)."""
+    base = tmp_path_factory.getbasetemp()
+    path = (base if worker_id == "master" else base.parent) / "xla_cache"
+    path.mkdir(exist_ok=True)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,8 @@ from lfmsl.config import Config
 ALGORITHMS = names()
 from lfmsl.models import get_model
 
+pytestmark = pytest.mark.slow  # compiles training rounds: not in the fast part (.ci/python312)
+
 BATCH = 8
 
 

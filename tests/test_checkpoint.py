@@ -30,6 +30,7 @@ def copy_run(source, tmp_path):
     return target
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_gives_the_uninterrupted_metrics(reference_run, tiny_data_dir, compile_cache, tmp_path):
     env = environment(compile_cache)
     out = tmp_path / "killed"
@@ -50,6 +51,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_metrics(reference_run, tiny
     assert tensorboard_scalars(out) == expected_tensorboard_scalars(out), "each round once in TensorBoard, rebuilt on resume"
 
 
+@pytest.mark.slow
 def test_sigterm_saves_the_last_round_exits_143_and_more_rounds_extend_the_run(reference_run, tiny_data_dir, compile_cache, tmp_path):
     env = environment(compile_cache)
     out = tmp_path / "stopped"
@@ -70,6 +72,7 @@ def test_sigterm_saves_the_last_round_exits_143_and_more_rounds_extend_the_run(r
     assert json.loads((out / "config.json").read_text())["rounds"] == 5
 
 
+@pytest.mark.slow
 def test_damaged_newest_checkpoint_falls_back_to_the_one_before(reference_run, compile_cache, tmp_path):
     out = copy_run(reference_run, tmp_path)
     (out / "summary.json").unlink()  # as if killed after the last checkpoint, before the summary
@@ -86,6 +89,7 @@ def test_damaged_newest_checkpoint_falls_back_to_the_one_before(reference_run, c
     assert len(list((out / "checkpoints.unreadable").glob("5-*"))) == 1  # moved aside, not deleted
 
 
+@pytest.mark.slow
 def test_a_finished_run_is_not_redone_nor_shortened(reference_run, tmp_path, capsys):
     out = copy_run(reference_run, tmp_path)
     assert cli.main(["run", "--resume", str(out)]) == 0  # returns before loading any data
@@ -94,6 +98,7 @@ def test_a_finished_run_is_not_redone_nor_shortened(reference_run, tmp_path, cap
     assert "has done 5 rounds already" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_resume_with_another_configuration_is_refused_with_the_differences(reference_run, tmp_path, capsys):
     out = copy_run(reference_run, tmp_path)
     before = (out / "metrics.jsonl").read_text()
@@ -105,6 +110,7 @@ def test_resume_with_another_configuration_is_refused_with_the_differences(refer
     assert (out / "metrics.jsonl").read_text() == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -168,6 +174,7 @@ def test_a_loss_that_explodes_while_finite_stops_the_run_unless_allowed(tmp_path
     assert [r["train_loss"] for r in history] == losses
 
 
+@pytest.mark.slow
 def test_a_huge_learning_rate_ends_with_exit_3_not_done(tiny_data_dir, tmp_path, capsys):
     out = tmp_path / "run"
     code = cli.main(["run", "--data-dir", str(tiny_data_dir), *TINY, "--rounds", "3", "--lr", "1e6", "--out", str(out)])
@@ -197,6 +204,7 @@ def test_stop_request_ends_the_loop_after_the_round_in_flight_and_saves_it(tmp_p
     assert signal.getsignal(signal.SIGTERM) == previous  # the handler is put back
 
 
+@pytest.mark.slow
 def test_execute_lets_a_sweep_skip_finished_runs_and_refuses_other_configurations(reference_run, tmp_path, no_work):
     out = copy_run(reference_run, tmp_path)
     config = RunDir(out).config()
@@ -216,6 +224,7 @@ def no_work(monkeypatch):
     monkeypatch.setattr("lfmsl.io.data.load_dataset", refuse)
 
 
+@pytest.mark.slow
 def test_a_fresh_run_into_a_folder_with_another_runs_checkpoints_is_refused(reference_run, tmp_path, capsys):
     """Before: it restored the other run's state and 'resumed' it under new options, or deleted its checkpoints."""
     out = tmp_path / "foreign"
@@ -307,6 +316,7 @@ def test_a_checkpoint_of_other_shapes_is_a_one_line_refusal_that_moves_nothing(t
     assert store.latest(state).rounds_done == 1
 
 
+@pytest.mark.slow
 def test_a_resume_with_checkpoints_of_another_model_is_refused_and_moves_nothing(reference_run, tiny_data_dir, tmp_path, capsys):
     out = copy_run(reference_run, tmp_path)
     (out / "summary.json").unlink()
@@ -321,6 +331,7 @@ def test_a_resume_with_checkpoints_of_another_model_is_refused_and_moves_nothing
     assert not (out / "checkpoints.unreadable").exists() and metrics(out) == metrics(reference_run)
 
 
+@pytest.mark.slow
 def test_a_resume_with_no_readable_checkpoint_never_starts_again_over_what_is_there(reference_run, tiny_data_dir, tmp_path, capsys,
                                                                                     monkeypatch):
     """Before: when every checkpoint was unreadable (or gone), the next --resume silently began again at round 1

@@ -17,6 +17,7 @@ def run_cli(args, env_extra=None):
     return subprocess.run([sys.executable, "-m", "lfmsl", *args], capture_output=True, text=True, env=env, timeout=600)
 
 
+@pytest.mark.slow
 def test_run_writes_metrics_summary_and_plot(tmp_path, manual_data_dir, tfds_data_dir, fashion_mnist):
     out = tmp_path / "run"
     result = run_cli(
@@ -85,6 +86,7 @@ def test_help_explains_every_option():
     assert "default" in text
 
 
+@pytest.mark.slow
 def test_cifar10_runs_end_to_end_on_tfds_mock_data(tmp_path, capsys, monkeypatch):
     """The CIFAR-10 path: tfds (mock data) -> cache -> resnet18 split model -> LocFedMix-SL round."""
     from lfmsl.io import data

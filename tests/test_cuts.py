@@ -88,6 +88,7 @@ def run_one_round(name, cut, algorithm, executor="vmap", sizes=(12,)):
     return jax.jit(algorithm.round)(algorithm.init(jax.random.key(0)), data, jax.random.key(1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, cut", TRAINING_CUTS)
 def test_psl_with_one_client_equals_centralized_training_at_every_cut(name, cut):
     psl, psl_metrics = run_one_round(name, cut, "psl")
@@ -98,6 +99,7 @@ def test_psl_with_one_client_equals_centralized_training_at_every_cut(name, cut)
     np.testing.assert_allclose(psl_metrics["train_loss"], central_metrics["train_loss"], rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cut, algorithm", [(1, "locfedmix"), (4, "locsplitfed")])
 def test_allconv_executors_agree(cut, algorithm):
     results = [run_one_round("allconv", cut, algorithm, executor, sizes=(8, 12, 4)) for executor in ("vmap", "loop")]

@@ -14,6 +14,8 @@ from lfmsl.config import Config
 from lfmsl.io.rundir import DamagedRun, RunDir
 from synthetic import tiny_dataset
 
+pytestmark = pytest.mark.slow  # compiles training rounds: not in the fast part (.ci/python312)
+
 
 def copy_run(source, target):
     shutil.copytree(source, target)

@@ -13,8 +13,10 @@ from cli_runs import TINY, environment, metrics, run
 from lfmsl.core.batching import make_client_data, round_batches
 from lfmsl.core.blocks import smashed_mixup
 from lfmsl.core.partition import partition
+import pytest
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics_in_a_fresh_process(reference_run, tiny_data_dir, tmp_path):
     out = tmp_path / "again"
     again = run(["--data-dir", tiny_data_dir, *TINY, "--rounds", "5", "--out", out], environment(compile_cache=None))
@@ -22,6 +24,7 @@ def test_same_seed_same_metrics_in_a_fresh_process(reference_run, tiny_data_dir,
     assert metrics(out) == metrics(reference_run)
 
 
+@pytest.mark.slow
 def test_another_seed_gives_other_metrics(reference_run, tiny_data_dir, compile_cache, tmp_path):
     out = tmp_path / "seed1"
     other = run(["--data-dir", tiny_data_dir, *TINY, "--rounds", "2", "--seed", "1", "--out", out], environment(compile_cache))

@@ -16,6 +16,8 @@ from lfmsl.config import Config
 from lfmsl.errors import UsageError
 from lfmsl.models import get_model
 
+pytestmark = pytest.mark.slow  # compiles training rounds: not in the fast part (.ci/python312)
+
 
 def test_parse_executor():
     assert executors.parse_executor("vmap") == ("vmap", None)

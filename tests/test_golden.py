@@ -22,6 +22,8 @@ ALGORITHMS = names()
 from lfmsl.experiments.simulation import Simulation
 from synthetic import tiny_dataset
 
+pytestmark = pytest.mark.slow  # compiles training rounds: not in the fast part (.ci/python312)
+
 GOLDEN = Path(__file__).parent / "golden" / "metrics.json"
 TIMING = ("round_time_s", "wall_time_s")
 RECORD = os.environ.get("LFMSL_RECORD_GOLDEN") == "1"

@@ -11,6 +11,8 @@ from lfmsl.errors import UsageError
 from lfmsl.experiments.simulation import Simulation
 from synthetic import tiny_dataset
 
+pytestmark = pytest.mark.slow  # compiles training rounds: not in the fast part (.ci/python312)
+
 
 def test_working_bytes_counts_an_intermediate():
     x = jnp.ones((256, 256))

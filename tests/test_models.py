@@ -48,6 +48,7 @@ def stack(trees):
 # ---------------------------------------------------------------------------------- shapes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,shape,smashed", [("cnn", MNIST, (7, 7, 64)),
                                                  ("resnet18", CIFAR, (32, 32, 64))])
 def test_output_shapes(name, shape, smashed, request):
@@ -92,6 +93,7 @@ def test_cnn_param_counts(cnn_params):
     assert got["client"] == 18816
 
 
+@pytest.mark.slow
 def test_resnet_param_counts(resnet_params):
     block = 2 * (3 * 3 * 64 * 64 + 2 * 64)  # two convs without bias, two GroupNorms
     assert models.count_params(resnet_params["client"]) == 3 * 3 * 3 * 64 + 2 * 64 + 2 * block
@@ -153,6 +155,7 @@ def test_vmap_and_lax_map_over_clients_equal_loop(cnn):
                      got, loop)
 
 
+@pytest.mark.slow
 def test_vmap_over_resnet_clients_equals_loop(resnet):
     per_client = [models.init_params(resnet, jax.random.key(i))["client"] for i in range(2)]
     x = jnp.stack([images(CIFAR, 1, seed=i) for i in range(2)])
@@ -197,6 +200,7 @@ def test_cnn_conv_impls_are_interchangeable(cnn, cnn_params):
         cnn.client.clone(conv_impl="nope").init(jax.random.key(0), x)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["subpixel", "overlap_add"])
 @pytest.mark.parametrize("kernel,strides,shape,features", [((3, 3), (2, 2), (7, 7, 4), 6),
                                                            ((3, 3), (2, 2), (6, 5, 3), 1),
@@ -263,6 +267,7 @@ def test_reshape_max_pool_equals_nn_max_pool_with_gradient():
     np.testing.assert_array_equal(jax.vmap(lambda x: grad(models.reshape_max_pool, x))(xs), per_client)
 
 
+@pytest.mark.slow
 def test_cnn_patches_equals_xla_with_gradients_under_vmap():
     """The whole cnn (client and decoder) in both conv impls: outputs and parameter gradients."""
     xla, patches = (models.get_model("cnn", MNIST, 10, impl) for impl in ("xla", "patches"))
@@ -292,6 +297,7 @@ def optax_norm(tree):
 # -------------------------------------------------------------------------- normalisation
 
 
+@pytest.mark.slow
 def test_resnet_uses_groupnorm_not_batchnorm(resnet, resnet_params):
     seen = set()
 

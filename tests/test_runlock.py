@@ -63,6 +63,7 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
         pass
 
 
+@pytest.mark.slow
 def test_two_sweeps_share_a_grid(tmp_path, persistent_compile_cache):
     """A run held by another sweep is skipped, the others run; the next sweep finds all finished."""
     configs = [Config(algorithm="psl", clients=2, rounds=1, batch_size=16, eval_clients=1, seed=s) for s in (0, 1)]
@@ -80,6 +81,7 @@ def finish(process: subprocess.Popen, log) -> tuple[int, str]:
     return process.wait(timeout=300), log.read_text()
 
 
+@pytest.mark.slow
 def test_two_runs_on_one_out_and_two_resumes_of_one_run_at_once_leave_one_writer_each(reference_run, tiny_data_dir, compile_cache, tmp_path):
     """Before: two runs on one --out wrote two 'round 1' lines and mixed their configurations; two --resume of one
     stopped run wrote rounds 1,2,3,4,4,5,5; all exited 0. All four processes here start at once."""
@@ -104,6 +106,7 @@ def sweep_argv(*args) -> list[str]:
     return [sys.executable, "-m", "lfmsl", "sweep", *map(str, args)]
 
 
+@pytest.mark.slow
 def test_two_sweeps_share_a_grid_and_a_sweep_stopped_by_ctrl_c_continues(reference_run, tiny_data_dir, compile_cache, tmp_path):
     """Two `lfmsl sweep` over one grid at once, the first stopped by SIGINT as soon as a round is done
     (before: a segfault once), then the same command again: every run done once, none corrupted.

@@ -24,6 +24,7 @@ def test_help(name, capsys):
     assert "--quick" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_quick_runs_write_figures_and_tables(tmp_path, manual_data_dir, tfds_data_dir):
     data = ["--manual-dir", str(manual_data_dir), "--data-dir", str(tfds_data_dir)]
     runs, out = tmp_path / "runs", tmp_path / "figures"

@@ -17,6 +17,8 @@ from jax.sharding import PartitionSpec
 from lfmsl.core.sharding import Placement, check_divisible, client_mesh
 from lfmsl.errors import UsageError
 
+pytestmark = pytest.mark.slow  # compiles training rounds: not in the fast part (.ci/python312)
+
 CASES = [("locfedmix", "loop"), ("sflv1", "vmap")]  # shard_map over lax.map; per-client server copies
 
 SCRIPT = textwrap.dedent("""

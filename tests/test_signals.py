@@ -12,6 +12,9 @@ import time
 from collections import Counter
 
 from cli_runs import TINY, command, environment, metrics
+import pytest
+
+pytestmark = pytest.mark.slow  # compiles training rounds: not in the fast part (.ci/python312)
 
 SIGNALS_SENT = 20
 PHASES = {  # what the last line of stderr says, by where the signal landed

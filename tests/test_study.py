@@ -132,6 +132,7 @@ def test_the_best_rate_wins_and_a_tie_goes_to_the_smaller():
     assert study.best_rate([(0.1, 0.7), (0.03, 0.7)]) == 0.03
 
 
+@pytest.mark.slow
 def test_quick_study_end_to_end_then_resumes_without_work(tmp_path, manual_data_dir, tfds_data_dir, compile_cache):
     """scripts/reproduce.py --quick runs every part, writes the report, and a second call finds it all finished.
 

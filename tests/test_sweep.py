@@ -62,6 +62,7 @@ def test_tables_average_over_seeds(tmp_path):
     assert "| 4 | 2 | 60.00 ± 14.14 |" in table and "| 8 | 1 | 90.00 |" in table
 
 
+@pytest.mark.slow
 def test_sweep_runs_skips_finished_runs_and_resumes_unfinished_ones(tmp_path):
     loads = []
     load = lambda name: loads.append(name) or tiny_dataset()

@@ -5,6 +5,9 @@ import json
 from cli_runs import expected_tensorboard_scalars, metrics, tensorboard_scalars
 
 from lfmsl.io.tensorboard import TensorBoardLog
+import pytest
+
+pytestmark = pytest.mark.slow  # compiles training rounds: not in the fast part (.ci/python312)
 
 
 def test_a_run_writes_every_metric_per_round_and_accuracy_against_simulated_latency(reference_run):

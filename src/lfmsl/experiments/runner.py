@@ -162,7 +162,7 @@ def _execute(config: Config, folder: RunDir, store: checkpoint.Checkpoints, prog
     progress_bar = _progress_bar(config.rounds, start, progress)
     started = time.perf_counter()
     try:
-        history = _run_rounds(simulation, store, folder, board, history, every, stop, progress_bar, allow_divergence)
+        history = _run_rounds(simulation, store, folder, history, every, stop, progress_bar, allow_divergence, board=board)
     finally:
         board.close()
         if progress_bar is not None:
@@ -198,8 +198,8 @@ def _execute(config: Config, folder: RunDir, store: checkpoint.Checkpoints, prog
     return summary
 
 
-def _run_rounds(simulation, store: checkpoint.Checkpoints, folder: RunDir, board, history: list[dict], every: int,
-                stop: StopRequests, progress_bar, allow_divergence: bool = False) -> list[dict]:
+def _run_rounds(simulation, store: checkpoint.Checkpoints, folder: RunDir, history: list[dict], every: int, stop: StopRequests, progress_bar,
+                allow_divergence: bool = False, board=None) -> list[dict]:
     """Rounds in segments that end at each checkpoint: the state after a segment is saved before
     the next round donates its buffers. Stops early, saved, when `stop` says so."""
     config = simulation.config
@@ -211,7 +211,8 @@ def _run_rounds(simulation, store: checkpoint.Checkpoints, folder: RunDir, board
             record["wall_time_s"] += wall_time  # simulator time summed over the sessions of a run
             check_loss(record, history[0]["train_loss"] if history else None, config, store, allow_divergence)
             folder.append_metrics(record)
-            board.add(record)
+            if board is not None:
+                board.add(record)
             history.append(record)
             _show(record, config, progress_bar)
         if len(history) > done:
