@@ -8,6 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import fast_jit
+
 from lfmsl import models
 
 from lfmsl.costs import comm
@@ -35,13 +37,13 @@ def test_every_cut_composes_into_the_same_network(name, cut):
     arch = models.ARCHITECTURES[name]
     whole = models.Segment(name, 0, arch.blocks, 10, model.client.conv_impl)
     x = jnp.asarray(images(SHAPES[name]), jnp.float32) / 255.0
-    params = jax.jit(whole.init)(jax.random.key(1), x)["params"]
+    params = fast_jit.jit(whole.init)(jax.random.key(1), x)["params"]  # level 0: both sides see the same params
     client_keys = set(jax.eval_shape(model.client.init, jax.random.key(0), x)["params"])
     lower = {k: v for k, v in params.items() if k in client_keys}
     upper = {k: v for k, v in params.items() if k not in client_keys}
     assert lower and upper and len(lower) + len(upper) == len(params)
 
-    @jax.jit
+    @fast_jit.jit
     def split_and_whole(lower, upper, params):
         smashed = model.client.apply({"params": lower}, x)
         return smashed, model.server.apply({"params": upper}, smashed), whole.apply({"params": params}, x)
@@ -56,7 +58,7 @@ def test_decoder_and_auxiliary_head_fit_every_smashed_shape(name, cut):
     model = models.get_model(name, SHAPES[name], 10, cut=cut)
     smashed = jnp.asarray(np.random.default_rng(0).normal(size=(3, *model.smashed_shape)), jnp.float32)
 
-    @jax.jit
+    @fast_jit.jit
     def heads(smashed):
         decoder = model.decoder.init(jax.random.key(0), smashed)
         aux = model.aux.init(jax.random.key(1), smashed)
@@ -85,7 +87,10 @@ def run_one_round(name, cut, algorithm, executor="vmap", sizes=(12,)):
     data = make_client_data(images(SHAPES[name], bounds[-1]), labels, learners)
     ctx = Context(config, model, len(learners), iterations_per_round([len(p) for p in learners], 4), executor)
     algorithm = build(ctx)
-    return jax.jit(algorithm.round)(algorithm.init(jax.random.key(0)), data, jax.random.key(1))
+    if name == "resnet18":  # as it was: compiled at level 0, or from other initial bits, a few of its Adam steps on
+        # near-zero gradients move past the tolerance (1 element in 589824)
+        return jax.jit(algorithm.round)(algorithm.init(jax.random.key(0)), data, jax.random.key(1))
+    return fast_jit.jit(algorithm.round)(fast_jit.jit(algorithm.init)(jax.random.key(0)), data, jax.random.key(1))  # see fast_jit.py
 
 
 @pytest.mark.slow
