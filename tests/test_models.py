@@ -6,6 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import fast_jit
+
 from lfmsl import models
 from lfmsl.errors import UsageError
 
@@ -222,9 +224,9 @@ def test_patch_conv_transpose_equals_nn_conv_transpose(kernel, strides, shape, f
     xs = jnp.stack([images(shape, 2, seed=i) for i in range(3)])
     cotangent = jax.random.normal(jax.random.key(5), jax.vmap(lambda p, x: apply(ref, p, x))(stacked, xs).shape)
 
-    def value_and_grads(module):
+    def value_and_grads(module):  # one program, compiled fast (fast_jit.py), not op by op
         loss = lambda p, x: jnp.sum(jax.vmap(lambda p, x: apply(module, p, x))(p, x) * cotangent)
-        return jax.value_and_grad(loss, argnums=(0, 1))(stacked, xs)
+        return fast_jit.jit(jax.value_and_grad(loss, argnums=(0, 1)))(stacked, xs)
 
     (want, want_grads), (got, got_grads) = value_and_grads(ref), value_and_grads(patch)
     np.testing.assert_allclose(got, want, rtol=1e-5)
