@@ -11,8 +11,9 @@ import subprocess
 import time
 from collections import Counter
 
-from cli_runs import TINY, command, environment, metrics
 import pytest
+
+from cli_runs import TINY, command, environment, metrics
 
 pytestmark = pytest.mark.slow  # compiles training rounds: not in the fast part (.ci/python312)
 

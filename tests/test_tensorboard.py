@@ -2,10 +2,11 @@
 
 import json
 
+import pytest
+
 from cli_runs import expected_tensorboard_scalars, metrics, tensorboard_scalars
 
 from lfmsl.io.tensorboard import TensorBoardLog
-import pytest
 
 pytestmark = pytest.mark.slow  # compiles training rounds: not in the fast part (.ci/python312)
 

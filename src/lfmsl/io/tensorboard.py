@@ -40,8 +40,9 @@ def scalars(record: dict, prefix: str = "") -> Iterator[tuple[str, float]]:
 
 
 def latency_step(record: dict) -> int:
-    """The simulated latency so far, in whole milliseconds."""
-    return int(round(1000 * record["sim_latency_s"])) if math.isfinite(record.get("sim_latency_s", math.nan)) else 0
+    """The simulated latency so far, in whole milliseconds (0 if it is not finite)."""
+    latency = record["sim_latency_s"]
+    return int(round(1000 * latency)) if math.isfinite(latency) else 0
 
 
 class TensorBoardLog:
