@@ -7,12 +7,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Every test process, and every run it starts, compiles with XLA's older CPU fusion emitters: a third
-# less compile time (which is most of the suite's), and the same numbers bit for bit on this machine
-# (tests/test_golden.py passes with and without). Set before JAX starts its backend.
-SUITE_XLA_FLAG = "--xla_cpu_use_fusion_emitters=false"
-if SUITE_XLA_FLAG not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {SUITE_XLA_FLAG}".strip()
+# Every test process, and every run it starts, compiles with XLA's older CPU fusion emitters and LLVM at
+# -O2 instead of -O3: together about a quarter of the default compile time (which is most of the suite's),
+# and the same numbers bit for bit on this machine (tests/test_golden.py passes with and without them).
+# Set before JAX starts its backend; a level given later (fast_jit.py's, for a subprocess) wins.
+SUITE_XLA_FLAGS = ("--xla_cpu_use_fusion_emitters=false", "--xla_backend_optimization_level=2")
+for _flag in SUITE_XLA_FLAGS:
+    if _flag.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_flag}".strip()
 
 
 @pytest.fixture(scope="session")
@@ -68,8 +70,8 @@ def tiny_data_dir(tmp_path_factory, fashion_mnist) -> Path:
 
 @pytest.fixture(scope="session")
 def compile_cache(tmp_path_factory, worker_id) -> Path:
-    """A persistent XLA compilation cache shared by the subprocess runs of one test session, across
-    both pytest-xdist workers (their temporary folders share a parent; a later session starts empty)."""
+    """A persistent XLA compilation cache shared by one test session: both pytest-xdist workers (their
+    temporary folders share a parent) and the runs they start; a later session starts empty."""
     base = tmp_path_factory.getbasetemp()
     path = (base if worker_id == "master" else base.parent) / "xla_cache"
     path.mkdir(exist_ok=True)
@@ -87,20 +89,41 @@ def reference_run(tmp_path_factory, tiny_data_dir, compile_cache) -> Path:
     return out
 
 
-@pytest.fixture
-def persistent_compile_cache(compile_cache):
-    """In this process, XLA programs compiled once per session (e.g. a study's seeds share theirs);
-    switched off again afterwards, so tests that count compilations are unaffected."""
+def _use_compile_cache(path: Path | None) -> dict:
+    """Point this process's persistent XLA compilation cache at `path` (None: off); returns the old settings."""
     import jax
     from jax._src import compilation_cache
 
-    settings = {"jax_compilation_cache_dir": str(compile_cache), "jax_persistent_cache_min_compile_time_secs": 0.0,
+    settings = {"jax_compilation_cache_dir": None if path is None else str(path), "jax_persistent_cache_min_compile_time_secs": 0.0,
                 "jax_persistent_cache_min_entry_size_bytes": 0}
     before = {name: getattr(jax.config, name) for name in settings}
     for name, value in settings.items():
         jax.config.update(name, value)
     compilation_cache.reset_cache()
-    yield
+    return before
+
+
+def _restore_compile_cache(before: dict) -> None:
+    import jax
+    from jax._src import compilation_cache
+
     for name, value in before.items():
         jax.config.update(name, value)
     compilation_cache.reset_cache()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_compile_cache(compile_cache):
+    """Every test process loads what another test of this session compiled already (tests build the same
+    tiny programs again and again); a new session starts empty, so no result is ever carried over."""
+    before = _use_compile_cache(compile_cache)
+    yield compile_cache
+    _restore_compile_cache(before)
+
+
+@pytest.fixture
+def no_compile_cache():
+    """For tests that count XLA compilations: every program compiles here, none is loaded."""
+    before = _use_compile_cache(None)
+    yield
+    _restore_compile_cache(before)

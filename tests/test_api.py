@@ -10,7 +10,7 @@ from lfmsl.io.rundir import RunDir
 from synthetic import tiny_dataset
 
 
-def test_run_returns_the_records_and_summary_its_folder_holds(tmp_path, monkeypatch, persistent_compile_cache):
+def test_run_returns_the_records_and_summary_its_folder_holds(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = lfmsl.Config(algorithm="psl", clients=2, rounds=2, batch_size=16, eval_clients=1)
     result = lfmsl.run(config, dataset=tiny_dataset(), progress=False)  # out=None: a new folder under runs/, as the CLI

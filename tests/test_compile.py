@@ -9,7 +9,8 @@ import pytest
 from lfmsl.config import Config
 from lfmsl.experiments.simulation import Simulation
 
-pytestmark = pytest.mark.slow  # compiles training rounds: not in the fast part (.ci/python312)
+pytestmark = [pytest.mark.slow,  # compiles training rounds: not in the fast part (.ci/python312)
+              pytest.mark.usefixtures("no_compile_cache")]  # counts compilations: none may be loaded from the cache
 
 BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"  # one event per XLA compilation
 ROUND, EVALUATE = "jit(<lambda>)", "jit(evaluate)"

@@ -36,7 +36,7 @@ def round_bytes(executor: str) -> int:
     return memory.working_bytes(simulation._round)
 
 
-def test_auto_falls_back_to_the_loop_and_a_named_executor_is_refused(monkeypatch, persistent_compile_cache):
+def test_auto_falls_back_to_the_loop_and_a_named_executor_is_refused(monkeypatch):
     """Each executor's round compiles once; the later Simulations of the same round load it."""
     vmap_bytes, loop_bytes = round_bytes("vmap"), round_bytes("loop")
     assert loop_bytes < vmap_bytes  # the loop keeps one client's activations at a time

@@ -64,7 +64,7 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_sweeps_share_a_grid(tmp_path, persistent_compile_cache):
+def test_two_sweeps_share_a_grid(tmp_path):
     """A run held by another sweep is skipped, the others run; the next sweep finds all finished."""
     configs = [Config(algorithm="psl", clients=2, rounds=1, batch_size=16, eval_clients=1, seed=s) for s in (0, 1)]
     held = tmp_path / sweep.run_name(configs[0])
