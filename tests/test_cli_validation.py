@@ -74,7 +74,7 @@ def one_of(names):
 
 VALID = {  # flag -> what a good value is, judged here independently of the code under test
     "--clients": positive_int, "--rounds": positive_int, "--batch-size": positive_int, "--mix-partners": positive_int,
-    "--avg-every": positive_int, "--train-size": positive_int, "--samples-per-client": positive_int, "--checkpoint-every": positive_int,
+    "--avg-every": positive_int, "--clients-per-round": positive_int, "--train-size": positive_int, "--samples-per-client": positive_int, "--checkpoint-every": positive_int,
     "--seed": seed, "--eval-clients": non_negative_int,
     "--lr": positive_float, "--client-lr": positive_float, "--server-lr": positive_float, "--mix-alpha": positive_float,
     "--loc-weight": non_negative_float, "--gradmix-fraction": fraction,
@@ -111,7 +111,8 @@ def bad_value(draw):
 
 @st.composite
 def bad_combination(draw):
-    kind = draw(st.sampled_from(["switch", "partners", "one_client", "both_sizes", "inert", "unknown_flag", "missing_value", "resume"]))
+    kind = draw(st.sampled_from(["switch", "partners", "one_client", "both_sizes", "inert", "unknown_flag", "missing_value", "resume",
+                                 "per_round"]))
     if kind == "inert":  # an option that does nothing in this combination
         algorithm, option = draw(st.sampled_from(INERT))
         return ["--algorithm", algorithm, *option]
@@ -122,6 +123,9 @@ def bad_combination(draw):
         clients = draw(st.integers(2, 50))
         partners = draw(st.integers(clients, 100))
         return ["--algorithm", draw(st.sampled_from(["locfedmix", "mix2sfl"])), "--clients", str(clients), "--mix-partners", str(partners)]
+    if kind == "per_round":  # more participants per round than clients
+        clients = draw(st.integers(1, 50))
+        return ["--clients", str(clients), "--clients-per-round", str(draw(st.integers(clients + 1, 100)))]
     if kind == "both_sizes":  # a fixed training set and a size per client at once
         return ["--train-size", str(draw(st.integers(1, 1000))), "--samples-per-client", str(draw(st.integers(1, 100)))]
     if kind == "one_client":

@@ -84,6 +84,9 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                         "conv 64 | pool, Dense classes; default 2), resnet18 1-3 (stem and stage 1 | stage 2 | stage 3 | "
                         "stage 4, Dense classes; default 1)")
     g.add_argument("--clients", type=_positive_int, default=d.clients, metavar="N", help=f"number of clients (default: {d.clients})")
+    g.add_argument("--clients-per-round", type=_positive_int, default=None, metavar="K",
+                   help="K distinct clients drawn uniformly each round, from (seed, round) alone, train in it; the others "
+                        "sit it out (default: all N)")
     g.add_argument("--rounds", type=_positive_int, default=d.rounds, metavar="R",
                    help=f"rounds; a round is one local epoch of every client (default: {d.rounds})")
     g.add_argument("--batch-size", type=_positive_int, default=d.batch_size, metavar="B", help=f"mini-batch per client (default: {d.batch_size})")

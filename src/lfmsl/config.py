@@ -29,6 +29,7 @@ class Config:
     model: str | None = None  # None: the dataset's default model
     cut: int | None = None  # client blocks; None: the model's default cut
     clients: int = 100
+    clients_per_round: int | None = None  # K participants drawn per round; None: all N
     rounds: int = 10
     batch_size: int = 32
     round_mode: str = "wrap"  # "wrap": every client does the largest client's iterations; "epoch": its own epoch
@@ -106,6 +107,12 @@ def check_options(config: Config) -> Config:
             raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
     for name in ("lr", "client_lr", "server_lr", "mix_alpha"):
         _positive(name.replace("_", "-"), getattr(config, name))
+    if config.clients_per_round is not None:
+        if not isinstance(config.clients_per_round, int) or config.clients_per_round < 1:
+            raise UsageError(f"--clients-per-round must be a positive integer, got {config.clients_per_round}")
+        if config.clients_per_round > config.clients:
+            raise UsageError(f"--clients-per-round {config.clients_per_round} is more than --clients {config.clients}; "
+                             "draw at most every client each round")
     if config.train_size is not None and config.train_size < 1:
         raise UsageError(f"--train-size must be a positive integer, got {config.train_size}")
     if config.samples_per_client is not None:

@@ -52,6 +52,10 @@ class Algorithm(NamedTuple):
     round: Callable[[State, ClientData, jax.Array], tuple[State, Metrics]]
     eval_pairs: Callable[[State, ClientData, jax.Array], tuple[PyTree, PyTree]]
     personal: bool  # True: clients keep their own models, so evaluation reports a spread
+    # What is averaged across clients (the keys of `State.clients`, and the server where it has one
+    # copy per client): a client sitting a round out takes the participants' average of these.
+    averaged: tuple[str, ...] = ()
+    averages_server: bool = False
 
 
 StepFn = Callable[[State, jax.Array, jax.Array, jax.Array, jax.Array], tuple[State, Metrics]]

@@ -49,7 +49,7 @@ def build(ctx: Context) -> Algorithm:
         averaged = blocks.broadcast_clients(blocks.weighted_average(state.clients, data.weights), 1)
         return averaged["lower"], averaged["upper"]
 
-    return Algorithm(init, lambda s, d, k: scan_round(step, ctx, s, d, k), eval_pairs, personal=False)
+    return Algorithm(init, lambda s, d, k: scan_round(step, ctx, s, d, k), eval_pairs, personal=False, averaged=("lower", "upper"))
 
 
 def exchange(config: Config) -> Exchange:

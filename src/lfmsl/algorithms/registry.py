@@ -147,16 +147,29 @@ def validate(config: Config) -> Config:
     if not config.overlap and entry.exchange(config).local is None:
         raise UsageError(f"--no-overlap times the client's local work (a decoder or an auxiliary head), which --algorithm {entry.name} "
                          "does not have here; leave it out")
+    sampling = config.clients_per_round is not None and config.clients_per_round < config.clients
+    if sampling and entry.exchange(config).schedule == "central":
+        raise UsageError(f"--clients-per-round draws clients each round, but --algorithm {entry.name} trains one learner on all "
+                         "the data; leave it out")
+    if sampling and config.round_mode == "epoch":
+        raise UsageError("--clients-per-round with --round-mode epoch is not supported; use --round-mode wrap (the default) "
+                         "or leave --clients-per-round out")
     entry.check(config)
     return config
 
 
+def participants_per_round(config: Config) -> int:
+    """K: the clients that take part in a round (all N unless --clients-per-round draws fewer)."""
+    return config.clients if config.clients_per_round is None else config.clients_per_round
+
+
 def require_mix_partners(config: Config, switch_hint: str = "") -> None:
     """Mixup pairs different clients: a check for the algorithms whose server mixes."""
-    if config.clients < 2:
-        raise UsageError(f"mixup pairs different clients, so --algorithm {config.algorithm} needs --clients 2 or more{switch_hint}")
-    if config.mix_partners >= config.clients:
+    name, count = ("--clients", config.clients) if config.clients_per_round is None else ("--clients-per-round", config.clients_per_round)
+    if count < 2:
+        raise UsageError(f"mixup pairs different clients, so --algorithm {config.algorithm} needs {name} 2 or more{switch_hint}")
+    if config.mix_partners >= count:
         raise UsageError(
-            f"--mix-partners must be smaller than --clients ({config.mix_partners} >= {config.clients}): "
-            "each client is mixed with that many other clients"
+            f"--mix-partners must be smaller than {name} ({config.mix_partners} >= {count}): "
+            "each client is mixed with that many other clients of the round"
         )

@@ -141,6 +141,8 @@ def build_split(ctx: Context, recipe: Recipe) -> Algorithm:
         round=lambda state, data, key: scan_round(step, ctx, state, data, key),
         eval_pairs=eval_pairs_for(recipe),
         personal=recipe.averaging is None,
+        averaged=() if recipe.averaging is None else recipe.averaging.parts,
+        averages_server=recipe.averaging is not None and recipe.averaging.server,
     )
 
 

@@ -38,13 +38,13 @@ def client_mesh(devices: list | None = None) -> Mesh:
     return Mesh(np.array(devices if devices is not None else jax.devices()), (AXIS,))
 
 
-def check_divisible(num_clients: int, mesh: Mesh) -> None:
+def check_divisible(num_clients: int, mesh: Mesh, flag: str = "--clients") -> None:
     """Every device must hold the same number of clients."""
     count = mesh.size
     if count > 1 and num_clients % count:
         lower, upper = num_clients // count * count, -(-num_clients // count) * count
         options = " or ".join(str(n) for n in (lower, upper) if n > 0)
-        raise UsageError(f"--clients {num_clients} cannot be split evenly over {count} devices; use a multiple of {count} "
+        raise UsageError(f"{flag} {num_clients} cannot be split evenly over {count} devices; use a multiple of {count} "
                          f"(e.g. {options}), or hide devices (CUDA_VISIBLE_DEVICES / JAX_PLATFORMS=cpu)")
 
 
@@ -96,12 +96,14 @@ class Placement:
     centralized): they are replicated on every device.
     """
 
-    def __init__(self, num_clients: int, split: bool = True, mesh: Mesh | None = None):
+    def __init__(self, num_clients: int, split: bool = True, mesh: Mesh | None = None, participants: int | None = None):
         self.mesh = mesh if mesh is not None else client_mesh()
         self.active = self.mesh.size > 1
         self.num_clients = num_clients if split else -1  # -1 matches no leading axis
         if self.active and split:
             check_divisible(num_clients, self.mesh)
+            if participants is not None and participants != num_clients:  # a round runs on K participants
+                check_divisible(participants, self.mesh, "--clients-per-round")
         self._state = None
 
     def init_state(self, init, key: jax.Array):

@@ -21,7 +21,9 @@ from lfmsl import algorithms
 from lfmsl.core import memory
 from lfmsl.algorithms.base import Context, State
 from lfmsl.core.batching import ClientData, active_per_iteration, iterations_per_round, make_client_data
-from lfmsl.algorithms import validate
+from lfmsl.algorithms import participation, validate
+from lfmsl.algorithms.base import Algorithm
+from lfmsl.algorithms.registry import participants_per_round
 from lfmsl.config import Config
 from lfmsl.io.data import Dataset
 from lfmsl.errors import UsageError
@@ -94,8 +96,11 @@ class Simulation:
         # A central learner (centralized training) sees the union of the clients' data.
         learners = [np.sort(np.concatenate(self.parts))] if sent.schedule == "central" else self.parts
         check_batch_size(config.batch_size, [len(p) for p in learners])
+        # K participants per round (--clients-per-round); all N unless fewer are drawn.
+        self.per_round = min(participants_per_round(config), len(learners))
+        self.sampling = self.per_round < len(learners)
         # Clients split over all devices where there are several (sharding.py).
-        self.placement = Placement(len(learners), split=sent.splits_clients)
+        self.placement = Placement(len(learners), split=sent.splits_clients, participants=self.per_round)
         self.data: ClientData = self.placement.data(make_client_data(dataset.x_train, dataset.y_train, learners))
         test = np.arange(len(dataset.y_test)) if config.test_size is None else stratified_subset(dataset.y_test, min(config.test_size, len(dataset.y_test)), config.seed)
         self.test: TestData = self.placement.replicate(make_test_data(dataset.x_test[test], dataset.y_test[test]))
@@ -104,23 +109,42 @@ class Simulation:
             model=self.model,
             num_clients=len(learners),
             iterations=iterations_per_round([len(p) for p in learners], config.batch_size),
-            executor=resolve(config.executor, num_clients=len(learners)),
+            executor=resolve(config.executor, num_clients=self.per_round),  # the clients that run at once
         )
-        self.algorithm = algorithms.build(self.context)
+        init_key, self.run_key = jax.random.split(jax.random.key(config.seed))
+        self.algorithm = self._build()
         # Clients taking part in each iteration, where each does its own epoch; None: all in every one.
         self.active = active_per_iteration([len(p) for p in learners], config.batch_size) if config.round_mode == "epoch" and len(learners) > 1 else None
-        self.costs = RunCosts(config, self.model, self.context.iterations, self.active)  # static: bytes and simulated time
+        # Static: bytes and simulated time, of the round's participants only.
+        counted = dataclasses.replace(config, clients=self.per_round) if self.sampling else config
+        self.costs = RunCosts(counted, self.model, self.context.iterations, self.active)
         ids = eval_client_ids(config, len(learners)) if self.algorithm.personal else np.zeros(1, np.int32)
         self.eval_ids = self.placement.replicate(jnp.asarray(ids))
-        init_key, self.run_key = jax.random.split(jax.random.key(config.seed))
         self.state: State = self.placement.init_state(self.algorithm.init, init_key)
         self.compile_time_s = 0.0
         self._round = None
         self._evaluate = None
 
+    def _build(self) -> Algorithm:
+        """The algorithm; where K < N clients take part in a round, its round built for K run on the
+        participants of the N clients (participation.py)."""
+        full = algorithms.build(self.context)
+        if not self.sampling:
+            return full
+        part = algorithms.build(dataclasses.replace(self.context, num_clients=self.per_round))
+        return participation.sampled(full, part, self.run_key)
+
     def round_key(self, round_index: int) -> jax.Array:
         """Round r's randomness depends on (seed, r) alone, so any round can be recomputed."""
         return jax.random.fold_in(self.run_key, round_index)
+
+    def round_inputs(self, round_index: int) -> tuple:
+        """The round's arguments after the state and data: its key, and its participants where K < N."""
+        key = self.round_key(round_index)
+        if not self.sampling:
+            return (key,)
+        ids = participation.participants(self.config.seed, round_index, self.context.num_clients, self.per_round)
+        return key, self.placement.replicate(jnp.asarray(ids))
 
     def compile(self) -> None:
         """Compile the round and the evaluation once, ahead of time, and time it."""
@@ -131,7 +155,7 @@ class Simulation:
         if self.config.executor == "auto" and self.context.executor != "loop" and memory.shortfall(self._round):
             # auto's table chose by speed; the loop keeps one client's activations at a time.
             self.context = dataclasses.replace(self.context, executor="loop")
-            self.algorithm = algorithms.build(self.context)
+            self.algorithm = self._build()
             self._round = self._compile_round()
         memory.require_fit(self._round, self.context.executor, self.context.num_clients)
 
@@ -145,12 +169,12 @@ class Simulation:
 
     def _compile_round(self):
         with self.placement.tracing():
-            return self.placement.jit_round(self.algorithm.round).lower(self.state, self.data, self.round_key(0)).compile()
+            return self.placement.jit_round(self.algorithm.round).lower(self.state, self.data, *self.round_inputs(0)).compile()
 
     def step(self, round_index: int) -> tuple[dict, tuple]:
         """Dispatch one round and its evaluation; returns device arrays, not yet fetched."""
         self.compile()
-        self.state, metrics = self._round(self.state, self.data, self.round_key(round_index))
+        self.state, metrics = self._round(self.state, self.data, *self.round_inputs(round_index))
         accuracy = self._evaluate(self.state, self.data, self.eval_ids, self.test)
         return metrics, accuracy
 
@@ -185,5 +209,7 @@ class Simulation:
             record["test_accuracy_min"] = float(np.min(accuracy))
             record["test_accuracy_max"] = float(np.max(accuracy))
         record.update({k: float(v) for k, v in sorted(train.items())})
+        if self.sampling:
+            record["participants"] = self.per_round
         record.update(self.costs.record_fields(round_index))
         return record

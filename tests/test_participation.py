@@ -1,0 +1,170 @@
+"""Clients sampled per round (--clients-per-round K): the draw, the gather and scatter around an
+unchanged round, what clients sitting a round out hold, the ledger, and the refusals."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fast_jit
+from lfmsl.algorithms import participation, validate
+from lfmsl.algorithms.base import Algorithm, State
+from lfmsl.config import Config
+from lfmsl.core.batching import make_client_data
+from lfmsl.errors import UsageError
+from synthetic import tiny_dataset
+
+
+def test_participants_are_distinct_sorted_and_depend_on_seed_and_round_alone():
+    draws = [participation.participants(seed=3, round_index=r, num_clients=50, per_round=7) for r in range(20)]
+    for ids in draws:
+        assert len(set(ids.tolist())) == 7 and ids.min() >= 0 and ids.max() < 50
+        assert np.all(np.diff(ids) > 0)
+    assert np.array_equal(draws[4], participation.participants(3, 4, 50, 7))  # recomputed: the same
+    assert len({tuple(ids) for ids in draws}) == 20  # rounds differ
+    assert not np.array_equal(draws[0], participation.participants(4, 0, 50, 7))  # seeds differ
+    assert np.array_equal(participation.participants(0, 0, 5, 5), np.arange(5))
+
+
+def test_participants_are_uniform_over_the_clients():
+    rounds, clients, per_round = 3000, 10, 3
+    counts = np.bincount(np.concatenate([participation.participants(0, r, clients, per_round) for r in range(rounds)]), minlength=clients)
+    expected = rounds * per_round / clients
+    chi2 = np.sum((counts - expected) ** 2 / expected)
+    assert chi2 < 27.88  # chi-square with 9 degrees of freedom, p = 0.001
+
+
+# A toy algorithm whose round is known in closed form, to check the gather and scatter by hand.
+
+N, K = 6, 3
+SIZES = np.array([4, 8, 12, 16, 20, 24])
+
+
+def toy(num_clients: int, averaged: tuple[str, ...]) -> Algorithm:
+    """Each client's 'lower' moves by its data size, its optimiser count by one; the server by the
+    clients' weighted sizes; an averaging toy then sets every client to the weighted average."""
+
+    def init(key):
+        clients = {"lower": jnp.arange(num_clients, dtype=jnp.float32)[:, None] * jnp.ones((num_clients, 2))}
+        return State(clients, {"count": jnp.zeros(num_clients)}, {"w": jnp.zeros(3)}, {}, jnp.zeros((), jnp.int32))
+
+    def round_fn(state, data, key):
+        lower = state.clients["lower"] + data.sizes[:, None].astype(jnp.float32)
+        if averaged:
+            lower = jnp.broadcast_to(data.weights @ lower, lower.shape)
+        server = {"w": state.server["w"] + data.weights @ data.sizes.astype(jnp.float32)}
+        return State({"lower": lower}, {"count": state.client_opt["count"] + 1}, server, {}, state.step + 1), {"loss": data.weights.sum()}
+
+    return Algorithm(init, round_fn, None, personal=not averaged, averaged=averaged)
+
+
+def toy_round(averaged: tuple[str, ...], ids: np.ndarray):
+    data = make_client_data(np.zeros((SIZES.sum(), 1, 1, 1), np.uint8), np.zeros(SIZES.sum(), np.int32),
+                            np.split(np.arange(SIZES.sum()), np.cumsum(SIZES)[:-1]))
+    key = jax.random.key(0)
+    sampled = participation.sampled(toy(N, averaged), toy(len(ids), averaged), key)
+    before = sampled.init(key)
+    after, metrics = jax.jit(sampled.round)(before, data, key, jnp.asarray(ids))
+    return before, after, metrics
+
+
+@pytest.mark.parametrize("ids", [np.array([1, 2, 4]), np.array([0, 5])])
+def test_clients_that_keep_their_models_keep_them_bitwise_when_sitting_out(ids):
+    before, after, metrics = toy_round((), ids)
+    out = np.setdiff1d(np.arange(N), ids)
+    for name, leaf in (("lower", lambda s: s.clients["lower"]), ("count", lambda s: s.client_opt["count"])):
+        assert np.array_equal(np.asarray(leaf(after))[out], np.asarray(leaf(before))[out]), name
+    np.testing.assert_array_equal(np.asarray(after.clients["lower"])[ids], np.repeat(np.arange(N)[ids, None] + SIZES[ids, None], 2, axis=1))
+    np.testing.assert_array_equal(np.asarray(after.client_opt["count"]), np.isin(np.arange(N), ids).astype(float))
+    weights = SIZES[ids] / SIZES[ids].sum()  # renormalised over the participants
+    np.testing.assert_allclose(np.asarray(after.server["w"]), np.full(3, weights @ SIZES[ids]), rtol=1e-6)
+    assert float(metrics["loss"]) == pytest.approx(1.0)
+
+
+def test_averaging_gives_every_client_the_weighted_mean_over_participants():
+    ids = np.array([0, 3, 4])
+    before, after, _ = toy_round(("lower",), ids)
+    own = np.arange(N)[ids] + SIZES[ids]  # each participant's model before the average (a scalar per client)
+    by_hand = np.sum(SIZES[ids] * own) / SIZES[ids].sum()  # weighted by the participants' data
+    np.testing.assert_allclose(np.asarray(after.clients["lower"]), np.full((N, 2), by_hand), rtol=1e-6)
+    out = np.setdiff1d(np.arange(N), ids)
+    assert np.array_equal(np.asarray(after.client_opt["count"])[out], np.zeros(len(out)))  # their optimiser states stay theirs
+
+
+# The real algorithms.
+
+def simulation(algorithm: str, clients: int, per_round: int | None, executor: str = "vmap", **options):
+    from lfmsl.experiments.simulation import Simulation
+
+    config = Config(algorithm=algorithm, clients=clients, clients_per_round=per_round, rounds=2, batch_size=4, eval_clients=0,
+                    executor=executor, **options)
+    return Simulation(config, tiny_dataset(train=60))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm", ["psl", "locfedmix"])
+def test_a_round_of_k_of_n_clients_is_the_k_client_round_on_their_data(algorithm):
+    """Independent of the gather: a K-client system built on the participants' own data, from the same seed."""
+    sampled = simulation(algorithm, 6, 3)
+    ids = participation.participants(0, 0, 6, 3)
+    alone = simulation(algorithm, 3, None, train_size=30)  # clients of 10 samples, as the participants
+    dataset = tiny_dataset(train=60)
+    alone.data = make_client_data(dataset.x_train, dataset.y_train, [sampled.parts[i] for i in ids])
+    first, single = next(sampled.rounds(0, 1)), next(alone.rounds(0, 1))
+    for name in ("train_loss", "client_drift", "server_rel_update", "client_rel_update"):
+        np.testing.assert_allclose(first[name], single[name], rtol=1e-5, err_msg=name)
+    assert first["participants"] == 3 and "participants" not in single
+    lower, lower_alone = (jax.tree.leaves(s.state.clients["lower"]) for s in (sampled, alone))
+    out = np.setdiff1d(np.arange(6), ids)
+    for leaf, leaf_alone in zip(lower, lower_alone, strict=True):
+        np.testing.assert_allclose(np.asarray(leaf)[ids], np.asarray(leaf_alone), rtol=1e-5, atol=1e-7)
+        if algorithm == "locfedmix":  # averaged: the clients sitting out take the participants' average
+            np.testing.assert_allclose(np.asarray(leaf)[out], np.broadcast_to(np.asarray(leaf_alone)[0], (len(out),) + leaf.shape[1:]),
+                                       rtol=1e-5, atol=1e-7)
+    for leaf, initial in zip(lower, jax.tree.leaves(simulation(algorithm, 6, 3).state.clients["lower"])):
+        if algorithm == "psl":  # their own models, untouched
+            assert np.array_equal(np.asarray(leaf)[out], np.asarray(initial)[out])
+    # The ledger and the latency model count the participants only.
+    for field in ("comm_bytes", "sim_latency_s"):
+        assert first[field] == single[field], field
+
+
+@pytest.mark.slow
+def test_k_equal_to_n_is_todays_run_and_the_wrapper_with_all_clients_changes_nothing():
+    import lfmsl.algorithms as algorithms
+
+    records = lambda s: [{k: v for k, v in r.items() if k not in ("round_time_s", "wall_time_s")} for r in s.rounds(0, 2)]
+    every = simulation("locfedmix", 4, 4)
+    assert not every.sampling
+    assert records(simulation("locfedmix", 4, None)) == records(every)
+    # The gather and scatter themselves, with every client drawn, against the plain round, bit for bit.
+    sim = simulation("locfedmix", 4, None)
+    wrapped = participation.sampled(sim.algorithm, algorithms.build(sim.context), sim.run_key)
+    key = sim.round_key(0)
+    plain = fast_jit.jit(sim.algorithm.round)(sim.state, sim.data, key)
+    gathered = fast_jit.jit(wrapped.round)(sim.state, sim.data, key, jnp.arange(4, dtype=jnp.int32))
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), plain, gathered))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm", ["sl", "sflv1"])  # a relay of K; server copies gathered and averaged
+def test_every_executor_gives_the_same_sampled_rounds(algorithm):
+    vmap, loop = (simulation(algorithm, 6, 2, executor) for executor in ("vmap", "loop"))
+    for a, b in zip(vmap.rounds(0, 2), loop.rounds(0, 2), strict=True):
+        for name in ("train_loss", "test_accuracy", "test_loss"):
+            np.testing.assert_allclose(a[name], b[name], rtol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("values, message", [
+    (dict(clients=4, clients_per_round=5), "--clients-per-round 5 is more than --clients 4"),
+    (dict(clients=4, clients_per_round=0), "--clients-per-round must be a positive integer"),
+    (dict(algorithm="centralized", clients=4, clients_per_round=2), "trains one learner on all the data"),
+    (dict(clients=4, clients_per_round=2, round_mode="epoch"), "--round-mode wrap"),
+    (dict(algorithm="locfedmix", clients=10, clients_per_round=1), "needs --clients-per-round 2 or more"),
+    (dict(algorithm="mix2sfl", clients=10, clients_per_round=3, mix_partners=3), "--mix-partners must be smaller than --clients-per-round"),
+])
+def test_impossible_participation_is_refused(values, message):
+    with pytest.raises(UsageError, match=message):
+        validate(Config(**values))
