@@ -22,7 +22,7 @@ def test_run_writes_metrics_summary_and_plot(tmp_path, manual_data_dir, tfds_dat
     out = tmp_path / "run"
     result = run_cli(
         ["run", "--algorithm", "psl", "--clients", "4", "--rounds", "2", "--train-size", "400", "--batch-size", "16",
-         "--eval-clients", "0", "--out", str(out), "--no-progress",
+         "--eval-clients", "0", "--test-size", "2000", "--out", str(out), "--no-progress",
          "--manual-dir", str(manual_data_dir), "--data-dir", str(tfds_data_dir)]
     )
     assert result.returncode == 0, result.stderr

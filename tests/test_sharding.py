@@ -19,7 +19,8 @@ from lfmsl.errors import UsageError
 
 pytestmark = pytest.mark.slow  # compiles training rounds: not in the fast part (.ci/python312)
 
-CASES = [("locfedmix", "loop"), ("sflv1", "vmap")]  # shard_map over lax.map; per-client server copies
+# shard_map over lax.map; per-client server copies; 4 of the 8 clients drawn per round (one per device)
+CASES = [("locfedmix", "loop", None), ("sflv1", "vmap", None), ("psl", "vmap", 4)]
 
 SCRIPT = textwrap.dedent("""
     import json, os, sys
@@ -31,8 +32,9 @@ SCRIPT = textwrap.dedent("""
 
     dataset = load_dataset("fashion_mnist", manual_dir=os.environ.get("LFMSL_MANUAL_DIR"), data_dir=sys.argv[1])
     out = {"devices": jax.device_count(), "runs": {}}
-    for algorithm, executor in json.loads(sys.argv[2]):
-        config = Config(algorithm=algorithm, clients=8, rounds=2, batch_size=16, train_size=256, test_size=500, executor=executor, eval_clients=0)
+    for algorithm, executor, per_round in json.loads(sys.argv[2]):
+        config = Config(algorithm=algorithm, clients=8, clients_per_round=per_round, rounds=2, batch_size=16, train_size=256, test_size=500,
+                        executor=executor, eval_clients=0)
         simulation = Simulation(config, dataset)
         out["runs"][algorithm] = list(simulation.rounds(0, 2))
         out.setdefault("sharded", {})[algorithm] = str(getattr(simulation.state.clients["lower"]["conv1"]["kernel"].sharding, "spec", None))
@@ -64,7 +66,7 @@ def runs(tfds_data_dir, manual_data_dir):
 def test_sharded_runs_match_single_device(runs):
     single, sharded = runs
     assert single["devices"] == 1 and sharded["devices"] == 4
-    for algorithm, _ in CASES:
+    for algorithm, _, _ in CASES:
         assert sharded["sharded"][algorithm] == str(PartitionSpec("clients"))
         for one, four in zip(single["runs"][algorithm], sharded["runs"][algorithm], strict=True):
             for key in ("train_loss", "test_accuracy", "test_loss", "client_drift"):

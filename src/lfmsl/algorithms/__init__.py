@@ -19,7 +19,7 @@ __all__ = ["Algorithm", "Context", "State", "Entry", "Exchange", "Recipe", "reci
            "register", "validate", "without_inert"]
 
 _BUILT_IN = ("sl", "psl", "sflv1", "sflv2", "locsplitfed", "locfedmix", "sglr", "mix2sfl", "centralized", "fedavg")
-_MACHINERY = ("base", "registry", "parts", "split")  # the modules algorithms are made of, not algorithms
+_MACHINERY = ("base", "registry", "parts", "split", "participation")  # the modules algorithms are made of, not algorithms
 
 
 def _import_all() -> None:

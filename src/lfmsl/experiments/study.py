@@ -53,7 +53,7 @@ class Scale:
         return cls(samples_per_client=16, batch_size=8, rounds=2, seeds=(0, 1), clients=(2, 3), clients_imbalance=(2,), clients_fixed=3, clients_cut=(2,), cuts=(4,),
                    algorithms=("psl", "locfedmix"), imbalance_algorithms=("psl", "locfedmix"), later_algorithms=(),
                    switches=((False, False, False), (True, True, True)), avg_every=(1,), sgd_rates=(0.03, 0.1),
-                   lr_check_rounds=1, test_size=200)
+                   lr_check_rounds=1, test_size=50)
 
 
 def base(scale: Scale, **values) -> Config:
