@@ -5,6 +5,8 @@
     python scripts/bench.py --clients 100 --executor vmap,loop --json
     python scripts/bench.py --algorithms locfedmix,psl,sflv1 --clients 10,100
     python scripts/bench.py --models cnn,allconv:1,allconv:4 --clients 100 --executor auto   # the cut's cost
+    python scripts/bench.py --algorithms psl,locfedmix --clients 100,10000 --clients-per-round 100 \
+        --executor auto --batch-size 6 --iterations 1          # cross-device: 100 of 10,000 clients per round
 
 Each case runs in its own process (so its peak memory is its own, and a case that runs out of
 memory fails alone): it builds the algorithm on synthetic batches of the real shapes
@@ -49,6 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--executor", default="vmap,chunked:10,loop,auto", help="comma-separated executors (default: vmap,chunked:10,loop,auto)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--iterations", type=int, default=2, help="iterations per round, i.e. samples per client / batch (default: 2)")
+    p.add_argument("--clients-per-round", type=int, default=None, metavar="K",
+                   help="K participants drawn per round among each case's clients, as lfmsl run's flag (default: all)")
     p.add_argument("--repeats", type=int, default=2, help="timed rounds after one warm-up round (default: 2)")
     p.add_argument("--conv", default="patches", choices=("patches", "xla"))
     p.add_argument("--models", default="cnn", help="comma-separated MODEL or MODEL:CUT, e.g. cnn,allconv:1,allconv:4 (default: cnn at its cut)")
@@ -112,19 +116,26 @@ def run_case(spec: dict) -> dict:
     from lfmsl.config import Config
     from lfmsl.core.executors import resolve
 
+    from lfmsl.algorithms import participation
+
     n, iterations, batch = spec["clients"], spec["iterations"], spec["batch_size"]
+    k = min(spec.get("clients_per_round") or n, n)  # the clients that train in a round
     if not algorithms.get(spec["algorithm"]).exchange(Config(algorithm=spec["algorithm"])).splits_clients:
         raise SystemExit(f"bench times the parallel algorithms and fedavg; {spec['algorithm']} has no parallel clients")
     config, model = case_model(spec)
     data = synthetic_data(n, iterations * batch)
     key = jax.random.key(0)
 
+    ids = (jax.numpy.asarray(participation.participants(0, 0, n, k)),) if k < n else ()
+
     def lowered(iters: int, executor: str):
         algorithm = algorithms.build(Context(config, model, n, iters, executor))
+        if k < n:  # the round built for K, on K participants of the N clients (as lfmsl run does)
+            algorithm = participation.sampled(algorithm, algorithms.build(Context(config, model, k, iters, executor)), key)
         state = jax.jit(algorithm.init)(key)
-        return jax.jit(algorithm.round, donate_argnums=0).lower(state, data, key), algorithm
+        return jax.jit(algorithm.round, donate_argnums=0).lower(state, data, key, *ids), algorithm
 
-    executor = resolve(spec["executor"], num_clients=n)
+    executor = resolve(spec["executor"], num_clients=k)
     start = time.perf_counter()
     low, algorithm = lowered(iterations, executor)
     compiled = low.compile()
@@ -133,11 +144,11 @@ def run_case(spec: dict) -> dict:
     times = []
     for r in range(spec["repeats"] + 1):
         began = time.perf_counter()
-        state, metrics = compiled(state, data, jax.random.fold_in(key, r))
+        state, metrics = compiled(state, data, jax.random.fold_in(key, r), *ids)
         jax.block_until_ready((state, metrics))
         times.append(time.perf_counter() - began)
     round_s = statistics.median(times[1:])
-    steps = n * iterations
+    steps = k * iterations
     return {
         **spec,
         "resolved_executor": executor,
@@ -163,7 +174,7 @@ def round_cost(spec: dict) -> dict:
     from lfmsl.algorithms.base import Context
     from lfmsl.config import Config
 
-    n = spec["clients"]
+    n = min(spec.get("clients_per_round") or spec["clients"], spec["clients"])  # the work of the round's participants
     config, model = case_model({**spec, "executor": "vmap"})
     algorithm = algorithms.build(Context(config, model, n, 1, "vmap"))
     key = jax.random.key(0)
@@ -246,15 +257,16 @@ def spawn(spec: dict, args: argparse.Namespace) -> dict:
 def table(results: list[dict], hw: dict) -> str:
     rows = [f"# {hw['device_kind']} ({hw['platform']}, {hw['cpu_count']} CPUs), peak {hw['peak_flops'] / 1e9:.0f} GFLOP/s, "
             f"{hw['peak_bytes_per_s'] / 1e9:.0f} GB/s ({hw['peak_source']})",
-            f"{'algorithm':<11} {'model':<10} {'clients':>7} {'executor':<11} {'round s':>8} {'client-steps/s':>14} {'samples/s':>10} "
+            f"{'algorithm':<11} {'model':<10} {'clients':>9} {'executor':<11} {'round s':>8} {'client-steps/s':>14} {'samples/s':>10} "
             f"{'compile s':>9} {'peak MiB':>9} {'GFLOP/s':>8} {'% limit':>7}"]
     for r in results:
+        clients = f"{r['clients_per_round']}/{r['clients']}" if (r.get("clients_per_round") or r["clients"]) < r["clients"] else str(r["clients"])
         executor = r["executor"] + (f"->{r['resolved_executor']}" if r.get("resolved_executor", r["executor"]) != r["executor"] else "")
         model = r.get("model", "cnn") + (f":{r['cut']}" if r.get("cut") else "")
         if "achieved_flops_per_s" not in r:
-            rows.append(f"{r['algorithm']:<11} {model:<10} {r['clients']:>7} {executor:<11} {r.get('error', 'no cost analysis')}")
+            rows.append(f"{r['algorithm']:<11} {model:<10} {clients:>9} {executor:<11} {r.get('error', 'no cost analysis')}")
             continue
-        rows.append(f"{r['algorithm']:<11} {model:<10} {r['clients']:>7} {executor:<11} {r['round_s']:>8.2f} {r['client_steps_per_s']:>14.1f} "
+        rows.append(f"{r['algorithm']:<11} {model:<10} {clients:>9} {executor:<11} {r['round_s']:>8.2f} {r['client_steps_per_s']:>14.1f} "
                     f"{r['samples_per_s']:>10.0f} {r['compile_s']:>9.1f} {r['peak_memory_bytes'] / 2**20:>9.0f} "
                     f"{r['achieved_flops_per_s'] / 1e9:>8.1f} {100 * r['hardware_fraction']:>7.1f}")
     return "\n".join(rows)
@@ -281,6 +293,8 @@ def main(argv=None) -> int:
         if bad:
             raise UsageError(f"--algorithms: {', '.join(bad)} not benchmarkable; choose from {', '.join(parallel)} or 'all'")
         clients = [int(c) for c in args.clients.split(",")]
+        if args.clients_per_round is not None and args.clients_per_round < 1:
+            raise UsageError(f"--clients-per-round must be a positive integer, got {args.clients_per_round}")
         executors = args.executor.split(",")
         for e in executors:
             parse_executor(e)
@@ -299,7 +313,7 @@ def main(argv=None) -> int:
     results = []
     for (model, cut), algorithm, n in [(m, a, n) for m in model_cuts for a in names for n in clients]:
         base = {"algorithm": algorithm, "clients": n, "batch_size": args.batch_size, "model": model, "cut": cut,
-                "iterations": args.iterations, "repeats": args.repeats, "conv": args.conv}
+                "iterations": args.iterations, "repeats": args.repeats, "conv": args.conv, "clients_per_round": args.clients_per_round}
         cost = spawn({**base, "executor": "vmap", "cost_only": True}, args)
         for executor in executors:
             result = spawn({**base, "executor": executor}, args)
