@@ -168,3 +168,17 @@ def test_every_executor_gives_the_same_sampled_rounds(algorithm):
 def test_impossible_participation_is_refused(values, message):
     with pytest.raises(UsageError, match=message):
         validate(Config(**values))
+
+
+@pytest.mark.slow
+def test_a_sampled_run_stopped_after_a_round_resumes_to_the_uninterrupted_metrics(tmp_path):
+    """The participants depend on (seed, round) alone, so a resumed run draws the same ones."""
+    import lfmsl
+
+    config = Config(algorithm="locfedmix", clients=6, clients_per_round=3, rounds=3, batch_size=4, eval_clients=0, executor="vmap")
+    whole = lfmsl.run(config, tmp_path / "whole", dataset=tiny_dataset(train=60), progress=False, checkpoint_every=1)
+    lfmsl.run(dataclasses.replace(config, rounds=1), tmp_path / "part", dataset=tiny_dataset(train=60), progress=False, checkpoint_every=1)
+    resumed = lfmsl.run(config, tmp_path / "part", resume=True, dataset=tiny_dataset(train=60), progress=False, checkpoint_every=1)
+    timing = ("round_time_s", "wall_time_s")
+    strip = lambda records: [{k: v for k, v in r.items() if k not in timing} for r in records]
+    assert strip(resumed.history) == strip(whole.history) and all(r["participants"] == 3 for r in whole.history)
