@@ -126,7 +126,8 @@ def run_case(spec: dict) -> dict:
     data = synthetic_data(n, iterations * batch)
     key = jax.random.key(0)
 
-    ids = (jax.numpy.asarray(participation.participants(0, 0, n, k)),) if k < n else ()
+    drawn = jax.numpy.asarray(participation.participants(0, 0, n, k))
+    ids = (drawn, drawn) if k < n else ()  # this round's participants and the previous round's
 
     def lowered(iters: int, executor: str):
         algorithm = algorithms.build(Context(config, model, n, iters, executor))

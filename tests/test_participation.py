@@ -60,13 +60,13 @@ def toy(num_clients: int, averaged: tuple[str, ...]) -> Algorithm:
     return Algorithm(init, round_fn, None, personal=not averaged, averaged=averaged)
 
 
-def toy_round(averaged: tuple[str, ...], ids: np.ndarray):
+def toy_round(averaged: tuple[str, ...], ids: np.ndarray, previous: np.ndarray | None = None, before: State | None = None):
     data = make_client_data(np.zeros((SIZES.sum(), 1, 1, 1), np.uint8), np.zeros(SIZES.sum(), np.int32),
                             np.split(np.arange(SIZES.sum()), np.cumsum(SIZES)[:-1]))
     key = jax.random.key(0)
     sampled = participation.sampled(toy(N, averaged), toy(len(ids), averaged), key)
-    before = sampled.init(key)
-    after, metrics = jax.jit(sampled.round)(before, data, key, jnp.asarray(ids))
+    before = sampled.init(key) if before is None else before
+    after, metrics = jax.jit(sampled.round)(before, data, key, jnp.asarray(ids), jnp.asarray(ids if previous is None else previous))
     return before, after, metrics
 
 
@@ -83,14 +83,19 @@ def test_clients_that_keep_their_models_keep_them_bitwise_when_sitting_out(ids):
     assert float(metrics["loss"]) == pytest.approx(1.0)
 
 
-def test_averaging_gives_every_client_the_weighted_mean_over_participants():
-    ids = np.array([0, 3, 4])
-    before, after, _ = toy_round(("lower",), ids)
-    own = np.arange(N)[ids] + SIZES[ids]  # each participant's model before the average (a scalar per client)
-    by_hand = np.sum(SIZES[ids] * own) / SIZES[ids].sum()  # weighted by the participants' data
-    np.testing.assert_allclose(np.asarray(after.clients["lower"]), np.full((N, 2), by_hand), rtol=1e-6)
-    out = np.setdiff1d(np.arange(N), ids)
-    assert np.array_equal(np.asarray(after.client_opt["count"])[out], np.zeros(len(out)))  # their optimiser states stay theirs
+def test_averaged_parts_start_from_the_previous_participants_weighted_mean_and_the_others_are_not_written():
+    first_ids, ids = np.array([0, 3, 4]), np.array([1, 3])
+    _, first, _ = toy_round(("lower",), first_ids, first_ids, before=State({"lower": jnp.zeros((N, 2))}, {"count": jnp.zeros(N)},
+                                                                         {"w": jnp.zeros(3)}, {}, jnp.zeros((), jnp.int32)))
+    w = SIZES[first_ids] / SIZES[first_ids].sum()
+    average = w @ SIZES[first_ids]  # each started from 0 and moved by its size; then the toy averages over them
+    np.testing.assert_allclose(np.asarray(first.clients["lower"])[first_ids], np.full((3, 2), average), rtol=1e-6)
+    assert np.array_equal(np.asarray(first.clients["lower"])[[1, 2, 5]], np.zeros((3, 2)))  # sitting out: not written
+    _, second, _ = toy_round(("lower",), ids, first_ids, before=first)
+    v = SIZES[ids] / SIZES[ids].sum()
+    by_hand = average + v @ SIZES[ids]  # both start from the current average (client 1 never took part), move, are averaged
+    np.testing.assert_allclose(np.asarray(second.clients["lower"])[ids], np.full((2, 2), by_hand), rtol=1e-6)
+    assert np.array_equal(np.asarray(second.client_opt["count"]), np.array([1, 1, 0, 2, 1, 0], float))  # optimiser states: their own
 
 
 # The real algorithms.
@@ -116,16 +121,15 @@ def test_a_round_of_k_of_n_clients_is_the_k_client_round_on_their_data(algorithm
     for name in ("train_loss", "client_drift", "server_rel_update", "client_rel_update"):
         np.testing.assert_allclose(first[name], single[name], rtol=1e-5, err_msg=name)
     assert first["participants"] == 3 and "participants" not in single
+    if algorithm == "locfedmix":  # averaged: scored on the participants' average, as the K-client system is
+        for name in ("test_accuracy", "test_loss"):
+            np.testing.assert_allclose(first[name], single[name], rtol=1e-5, err_msg=name)
     lower, lower_alone = (jax.tree.leaves(s.state.clients["lower"]) for s in (sampled, alone))
     out = np.setdiff1d(np.arange(6), ids)
-    for leaf, leaf_alone in zip(lower, lower_alone, strict=True):
+    initial = jax.tree.leaves(simulation(algorithm, 6, 3).state.clients["lower"])
+    for leaf, leaf_alone, start in zip(lower, lower_alone, initial, strict=True):
         np.testing.assert_allclose(np.asarray(leaf)[ids], np.asarray(leaf_alone), rtol=1e-5, atol=1e-7)
-        if algorithm == "locfedmix":  # averaged: the clients sitting out take the participants' average
-            np.testing.assert_allclose(np.asarray(leaf)[out], np.broadcast_to(np.asarray(leaf_alone)[0], (len(out),) + leaf.shape[1:]),
-                                       rtol=1e-5, atol=1e-7)
-    for leaf, initial in zip(lower, jax.tree.leaves(simulation(algorithm, 6, 3).state.clients["lower"])):
-        if algorithm == "psl":  # their own models, untouched
-            assert np.array_equal(np.asarray(leaf)[out], np.asarray(initial)[out])
+        assert np.array_equal(np.asarray(leaf)[out], np.asarray(start)[out])  # sitting out: untouched
     # The ledger and the latency model count the participants only.
     for field in ("comm_bytes", "sim_latency_s"):
         assert first[field] == single[field], field
@@ -144,7 +148,8 @@ def test_k_equal_to_n_is_todays_run_and_the_wrapper_with_all_clients_changes_not
     wrapped = participation.sampled(sim.algorithm, algorithms.build(sim.context), sim.run_key)
     key = sim.round_key(0)
     plain = fast_jit.jit(sim.algorithm.round)(sim.state, sim.data, key)
-    gathered = fast_jit.jit(wrapped.round)(sim.state, sim.data, key, jnp.arange(4, dtype=jnp.int32))
+    everyone = jnp.arange(4, dtype=jnp.int32)
+    gathered = fast_jit.jit(wrapped.round)(sim.state, sim.data, key, everyone, everyone)
     assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), plain, gathered))
 
 

@@ -6,10 +6,12 @@ built for K clients: the participants' states and data are gathered into a K-cli
 round runs unchanged, and their states are scattered back. Shapes stay static (K is fixed), so a
 run compiles once.
 
-What a client that sits a round out holds afterwards:
+What a client that sits a round out holds:
 - clients that keep their own models (PSL, SGLR, `--no-fed`) keep theirs, bit for bit;
-- where models are averaged, the averaged parts become the participants' weighted average, so
-  a client starts its next participation from the current average (its optimiser state is its own).
+- where models are averaged, nothing is written to it: a participant starts from the current
+  average, the weighted average of the previous round's participants (their ids follow from the
+  seed), and the evaluation scores that average. A round reads 2K rows and writes K, whatever N.
+  Its optimiser state stays its own.
 The server's state is shared and steps on the participants' smashed data only.
 """
 
@@ -67,27 +69,32 @@ def averaged_leaves(state: State, algorithm: Algorithm) -> State:
 def sampled(full: Algorithm, part: Algorithm, key: jax.Array) -> Algorithm:
     """`part` (the algorithm built for K clients) run on K participants of `full`'s N clients.
 
-    The round takes the participants' ids [K] as a fourth argument; `init` and `eval_pairs` are
-    `full`'s. `key` is any key of the right kind: only the shapes of the two initial states are read."""
+    The round takes the participants' ids [K] and the previous round's [K] (the same at round 0) after
+    its key; where the algorithm averages, `eval_pairs` takes the ids of the round just run and scores
+    their average. `key` is any key of the right kind: only the shapes of the two initial states are read."""
     per_client = per_client_leaves(jax.eval_shape(full.init, key), jax.eval_shape(part.init, key))
+    averages = bool(full.averaged) or full.averages_server
 
-    def round_fn(state: State, data: ClientData, key: jax.Array, ids: jax.Array):
-        sub_data = participant_data(data, ids)
-        new, metrics = part.round(take(state, per_client, ids), sub_data, key)
-        merged = put_back(state, new, per_client, ids)
-        if full.averaged or full.averages_server:
-            merged = _share_average(merged, new, per_client, averaged_leaves(merged, full), sub_data.weights, ids)
-        return merged, metrics
+    def round_fn(state: State, data: ClientData, key: jax.Array, ids: jax.Array, previous: jax.Array):
+        start = take(state, per_client, ids)
+        if averages:
+            start = _from_current_average(start, state, per_client, averaged_leaves(state, full), participant_data(data, previous).weights, previous)
+        new, metrics = part.round(start, participant_data(data, ids), key)
+        return put_back(state, new, per_client, ids), metrics
 
-    return full._replace(round=round_fn)
+    def eval_pairs(state: State, data: ClientData, ids: jax.Array):
+        if not averages:
+            return full.eval_pairs(state, data, ids)
+        return part.eval_pairs(take(state, per_client, ids), participant_data(data, ids), ids)
+
+    return full._replace(round=round_fn, eval_pairs=eval_pairs)
 
 
-def _share_average(merged: State, new: State, per_client: PyTree, averaged: State, weights: jax.Array, ids: jax.Array) -> State:
-    """Non-participants take the participants' weighted average of each averaged part."""
-    def one(leaf, participant_leaves, split, shared):
+def _from_current_average(start: State, state: State, per_client: PyTree, averaged: State, weights: jax.Array, previous: jax.Array) -> State:
+    """The participants' averaged parts replaced by the previous participants' weighted average."""
+    def one(mine, leaf, split, shared):
         if not (split and shared):
-            return leaf
-        mean = blocks.weighted_average(participant_leaves, weights)
-        return jnp.broadcast_to(mean, leaf.shape).at[ids].set(participant_leaves)
+            return mine
+        return jnp.broadcast_to(blocks.weighted_average(leaf[previous], weights), mine.shape)
 
-    return jax.tree.map(one, merged, new, per_client, averaged)
+    return jax.tree.map(one, start, state, per_client, averaged)

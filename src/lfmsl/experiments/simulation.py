@@ -138,13 +138,22 @@ class Simulation:
         """Round r's randomness depends on (seed, r) alone, so any round can be recomputed."""
         return jax.random.fold_in(self.run_key, round_index)
 
+    def participants(self, round_index: int) -> jax.Array:
+        ids = participation.participants(self.config.seed, max(round_index, 0), self.context.num_clients, self.per_round)
+        return self.placement.replicate(jnp.asarray(ids))
+
     def round_inputs(self, round_index: int) -> tuple:
-        """The round's arguments after the state and data: its key, and its participants where K < N."""
+        """The round's arguments after the state and data: its key, and where K < N its participants
+        and the previous round's (whose average the averaged parts start from)."""
         key = self.round_key(round_index)
         if not self.sampling:
             return (key,)
-        ids = participation.participants(self.config.seed, round_index, self.context.num_clients, self.per_round)
-        return key, self.placement.replicate(jnp.asarray(ids))
+        return key, self.participants(round_index), self.participants(round_index - 1)
+
+    def round_eval_ids(self, round_index: int) -> jax.Array:
+        """Whose models the evaluation after round r scores: where K < N clients are drawn and models
+        are averaged, the average of that round's participants; otherwise the fixed `eval_ids`."""
+        return self.participants(round_index) if self.sampling and not self.algorithm.personal else self.eval_ids
 
     def compile(self) -> None:
         """Compile the round and the evaluation once, ahead of time, and time it."""
@@ -164,7 +173,7 @@ class Simulation:
             return evaluate_pairs(self.model, lowers, uppers, test)
 
         with self.placement.tracing():
-            self._evaluate = self.placement.jit_replicated(evaluate).lower(self.state, self.data, self.eval_ids, self.test).compile()
+            self._evaluate = self.placement.jit_replicated(evaluate).lower(self.state, self.data, self.round_eval_ids(0), self.test).compile()
         self.compile_time_s = time.perf_counter() - start
 
     def _compile_round(self):
@@ -175,7 +184,7 @@ class Simulation:
         """Dispatch one round and its evaluation; returns device arrays, not yet fetched."""
         self.compile()
         self.state, metrics = self._round(self.state, self.data, *self.round_inputs(round_index))
-        accuracy = self._evaluate(self.state, self.data, self.eval_ids, self.test)
+        accuracy = self._evaluate(self.state, self.data, self.round_eval_ids(round_index), self.test)
         return metrics, accuracy
 
     def rounds(self, start: int, stop: int, keep_going: Callable[[], bool] = lambda: True) -> Iterator[RoundRecord]:
