@@ -107,6 +107,11 @@ def peak_memory_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
+def participating(spec: dict) -> int:
+    """The clients that train in a case's round: --clients-per-round of them, or all."""
+    return min(spec.get("clients_per_round") or spec["clients"], spec["clients"])
+
+
 def run_case(spec: dict) -> dict:
     """Compile and time one (algorithm, clients, executor) round; returns the measurements."""
     import jax
@@ -114,12 +119,11 @@ def run_case(spec: dict) -> dict:
     from lfmsl import algorithms
     from lfmsl.algorithms.base import Context
     from lfmsl.config import Config
+    from lfmsl.algorithms import participation
     from lfmsl.core.executors import resolve
 
-    from lfmsl.algorithms import participation
-
     n, iterations, batch = spec["clients"], spec["iterations"], spec["batch_size"]
-    k = min(spec.get("clients_per_round") or n, n)  # the clients that train in a round
+    k = participating(spec)
     if not algorithms.get(spec["algorithm"]).exchange(Config(algorithm=spec["algorithm"])).splits_clients:
         raise SystemExit(f"bench times the parallel algorithms and fedavg; {spec['algorithm']} has no parallel clients")
     config, model = case_model(spec)
@@ -175,7 +179,7 @@ def round_cost(spec: dict) -> dict:
     from lfmsl.algorithms.base import Context
     from lfmsl.config import Config
 
-    n = min(spec.get("clients_per_round") or spec["clients"], spec["clients"])  # the work of the round's participants
+    n = participating(spec)  # the work of the round's participants
     config, model = case_model({**spec, "executor": "vmap"})
     algorithm = algorithms.build(Context(config, model, n, 1, "vmap"))
     key = jax.random.key(0)
@@ -261,7 +265,7 @@ def table(results: list[dict], hw: dict) -> str:
             f"{'algorithm':<11} {'model':<10} {'clients':>9} {'executor':<11} {'round s':>8} {'client-steps/s':>14} {'samples/s':>10} "
             f"{'compile s':>9} {'peak MiB':>9} {'GFLOP/s':>8} {'% limit':>7}"]
     for r in results:
-        clients = f"{r['clients_per_round']}/{r['clients']}" if (r.get("clients_per_round") or r["clients"]) < r["clients"] else str(r["clients"])
+        clients = f"{r['clients_per_round']}/{r['clients']}" if participating(r) < r["clients"] else str(r["clients"])
         executor = r["executor"] + (f"->{r['resolved_executor']}" if r.get("resolved_executor", r["executor"]) != r["executor"] else "")
         model = r.get("model", "cnn") + (f":{r['cut']}" if r.get("cut") else "")
         if "achieved_flops_per_s" not in r:

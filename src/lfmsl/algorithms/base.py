@@ -53,7 +53,7 @@ class Algorithm(NamedTuple):
     eval_pairs: Callable[[State, ClientData, jax.Array], tuple[PyTree, PyTree]]
     personal: bool  # True: clients keep their own models, so evaluation reports a spread
     # What is averaged across clients (the keys of `State.clients`, and the server where it has one
-    # copy per client): a client sitting a round out takes the participants' average of these.
+    # copy per client): with clients drawn per round, participants start these from the current average.
     averaged: tuple[str, ...] = ()
     averages_server: bool = False
 

@@ -59,7 +59,7 @@ def put_back(state: PyTree, new: PyTree, per_client: PyTree, ids: jax.Array) -> 
 
 def averaged_leaves(state: State, algorithm: Algorithm) -> State:
     """True on the leaves that the algorithm averages across clients (its model parts, never an
-    optimiser state): what a non-participant takes from the participants' average."""
+    optimiser state): what a participant takes from the current average."""
     false = lambda tree: jax.tree.map(lambda _: False, tree)
     clients = {k: jax.tree.map(lambda _: k in algorithm.averaged, v) for k, v in state.clients.items()}
     server = jax.tree.map(lambda _: algorithm.averages_server, state.server)

@@ -165,7 +165,7 @@ def participants_per_round(config: Config) -> int:
 
 def require_mix_partners(config: Config, switch_hint: str = "") -> None:
     """Mixup pairs different clients: a check for the algorithms whose server mixes."""
-    name, count = ("--clients", config.clients) if config.clients_per_round is None else ("--clients-per-round", config.clients_per_round)
+    name, count = ("--clients" if config.clients_per_round is None else "--clients-per-round"), participants_per_round(config)
     if count < 2:
         raise UsageError(f"mixup pairs different clients, so --algorithm {config.algorithm} needs {name} 2 or more{switch_hint}")
     if config.mix_partners >= count:

@@ -19,10 +19,9 @@ import numpy as np
 from lfmsl import algorithms
 
 from lfmsl.core import memory
-from lfmsl.algorithms.base import Context, State
+from lfmsl.algorithms.base import Algorithm, Context, State
 from lfmsl.core.batching import ClientData, active_per_iteration, iterations_per_round, make_client_data
 from lfmsl.algorithms import participation, validate
-from lfmsl.algorithms.base import Algorithm
 from lfmsl.algorithms.registry import participants_per_round
 from lfmsl.config import Config
 from lfmsl.io.data import Dataset
@@ -150,10 +149,10 @@ class Simulation:
             return (key,)
         return key, self.participants(round_index), self.participants(round_index - 1)
 
-    def round_eval_ids(self, round_index: int) -> jax.Array:
-        """Whose models the evaluation after round r scores: where K < N clients are drawn and models
-        are averaged, the average of that round's participants; otherwise the fixed `eval_ids`."""
-        return self.participants(round_index) if self.sampling and not self.algorithm.personal else self.eval_ids
+    def eval_ids_after(self, inputs: tuple) -> jax.Array:
+        """Whose models the evaluation after a round (given its `round_inputs`) scores: where K < N clients
+        are drawn and models are averaged, the average of that round's participants; else `eval_ids`."""
+        return inputs[1] if self.sampling and not self.algorithm.personal else self.eval_ids
 
     def compile(self) -> None:
         """Compile the round and the evaluation once, ahead of time, and time it."""
@@ -173,7 +172,7 @@ class Simulation:
             return evaluate_pairs(self.model, lowers, uppers, test)
 
         with self.placement.tracing():
-            self._evaluate = self.placement.jit_replicated(evaluate).lower(self.state, self.data, self.round_eval_ids(0), self.test).compile()
+            self._evaluate = self.placement.jit_replicated(evaluate).lower(self.state, self.data, self.eval_ids_after(self.round_inputs(0)), self.test).compile()
         self.compile_time_s = time.perf_counter() - start
 
     def _compile_round(self):
@@ -183,8 +182,9 @@ class Simulation:
     def step(self, round_index: int) -> tuple[dict, tuple]:
         """Dispatch one round and its evaluation; returns device arrays, not yet fetched."""
         self.compile()
-        self.state, metrics = self._round(self.state, self.data, *self.round_inputs(round_index))
-        accuracy = self._evaluate(self.state, self.data, self.round_eval_ids(round_index), self.test)
+        inputs = self.round_inputs(round_index)
+        self.state, metrics = self._round(self.state, self.data, *inputs)
+        accuracy = self._evaluate(self.state, self.data, self.eval_ids_after(inputs), self.test)
         return metrics, accuracy
 
     def rounds(self, start: int, stop: int, keep_going: Callable[[], bool] = lambda: True) -> Iterator[RoundRecord]:
