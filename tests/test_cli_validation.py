@@ -52,6 +52,11 @@ def non_negative_float(v):
     return f is not None and math.isfinite(f) and f >= 0
 
 
+def probability_below_one(v):
+    f = _number(v, float)
+    return f is not None and 0 <= f < 1
+
+
 def fraction(v):
     f = _number(v, float)
     return f is not None and 0 < f <= 1
@@ -77,7 +82,7 @@ VALID = {  # flag -> what a good value is, judged here independently of the code
     "--avg-every": positive_int, "--clients-per-round": positive_int, "--train-size": positive_int, "--samples-per-client": positive_int, "--checkpoint-every": positive_int,
     "--seed": seed, "--eval-clients": non_negative_int,
     "--lr": positive_float, "--client-lr": positive_float, "--server-lr": positive_float, "--mix-alpha": positive_float,
-    "--loc-weight": non_negative_float, "--gradmix-fraction": fraction,
+    "--loc-weight": non_negative_float, "--gradmix-fraction": fraction, "--dropout": probability_below_one,
     "--algorithm": one_of(ALGORITHMS), "--dataset": one_of(DATASETS), "--model": one_of(MODELS),
     "--conv": one_of(("patches", "xla")), "--loc-loss": one_of(("mse", "bce")), "--client-grad": one_of(("own", "global")),
     "--partition": parses(parse_partition), "--executor": parses(parse_executor),
@@ -112,7 +117,7 @@ def bad_value(draw):
 @st.composite
 def bad_combination(draw):
     kind = draw(st.sampled_from(["switch", "partners", "one_client", "both_sizes", "inert", "unknown_flag", "missing_value", "resume",
-                                 "per_round"]))
+                                 "per_round", "no_clients"]))
     if kind == "inert":  # an option that does nothing in this combination
         algorithm, option = draw(st.sampled_from(INERT))
         return ["--algorithm", algorithm, *option]
@@ -126,6 +131,9 @@ def bad_combination(draw):
     if kind == "per_round":  # more participants per round than clients
         clients = draw(st.integers(1, 50))
         return ["--clients", str(clients), "--clients-per-round", str(draw(st.integers(clients + 1, 100)))]
+    if kind == "no_clients":  # client sampling or failures for the one central learner
+        option = draw(st.sampled_from([["--dropout", "0.3"], ["--clients-per-round", "1"]]))
+        return ["--algorithm", "centralized", "--clients", "2", *option]
     if kind == "both_sizes":  # a fixed training set and a size per client at once
         return ["--train-size", str(draw(st.integers(1, 1000))), "--samples-per-client", str(draw(st.integers(1, 100)))]
     if kind == "one_client":

@@ -87,6 +87,9 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--clients-per-round", type=_positive_int, default=None, metavar="K",
                    help="K distinct clients drawn uniformly each round, from (seed, round) alone, train in it; the others "
                         "sit it out (default: all N)")
+    g.add_argument("--dropout", type=_number, default=d.dropout, metavar="P",
+                   help="each participant fails during a round with probability P, drawn from (seed, round): its updates "
+                        "are discarded and its smashed data never reaches the server (default: 0)")
     g.add_argument("--rounds", type=_positive_int, default=d.rounds, metavar="R",
                    help=f"rounds; a round is one local epoch of every client (default: {d.rounds})")
     g.add_argument("--batch-size", type=_positive_int, default=d.batch_size, metavar="B", help=f"mini-batch per client (default: {d.batch_size})")

@@ -30,6 +30,7 @@ class Config:
     cut: int | None = None  # client blocks; None: the model's default cut
     clients: int = 100
     clients_per_round: int | None = None  # K participants drawn per round; None: all N
+    dropout: float = 0.0  # each participant fails during a round with this probability
     rounds: int = 10
     batch_size: int = 32
     round_mode: str = "wrap"  # "wrap": every client does the largest client's iterations; "epoch": its own epoch
@@ -113,6 +114,9 @@ def check_options(config: Config) -> Config:
         if config.clients_per_round > config.clients:
             raise UsageError(f"--clients-per-round {config.clients_per_round} is more than --clients {config.clients}; "
                              "draw at most every client each round")
+    if not (isinstance(config.dropout, (int, float)) and 0 <= config.dropout < 1):
+        raise UsageError(f"--dropout is the probability that a participant fails during a round, from 0 up to (not including) 1; "
+                         f"got {config.dropout}")
     if config.train_size is not None and config.train_size < 1:
         raise UsageError(f"--train-size must be a positive integer, got {config.train_size}")
     if config.samples_per_client is not None:

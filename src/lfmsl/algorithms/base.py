@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lfmsl.core.batching import ClientData, active_mask, gather, round_batches
+from lfmsl.core.batching import ClientData, gather, round_active, round_batches
 from lfmsl.config import Config
 from lfmsl.models import SplitModel
 
@@ -93,16 +93,16 @@ def scan_round(step: StepFn, ctx: Context, state: State, data: ClientData, key: 
     `step(state, images [N,B,...], labels [N,B], weights [N], key)` returns per-iteration
     metrics; losses and update sizes are averaged over the round, `client_drift` is taken
     at the last iteration (before that iteration's averaging). With `--round-mode epoch` and
-    several clients, the step also gets `active` [N]: which clients are still in their own epoch.
+    several clients, or clients failing (`data.present`), the step also gets `active` [N]: which
+    clients take part in that iteration.
     """
     batch_key, step_key = jax.random.split(key)
     indices = round_batches(batch_key, data, ctx.iterations, ctx.config.batch_size)
     keys = jax.random.split(step_key, ctx.iterations)
     weights = data.weights if weights is None else weights
-    if ctx.config.round_mode == "epoch" and ctx.num_clients > 1:
-        inputs = (indices, keys, active_mask(data, ctx.iterations, ctx.config.batch_size))
-    else:  # every client takes part in every iteration (one learner's epoch is the round)
-        inputs = (indices, keys)
+    active = round_active(data, ctx.iterations, ctx.config.batch_size, ctx.config.round_mode == "epoch" and ctx.num_clients > 1)
+    # None: every client takes part in every iteration (one learner's epoch is the round)
+    inputs = (indices, keys) if active is None else (indices, keys, active)
 
     def body(state: State, inputs):
         idx, k, *active = inputs

@@ -13,6 +13,10 @@ What a client that sits a round out holds:
   seed), and the evaluation scores that average. A round reads 2K rows and writes K, whatever N.
   Its optimiser state stays its own.
 The server's state is shared and steps on the participants' smashed data only.
+
+Participants that fail during a round (`--dropout P`, drawn from (seed, round) too) are left out of
+it by `surviving`: their weights drop to zero and a `present` mask keeps them from training and
+from sending, so the server's loss and the averaging renormalise over the survivors.
 """
 
 from __future__ import annotations
@@ -29,12 +33,35 @@ from lfmsl.core.batching import ClientData
 
 PyTree = Any
 _STREAM = 0x5A3D  # separates the participant draw from every other use of the seed
+_FAILURE_STREAM = 0xD809  # and the failure draw (--dropout)
 
 
 def participants(seed: int, round_index: int, num_clients: int, per_round: int) -> np.ndarray:
     """The sorted ids of round `round_index`'s K distinct participants, uniform over all N."""
     rng = np.random.default_rng([seed, round_index, _STREAM])
     return np.sort(rng.choice(num_clients, size=per_round, replace=False)).astype(np.int32)
+
+
+def survivors(seed: int, round_index: int, count: int, dropout: float) -> np.ndarray:
+    """Which of a round's `count` participants (in the order of their ids) do not fail [bool, K]:
+    each fails with probability `dropout`, drawn from (seed, round) alone at the round's start."""
+    rng = np.random.default_rng([seed, round_index, _FAILURE_STREAM])
+    return rng.random(count) >= dropout
+
+
+def surviving(data: ClientData, alive: jax.Array) -> ClientData:
+    """The round's data with the failed clients out: weights renormalised over the survivors (for the
+    server's loss and the averaging), and `present` so that the failed ones neither train nor send."""
+    kept = jnp.where(alive, data.weights, 0.0)
+    return data._replace(weights=kept / kept.sum(), present=alive)
+
+
+def with_failures(algorithm: Algorithm) -> Algorithm:
+    """`algorithm` whose round takes the survivors [N] after its key (--dropout without sampling)."""
+    def round_fn(state: State, data: ClientData, key: jax.Array, alive: jax.Array):
+        return algorithm.round(state, surviving(data, alive), key)
+
+    return algorithm._replace(round=round_fn)
 
 
 def per_client_leaves(full: State, part: State) -> PyTree:
@@ -70,24 +97,34 @@ def sampled(full: Algorithm, part: Algorithm, key: jax.Array) -> Algorithm:
     """`part` (the algorithm built for K clients) run on K participants of `full`'s N clients.
 
     The round takes the participants' ids [K] and the previous round's [K] (the same at round 0) after
-    its key; where the algorithm averages, `eval_pairs` takes the ids of the round just run and scores
-    their average. `key` is any key of the right kind: only the shapes of the two initial states are read."""
+    its key, and with --dropout which of each survive [K]; the previous round is the last one with a
+    survivor. Where the algorithm averages, `eval_pairs` takes the ids (and survivors) of the last
+    round run and scores their average. `key` is any key of the right kind: only the shapes of the two initial states are read."""
     per_client = per_client_leaves(jax.eval_shape(full.init, key), jax.eval_shape(part.init, key))
     averages = bool(full.averaged) or full.averages_server
 
-    def round_fn(state: State, data: ClientData, key: jax.Array, ids: jax.Array, previous: jax.Array):
+    def round_fn(state: State, data: ClientData, key: jax.Array, ids: jax.Array, previous: jax.Array, *failures: jax.Array):
+        alive, previous_alive = failures or (None, None)
         start = take(state, per_client, ids)
         if averages:
-            start = _from_current_average(start, state, per_client, averaged_leaves(state, full), participant_data(data, previous).weights, previous)
-        new, metrics = part.round(start, participant_data(data, ids), key)
+            start = _from_current_average(start, state, per_client, averaged_leaves(state, full), _weights(data, previous, previous_alive), previous)
+        mine = participant_data(data, ids)
+        new, metrics = part.round(start, mine if alive is None else surviving(mine, alive), key)
         return put_back(state, new, per_client, ids), metrics
 
-    def eval_pairs(state: State, data: ClientData, ids: jax.Array):
+    def eval_pairs(state: State, data: ClientData, ids: jax.Array, *failures: jax.Array):
         if not averages:
             return full.eval_pairs(state, data, ids)
-        return part.eval_pairs(take(state, per_client, ids), participant_data(data, ids), ids)
+        mine = participant_data(data, ids)
+        return part.eval_pairs(take(state, per_client, ids), mine if not failures else surviving(mine, failures[0]), ids)
 
     return full._replace(round=round_fn, eval_pairs=eval_pairs)
+
+
+def _weights(data: ClientData, ids: jax.Array, alive: jax.Array | None) -> jax.Array:
+    """The participants' weights, over the survivors only where some failed."""
+    mine = participant_data(data, ids)
+    return mine.weights if alive is None else surviving(mine, alive).weights
 
 
 def _from_current_average(start: State, state: State, per_client: PyTree, averaged: State, weights: jax.Array, previous: jax.Array) -> State:

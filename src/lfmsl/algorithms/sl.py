@@ -14,7 +14,7 @@ from lfmsl.algorithms import parts
 from lfmsl.algorithms.base import Algorithm, Context, State, summarise
 from lfmsl.algorithms.registry import Entry, Exchange, register
 from lfmsl.algorithms.split import Recipe, init_state, make_step, optimizers
-from lfmsl.core.batching import ClientData, active_mask, gather, round_batches
+from lfmsl.core.batching import ClientData, gather, round_active, round_batches
 
 RECIPE = Recipe(server=parts.SharedServer(), downlink=parts.own_gradient())  # PSL with one client at a time
 
@@ -37,8 +37,10 @@ def build(ctx: Context) -> Algorithm:
         keys = jax.random.split(step_key, sequence.shape[0])
         one = jnp.ones((1,), jnp.float32)
         inputs = (sequence, keys)
-        if ctx.config.round_mode == "epoch":  # each client's own epoch; its remaining steps change nothing
-            inputs += (active_mask(data, ctx.iterations, batch).T[order].reshape(-1, 1),)
+        # each client's own epoch (its remaining steps change nothing); a failed client is skipped
+        active = round_active(data, ctx.iterations, batch, ctx.config.round_mode == "epoch")
+        if active is not None:
+            inputs += (active.T[order].reshape(-1, 1),)
 
         def body(state, inputs):
             idx, k, *active = inputs

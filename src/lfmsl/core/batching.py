@@ -24,6 +24,17 @@ class ClientData(NamedTuple):
     client_index: jax.Array  # int32 [N, L]: client i's samples in its first sizes[i] slots
     sizes: jax.Array  # int32 [N]
     weights: jax.Array  # float32 [N]: delta_i = |D_i| / sum_j |D_j|
+    present: jax.Array | None = None  # bool [N]: the clients that do not fail this round (--dropout); None: all
+
+
+def round_active(data: ClientData, iterations: int, batch_size: int, epoch: bool) -> jax.Array | None:
+    """[iterations, N]: which clients take part in each iteration of a round, or None where all do:
+    with `epoch` (--round-mode epoch) those still in their own epoch, and only those `present`."""
+    active = active_mask(data, iterations, batch_size) if epoch else None
+    if data.present is None:
+        return active
+    present = jnp.broadcast_to(data.present[None, :], (iterations, data.present.shape[0]))
+    return present if active is None else active & present
 
 
 def make_client_data(images: np.ndarray, labels: np.ndarray, parts: Sequence[np.ndarray]) -> ClientData:

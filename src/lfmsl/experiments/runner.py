@@ -29,6 +29,8 @@ def describe(record: dict) -> str:
     accuracy = f"acc {100 * record['test_accuracy']:.2f}%"
     if "test_accuracy_std" in record:
         accuracy += f" ±{100 * record['test_accuracy_std']:.2f}"
+    if "train_loss" not in record:  # --dropout: every participant failed
+        return f"{accuracy}, round lost: all {record['participants']} participants failed"
     return f"{accuracy} loss {record['train_loss']:.4f}"
 
 
@@ -209,7 +211,7 @@ def _run_rounds(simulation, store: checkpoint.Checkpoints, folder: RunDir, histo
         segment_end = min(config.rounds, (done // every + 1) * every)
         for record in simulation.rounds(done, segment_end, keep_going=stop.keep_going):
             record["wall_time_s"] += wall_time  # simulator time summed over the sessions of a run
-            check_loss(record, history[0]["train_loss"] if history else None, config, store, allow_divergence)
+            check_loss(record, first_train_loss(history), config, store, allow_divergence)
             folder.append_metrics(record)
             if board is not None:
                 board.add(record)
@@ -225,6 +227,11 @@ EXPLODED_LOSS = 1e3  # a training loss above this, or EXPLOSION times round 1's,
 EXPLOSION = 100.0
 
 
+def first_train_loss(history: list[dict]) -> float | None:
+    """The training loss of the first round that trained (rounds lost to --dropout have none)."""
+    return next((r["train_loss"] for r in history if "train_loss" in r), None)
+
+
 def check_loss(record: dict, first_train_loss: float | None, config: Config, store: checkpoint.Checkpoints,
                allow_divergence: bool = False) -> None:
     """Stop at the first NaN or infinite loss, or a training loss that exploded while staying
@@ -235,6 +242,8 @@ def check_loss(record: dict, first_train_loss: float | None, config: Config, sto
         if not math.isfinite(value):
             what = {"train_loss": "training loss", "test_loss": "test loss"}.get(name, name.replace("_", " "))
             raise Diverged(f"the {what} became {value} in round {record['round']}; {_likely_cause(config, store)}")
+    if "train_loss" not in record:  # a round lost to --dropout trained nothing
+        return
     loss, limit = record["train_loss"], EXPLODED_LOSS
     if first_train_loss is not None and first_train_loss > 0:
         limit = min(limit, EXPLOSION * first_train_loss)

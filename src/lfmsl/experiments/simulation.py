@@ -129,7 +129,7 @@ class Simulation:
         participants of the N clients (participation.py)."""
         full = algorithms.build(self.context)
         if not self.sampling:
-            return full
+            return participation.with_failures(full) if self.config.dropout else full
         part = algorithms.build(dataclasses.replace(self.context, num_clients=self.per_round))
         return participation.sampled(full, part, self.run_key)
 
@@ -141,18 +141,51 @@ class Simulation:
         ids = participation.participants(self.config.seed, max(round_index, 0), self.context.num_clients, self.per_round)
         return self.placement.replicate(jnp.asarray(ids))
 
+    def survivors(self, round_index: int) -> np.ndarray | None:
+        """Which of round `round_index`'s participants do not fail (--dropout); None without dropout."""
+        if not self.config.dropout:
+            return None
+        return participation.survivors(self.config.seed, round_index, self.per_round, self.config.dropout)
+
+    def lost(self, round_index: int) -> bool:
+        """Whether every participant of the round fails: the round then changes nothing and is not run."""
+        alive = self.survivors(round_index)
+        return alive is not None and not alive.any()
+
+    def last_run_before(self, round_index: int) -> int:
+        """The latest round before `round_index` that was run (-1: none, every model is still the initial one)."""
+        previous = round_index - 1
+        while previous >= 0 and self.lost(previous):
+            previous -= 1
+        return previous
+
+    def _drawn(self, round_index: int) -> tuple:
+        """Round `round_index`'s participants (round 0's for -1: all hold the initial model) and, with
+        --dropout, which of them survive (all for -1)."""
+        ids = self.participants(round_index)
+        if not self.config.dropout:
+            return (ids,)
+        alive = np.ones(self.per_round, bool) if round_index < 0 else self.survivors(round_index)
+        return ids, self.placement.replicate(jnp.asarray(alive))
+
     def round_inputs(self, round_index: int) -> tuple:
-        """The round's arguments after the state and data: its key, and where K < N its participants
-        and the previous round's (whose average the averaged parts start from)."""
+        """The round's arguments after the state and data: its key; where K < N its participants and
+        those of the last round run (whose average the averaged parts start from); with --dropout
+        which of them survive."""
         key = self.round_key(round_index)
         if not self.sampling:
-            return (key,)
-        return key, self.participants(round_index), self.participants(round_index - 1)
+            alive = self.survivors(round_index)
+            return (key,) if alive is None else (key, self.placement.replicate(jnp.asarray(alive)))
+        (ids, *alive), (previous, *previous_alive) = self._drawn(round_index), self._drawn(self.last_run_before(round_index))
+        return (key, ids, previous, *alive, *previous_alive)
 
-    def eval_ids_after(self, inputs: tuple) -> jax.Array:
-        """Whose models the evaluation after a round (given its `round_inputs`) scores: where K < N clients
-        are drawn and models are averaged, the average of that round's participants; else `eval_ids`."""
-        return inputs[1] if self.sampling and not self.algorithm.personal else self.eval_ids
+    def eval_inputs_after(self, round_index: int) -> tuple:
+        """What the evaluation after round `round_index` scores, after the state and data: where K < N
+        clients are drawn and models are averaged, the average of the last round run's participants
+        (its survivors with --dropout); else the models of `eval_ids`."""
+        if not (self.sampling and not self.algorithm.personal):
+            return (self.eval_ids,)
+        return self._drawn(round_index if not self.lost(round_index) else self.last_run_before(round_index))
 
     def compile(self) -> None:
         """Compile the round and the evaluation once, ahead of time, and time it."""
@@ -167,12 +200,12 @@ class Simulation:
             self._round = self._compile_round()
         memory.require_fit(self._round, self.context.executor, self.context.num_clients)
 
-        def evaluate(state, data, ids, test):
-            lowers, uppers = self.algorithm.eval_pairs(state, data, ids)
+        def evaluate(state, data, test, *scored):
+            lowers, uppers = self.algorithm.eval_pairs(state, data, *scored)
             return evaluate_pairs(self.model, lowers, uppers, test)
 
         with self.placement.tracing():
-            self._evaluate = self.placement.jit_replicated(evaluate).lower(self.state, self.data, self.eval_ids_after(self.round_inputs(0)), self.test).compile()
+            self._evaluate = self.placement.jit_replicated(evaluate).lower(self.state, self.data, self.test, *self.eval_inputs_after(0)).compile()
         self.compile_time_s = time.perf_counter() - start
 
     def _compile_round(self):
@@ -182,9 +215,10 @@ class Simulation:
     def step(self, round_index: int) -> tuple[dict, tuple]:
         """Dispatch one round and its evaluation; returns device arrays, not yet fetched."""
         self.compile()
-        inputs = self.round_inputs(round_index)
-        self.state, metrics = self._round(self.state, self.data, *inputs)
-        accuracy = self._evaluate(self.state, self.data, self.eval_ids_after(inputs), self.test)
+        metrics = {}  # a lost round (every participant failed) trains nothing
+        if not self.lost(round_index):
+            self.state, metrics = self._round(self.state, self.data, *self.round_inputs(round_index))
+        accuracy = self._evaluate(self.state, self.data, self.test, *self.eval_inputs_after(round_index))
         return metrics, accuracy
 
     def rounds(self, start: int, stop: int, keep_going: Callable[[], bool] = lambda: True) -> Iterator[RoundRecord]:
@@ -218,7 +252,9 @@ class Simulation:
             record["test_accuracy_min"] = float(np.min(accuracy))
             record["test_accuracy_max"] = float(np.max(accuracy))
         record.update({k: float(v) for k, v in sorted(train.items())})
-        if self.sampling:
+        if self.sampling or self.config.dropout:
             record["participants"] = self.per_round
+        if self.config.dropout:
+            record["dropped"] = int(np.sum(~self.survivors(round_index)))
         record.update(self.costs.record_fields(round_index))
         return record
