@@ -83,6 +83,7 @@ VALID = {  # flag -> what a good value is, judged here independently of the code
     "--seed": seed, "--eval-clients": non_negative_int,
     "--lr": positive_float, "--client-lr": positive_float, "--server-lr": positive_float, "--mix-alpha": positive_float,
     "--loc-weight": non_negative_float, "--gradmix-fraction": fraction, "--dropout": probability_below_one,
+    "--device-spread": non_negative_float, "--round-deadline": positive_float,
     "--algorithm": one_of(ALGORITHMS), "--dataset": one_of(DATASETS), "--model": one_of(MODELS),
     "--conv": one_of(("patches", "xla")), "--loc-loss": one_of(("mse", "bce")), "--client-grad": one_of(("own", "global")),
     "--partition": parses(parse_partition), "--executor": parses(parse_executor),
@@ -132,7 +133,8 @@ def bad_combination(draw):
         clients = draw(st.integers(1, 50))
         return ["--clients", str(clients), "--clients-per-round", str(draw(st.integers(clients + 1, 100)))]
     if kind == "no_clients":  # client sampling or failures for the one central learner
-        option = draw(st.sampled_from([["--dropout", "0.3"], ["--clients-per-round", "1"]]))
+        option = draw(st.sampled_from([["--dropout", "0.3"], ["--clients-per-round", "1"], ["--device-spread", "1"],
+                                       ["--round-deadline", "5"]]))
         return ["--algorithm", "centralized", "--clients", "2", *option]
     if kind == "both_sizes":  # a fixed training set and a size per client at once
         return ["--train-size", str(draw(st.integers(1, 1000))), "--samples-per-client", str(draw(st.integers(1, 100)))]

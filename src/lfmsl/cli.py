@@ -154,6 +154,13 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                    help="time the client's local work serially: LocFedMix-SL's decoder pass after the server's answer instead "
                         "of during the wait for it, LocSplitFed's client, uplink and server one after another instead of "
                         "as a pipeline (default: overlapped)")
+    g.add_argument("--device-spread", type=_number, default=d.device_spread, metavar="S",
+                   help="slow devices: each client's compute speed, uplink and downlink rate are the profile's times a "
+                        "log-normal factor exp(S z), drawn once from the seed; synchronous rounds wait for the slowest "
+                        "participant (default: 0, every client alike)")
+    g.add_argument("--round-deadline", type=_number, default=None, metavar="SECONDS",
+                   help="leave out the participants whose round would take longer than SECONDS of simulated time: their "
+                        "work is lost and the round lasts until the deadline (default: none)")
     g.add_argument("--target-accuracy", type=_number, default=None, metavar="A",
                    help="report the first round, simulated latency and wall time reaching test accuracy A, a fraction such as 0.85")
 

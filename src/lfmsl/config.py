@@ -68,6 +68,8 @@ class Config:
     downlink_mbps: float | None = None
     target_accuracy: float | None = None  # the summary reports the first round reaching it
     overlap: bool = True  # client-local work overlaps the wait (LocFedMix-SL) or pipelines (LocSplitFed)
+    device_spread: float = 0.0  # log-standard-deviation of each client's speeds around the profile's
+    round_deadline: float | None = None  # simulated seconds; participants whose round takes longer are left out
 
     @property
     def resolved_client_lr(self) -> float:
@@ -117,6 +119,9 @@ def check_options(config: Config) -> Config:
     if not (isinstance(config.dropout, (int, float)) and 0 <= config.dropout < 1):
         raise UsageError(f"--dropout is the probability that a participant fails during a round, from 0 up to (not including) 1; "
                          f"got {config.dropout}")
+    if not (isinstance(config.device_spread, (int, float)) and math.isfinite(config.device_spread) and config.device_spread >= 0):
+        raise UsageError(f"--device-spread is a log-standard-deviation: zero or a positive number, got {config.device_spread}")
+    _positive("round-deadline", config.round_deadline)
     if config.train_size is not None and config.train_size < 1:
         raise UsageError(f"--train-size must be a positive integer, got {config.train_size}")
     if config.samples_per_client is not None:

@@ -151,8 +151,12 @@ def validate(config: Config) -> Config:
     if sampling and entry.exchange(config).schedule == "central":
         raise UsageError(f"--clients-per-round draws clients each round, but --algorithm {entry.name} trains one learner on all "
                          "the data; leave it out")
-    if config.dropout and entry.exchange(config).schedule == "central":
-        raise UsageError(f"--dropout makes clients fail, but --algorithm {entry.name} trains one learner on all the data; leave it out")
+    if entry.exchange(config).schedule == "central":
+        for name, what in (("dropout", "makes clients fail"), ("device_spread", "gives each client its own device"),
+                           ("round_deadline", "leaves slow clients out")):
+            if getattr(config, name):
+                raise UsageError(f"{flag(name, getattr(config, name))} {what}, but --algorithm {entry.name} trains one learner on "
+                                 "all the data; leave it out")
     if sampling and config.round_mode == "epoch":
         raise UsageError("--clients-per-round with --round-mode epoch is not supported; use --round-mode wrap (the default) "
                          "or leave --clients-per-round out")

@@ -22,6 +22,7 @@ samples where the server mixes. Per algorithm:
 - Averaging adds one upload and one download of every client's averaged parts (in parallel
   over clients) at each averaging step. SFL-V1's server copies stay at the server: no link.
 - FedAvg: the full model trains on the client; centralized: on the server, no links.
+Every client runs at the profile's speeds; with `--device-spread` each has its own (devices.py).
 This simulated time is kept apart from the simulator's own wall-clock time (`wall_time_s`).
 """
 
@@ -79,36 +80,75 @@ class Timing:
     per_relay: float
 
 
+@dataclasses.dataclass(frozen=True)
+class Stages:
+    """Simulated seconds of each stage of one iteration, for one client at the profile's speeds:
+    what the latency model combines (`timing`, and per client with `--device-spread`, devices.py)."""
+
+    schedule: str  # the Exchange's: parallel, relay, local or central
+    central: float  # the whole model's pass on the server (centralized)
+    local_model: float  # the whole model's pass on a client (FedAvg)
+    client: float  # the lower segment's forward and backward pass
+    local_pass: float  # the decoder's or auxiliary head's pass (0 if none)
+    up: float  # smashed data and labels up
+    down: float  # gradients down
+    server_step: float  # the server's pass on one client's batch
+    mixed_per_client: int
+    grads_down: bool
+    overlap: bool
+    average_up: float  # one averaging step: the client's averaged parts up
+    average_down: float  # and down
+    relay_up: float  # one hand-over (sequential SL): the client model up
+    relay_down: float  # and down to the next client
+
+
+def stages(config: Config, model: SplitModel, traffic: comm.Traffic, profile: Profile, sent: Exchange | None = None) -> Stages:
+    """The stage times of what `config.algorithm` exchanges (see the module docstring)."""
+    sent = exchange(config) if sent is None else sent
+    flops = forward_flops(model)
+    clients, b = config.clients, config.batch_size
+    full = BACKWARD_FACTOR * (flops["client"] + flops["server"])
+    per_client = lambda *categories: sum(traffic.per_iteration[c] for c in categories) / clients
+    averaged = lambda *categories: sum(traffic.per_average[c] for c in categories) / clients
+    return Stages(
+        schedule=sent.schedule,
+        central=b * full / profile.server_flops,
+        local_model=b * full / profile.client_flops,
+        client=b * BACKWARD_FACTOR * flops["client"] / profile.client_flops,
+        local_pass=b * BACKWARD_FACTOR * flops[sent.local] / profile.client_flops if sent.local else 0.0,
+        up=_link_seconds(per_client("smashed_up", "labels_up"), profile.uplink_mbps),
+        down=_link_seconds(per_client("grads_down"), profile.downlink_mbps),
+        server_step=b * BACKWARD_FACTOR * flops["server"] / profile.server_flops,
+        mixed_per_client=sent.mixed_per_client,
+        grads_down=sent.grads_down,
+        overlap=config.overlap,
+        average_up=_link_seconds(averaged("client_weights_up", "aux_weights_up"), profile.uplink_mbps),
+        average_down=_link_seconds(averaged("client_weights_down", "aux_weights_down"), profile.downlink_mbps),
+        relay_up=_link_seconds(traffic.relay_bytes / 2, profile.uplink_mbps),
+        relay_down=_link_seconds(traffic.relay_bytes / 2, profile.downlink_mbps),
+    )
+
+
 def timing(config: Config, model: SplitModel, traffic: comm.Traffic, profile: Profile, active: int | None = None,
            sent: Exchange | None = None) -> Timing:
     """The latency model of what `config.algorithm` exchanges (see the module docstring), for an
     iteration in which `active` clients take part (default: all; fewer in `--round-mode epoch`)."""
-    sent = exchange(config) if sent is None else sent
-    flops = forward_flops(model)
-    clients, b = config.clients, config.batch_size
-    n = clients if active is None else active
-    full = BACKWARD_FACTOR * (flops["client"] + flops["server"])
-    if sent.schedule == "central":
-        return Timing(b * full / profile.server_flops, 0.0, 0.0)
-    per_average = (_link_seconds((traffic.per_average["client_weights_up"] + traffic.per_average["aux_weights_up"]) / clients, profile.uplink_mbps)
-                   + _link_seconds((traffic.per_average["client_weights_down"] + traffic.per_average["aux_weights_down"]) / clients, profile.downlink_mbps))
-    if sent.schedule == "local":
-        return Timing(b * full / profile.client_flops, per_average, 0.0)
-
-    client = b * BACKWARD_FACTOR * flops["client"] / profile.client_flops
-    local_pass = b * BACKWARD_FACTOR * flops[sent.local] / profile.client_flops if sent.local else 0.0
-    up = _link_seconds((traffic.per_iteration["smashed_up"] + traffic.per_iteration["labels_up"]) / clients, profile.uplink_mbps)
-    down = _link_seconds(traffic.per_iteration["grads_down"] / clients, profile.downlink_mbps)
-    server_step = b * BACKWARD_FACTOR * flops["server"] / profile.server_flops  # one client's batch
-    if sent.schedule == "relay":  # one client at a time, each through the server alone
-        relay = _link_seconds(traffic.relay_bytes / 2, profile.uplink_mbps) + _link_seconds(traffic.relay_bytes / 2, profile.downlink_mbps)
-        return Timing(n * (client + up + server_step + down), 0.0, relay)
-    mixed = n * sent.mixed_per_client
+    st = stages(config, model, traffic, profile, sent)
+    n = config.clients if active is None else active
+    if st.schedule == "central":
+        return Timing(st.central, 0.0, 0.0)
+    per_average = st.average_up + st.average_down
+    if st.schedule == "local":
+        return Timing(st.local_model, per_average, 0.0)
+    client, local_pass, up, down, server_step = st.client, st.local_pass, st.up, st.down, st.server_step
+    if st.schedule == "relay":  # one client at a time, each through the server alone
+        return Timing(n * (client + up + server_step + down), 0.0, st.relay_up + st.relay_down)
+    mixed = n * st.mixed_per_client
     server = (n + mixed) * server_step  # SFL-V2's one-after-another sum is the same total
-    if not sent.grads_down:  # LocSplitFed: no download, no waiting: a pipeline of its three stages
-        return Timing(max(client + local_pass, up, server) if config.overlap else client + local_pass + up + server, per_average, 0.0)
+    if not st.grads_down:  # LocSplitFed: no download, no waiting: a pipeline of its three stages
+        return Timing(max(client + local_pass, up, server) if st.overlap else client + local_pass + up + server, per_average, 0.0)
     wait = up + server + down  # for the server's answer; the decoder's pass fits in it where it overlaps
-    return Timing(client + (max(local_pass, wait) if config.overlap else local_pass + wait), per_average, 0.0)
+    return Timing(client + (max(local_pass, wait) if st.overlap else local_pass + wait), per_average, 0.0)
 
 
 class RunCosts:
@@ -117,8 +157,10 @@ class RunCosts:
     `active` gives the clients taking part in each iteration of a round (`--round-mode epoch`);
     by default every client takes part in every iteration."""
 
-    def __init__(self, config: Config, model: SplitModel, iterations: int, active: Sequence[int] | None = None):
+    def __init__(self, config: Config, model: SplitModel, iterations: int, active: Sequence[int] | None = None,
+                 device_rounds: "devices.DeviceRounds | None" = None):
         self.config = config
+        self.device_rounds = device_rounds  # --device-spread, --round-deadline: each round's own time
         self.active = None if active is None else tuple(active)
         self.exchange = exchange(config)
         self.traffic = comm.traffic(config, model, iterations, self.exchange)
@@ -135,6 +177,8 @@ class RunCosts:
         """Bytes by category and simulated seconds of round `round_index` (from 0)."""
         t, config = self.traffic, self.config
         sent = comm.round_bytes(t, config, round_index, self.active)
+        if self.device_rounds is not None:
+            return sent, self.device_rounds.seconds(round_index)
         seconds = (self.iterations_seconds
                    + comm.averaging_steps(round_index, t.steps_per_round, t.avg_every) * self.timing.per_average
                    + comm.relay_handovers(round_index, config.clients) * self.timing.per_relay)
@@ -147,7 +191,7 @@ class RunCosts:
         done = self._rounds[: round_index + 1]
         sent, seconds = done[-1]
         cumulative = {k: sum(r[0][k] for r in done) for k in comm.CATEGORIES}
-        return {
+        fields = {
             "comm_bytes": comm.link_bytes(cumulative),  # SFL-V1's server copies stay at the server
             "comm_round_bytes": comm.link_bytes(sent),
             "comm_breakdown": sent,
@@ -155,6 +199,9 @@ class RunCosts:
             "sim_round_latency_s": seconds,
             "sim_latency_s": math.fsum(r[1] for r in done),
         }
+        if self.device_rounds is not None:
+            fields.update(self.device_rounds.fields(round_index))
+        return fields
 
 
 def annotate(history: Sequence[dict], config: Config, iterations: int, active: Sequence[int] | None = None) -> list[dict]:

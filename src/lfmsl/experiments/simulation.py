@@ -20,7 +20,7 @@ from lfmsl import algorithms
 
 from lfmsl.core import memory
 from lfmsl.algorithms.base import Algorithm, Context, State
-from lfmsl.core.batching import ClientData, active_per_iteration, iterations_per_round, make_client_data
+from lfmsl.core.batching import ClientData, active_per_iteration, client_iterations, iterations_per_round, make_client_data
 from lfmsl.algorithms import participation, validate
 from lfmsl.algorithms.registry import participants_per_round
 from lfmsl.config import Config
@@ -28,7 +28,8 @@ from lfmsl.io.data import Dataset
 from lfmsl.errors import UsageError
 from lfmsl.core.evaluate import TestData, evaluate_pairs, make_test_data
 from lfmsl.core.executors import resolve
-from lfmsl.costs.latency import RunCosts
+from lfmsl.costs import comm, devices
+from lfmsl.costs.latency import RunCosts, profile_for, stages
 from lfmsl.models import default_model_for, get_model
 from lfmsl.core.partition import partition, stratified_subset
 from lfmsl.core.sharding import Placement
@@ -116,7 +117,7 @@ class Simulation:
         self.active = active_per_iteration([len(p) for p in learners], config.batch_size) if config.round_mode == "epoch" and len(learners) > 1 else None
         # Static: bytes and simulated time, of the round's participants only.
         counted = dataclasses.replace(config, clients=self.per_round) if self.sampling else config
-        self.costs = RunCosts(counted, self.model, self.context.iterations, self.active)
+        self.costs = RunCosts(counted, self.model, self.context.iterations, self.active, self._device_rounds(counted, learners))
         ids = eval_client_ids(config, len(learners)) if self.algorithm.personal else np.zeros(1, np.int32)
         self.eval_ids = self.placement.replicate(jnp.asarray(ids))
         self.state: State = self.placement.init_state(self.algorithm.init, init_key)
@@ -124,12 +125,37 @@ class Simulation:
         self._round = None
         self._evaluate = None
 
+    @property
+    def fails(self) -> bool:
+        """Whether participants can drop out of a round: --dropout, or --round-deadline."""
+        return bool(self.config.dropout) or self.config.round_deadline is not None
+
+    def _device_rounds(self, counted: Config, learners: list[np.ndarray]) -> devices.DeviceRounds | None:
+        """Each round's simulated time with every client on its own device (--device-spread, --round-deadline)."""
+        config = self.config
+        if not config.device_spread and config.round_deadline is None:
+            return None
+        sent = algorithms.exchange(counted)
+        iterations = self.context.iterations
+        traffic = comm.traffic(counted, self.model, iterations, sent)
+        own = np.array(client_iterations([len(p) for p in learners], config.batch_size)) if self.active is not None else None
+        return devices.DeviceRounds(
+            stages(counted, self.model, traffic, profile_for(counted), sent), devices.draw(config.seed, len(learners), config.device_spread),
+            iterations, lambda r: comm.averaging_steps(r, traffic.steps_per_round, traffic.avg_every),
+            lambda r: comm.relay_handovers(r, counted.clients), self.participant_ids, own, config.round_deadline)
+
+    def participant_ids(self, round_index: int) -> np.ndarray:
+        """Round `round_index`'s participants (all clients unless --clients-per-round draws fewer)."""
+        if not self.sampling:
+            return np.arange(self.context.num_clients)
+        return participation.participants(self.config.seed, max(round_index, 0), self.context.num_clients, self.per_round)
+
     def _build(self) -> Algorithm:
         """The algorithm; where K < N clients take part in a round, its round built for K run on the
         participants of the N clients (participation.py)."""
         full = algorithms.build(self.context)
         if not self.sampling:
-            return participation.with_failures(full) if self.config.dropout else full
+            return participation.with_failures(full) if self.fails else full
         part = algorithms.build(dataclasses.replace(self.context, num_clients=self.per_round))
         return participation.sampled(full, part, self.run_key)
 
@@ -138,14 +164,17 @@ class Simulation:
         return jax.random.fold_in(self.run_key, round_index)
 
     def participants(self, round_index: int) -> jax.Array:
-        ids = participation.participants(self.config.seed, max(round_index, 0), self.context.num_clients, self.per_round)
-        return self.placement.replicate(jnp.asarray(ids))
+        return self.placement.replicate(jnp.asarray(self.participant_ids(round_index)))
 
     def survivors(self, round_index: int) -> np.ndarray | None:
-        """Which of round `round_index`'s participants do not fail (--dropout); None without dropout."""
-        if not self.config.dropout:
+        """Which of round `round_index`'s participants neither fail (--dropout) nor miss the deadline
+        (--round-deadline); None where none can."""
+        if not self.fails:
             return None
-        return participation.survivors(self.config.seed, round_index, self.per_round, self.config.dropout)
+        alive = participation.survivors(self.config.seed, round_index, self.per_round, self.config.dropout)
+        if self.config.round_deadline is not None:
+            alive &= self.costs.device_rounds.on_time(round_index)
+        return alive
 
     def lost(self, round_index: int) -> bool:
         """Whether every participant of the round fails: the round then changes nothing and is not run."""
@@ -163,7 +192,7 @@ class Simulation:
         """Round `round_index`'s participants (round 0's for -1: all hold the initial model) and, with
         --dropout, which of them survive (all for -1)."""
         ids = self.participants(round_index)
-        if not self.config.dropout:
+        if not self.fails:
             return (ids,)
         alive = np.ones(self.per_round, bool) if round_index < 0 else self.survivors(round_index)
         return ids, self.placement.replicate(jnp.asarray(alive))
@@ -252,9 +281,9 @@ class Simulation:
             record["test_accuracy_min"] = float(np.min(accuracy))
             record["test_accuracy_max"] = float(np.max(accuracy))
         record.update({k: float(v) for k, v in sorted(train.items())})
-        if self.sampling or self.config.dropout:
+        if self.sampling or self.fails:
             record["participants"] = self.per_round
-        if self.config.dropout:
+        if self.fails:
             record["dropped"] = int(np.sum(~self.survivors(round_index)))
         record.update(self.costs.record_fields(round_index))
         return record

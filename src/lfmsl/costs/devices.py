@@ -1,0 +1,144 @@
+"""Slow devices (`--device-spread S`): each client's own compute speed and link rates, and the
+simulated round time that follows from them.
+
+Each client's compute speed, uplink and downlink rate are the latency profile's values times
+exp(S z), one z ~ N(0, 1) each, drawn once from the run's seed: log-normal around the profile, with
+the profile's value as the median. A round then takes what its participants make it take:
+
+- the parallel algorithms are synchronous: in each iteration the server waits for the last upload,
+  and the iteration ends when the last client has its gradient (and, where it overlaps, has
+  finished its decoder's pass); LocSplitFed's pipeline runs at its slowest stage;
+- sequential SL serves its clients one after another: their times add up, no one waits;
+- FedAvg's clients train side by side, the round waiting for the slowest;
+- an averaging step ends when the slowest client's upload and download have.
+With all factors 1 these are the formulas of latency.py's `timing`.
+
+`--round-deadline SECONDS` leaves out the participants whose round would take longer (as it
+would were every participant as fast as it): their work is lost, as on a real system, and the
+round lasts until the deadline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from lfmsl.costs.latency import Stages
+
+_STREAM = 0xDE71  # separates the devices' draw from every other use of the seed
+
+
+@dataclasses.dataclass(frozen=True)
+class Devices:
+    """Each client's multiple of the profile's client FLOP/s, uplink and downlink rate [N]."""
+
+    compute: np.ndarray
+    uplink: np.ndarray
+    downlink: np.ndarray
+
+    def of(self, ids: np.ndarray) -> "Devices":
+        return Devices(self.compute[ids], self.uplink[ids], self.downlink[ids])
+
+    def each(self) -> list["Devices"]:
+        """One `Devices` per client, each as fast as that client and as many as all."""
+        n = len(self.compute)
+        return [Devices(np.full(n, self.compute[i]), np.full(n, self.uplink[i]), np.full(n, self.downlink[i])) for i in range(n)]
+
+
+def draw(seed: int, num_clients: int, spread: float) -> Devices:
+    """The run's devices: log-normal factors with log-standard-deviation `spread`, from the seed alone."""
+    z = np.random.default_rng([seed, _STREAM]).standard_normal((3, num_clients))
+    return Devices(*np.exp(spread * z))
+
+
+def iteration_seconds(st: Stages, devices: Devices) -> float:
+    """One iteration of the clients `devices` (module docstring); 0 where none takes part."""
+    n = len(devices.compute)
+    if n == 0:
+        return 0.0
+    if st.schedule == "central":
+        return st.central
+    if st.schedule == "local":
+        return float(np.max(st.local_model / devices.compute))
+    client, local = st.client / devices.compute, st.local_pass / devices.compute
+    up, down = st.up / devices.uplink, st.down / devices.downlink
+    if st.schedule == "relay":
+        return float(np.sum(client + up + st.server_step + down))
+    server = (n + n * st.mixed_per_client) * st.server_step
+    if not st.grads_down:  # LocSplitFed's pipeline
+        if st.overlap:
+            return float(max(np.max(client + local), np.max(up), server))
+        return float(np.max(client + local + up) + server)
+    uploaded = np.max(client + up)  # the server starts on the last upload
+    if st.overlap:
+        return float(max(np.max(client + local), uploaded + server + np.max(down)))
+    return float(uploaded + server + np.max(down + local))
+
+
+def average_seconds(st: Stages, devices: Devices) -> float:
+    """One averaging step: every client's averaged parts up and back, the slowest setting the pace."""
+    if len(devices.compute) == 0:
+        return 0.0
+    return float(np.max(st.average_up / devices.uplink + st.average_down / devices.downlink))
+
+
+def relay_seconds(st: Stages, devices: Devices) -> float:
+    """One hand-over of sequential SL's model, on the mean client's links."""
+    if len(devices.compute) == 0:
+        return 0.0
+    return float(np.mean(st.relay_up / devices.uplink + st.relay_down / devices.downlink))
+
+
+class DeviceRounds:
+    """Simulated seconds of each round with every participant on its own device (module docstring).
+
+    `participants(r)` gives round r's ids; `own_iterations` [N] each client's iterations in a round
+    (`--round-mode epoch`; None: every client does all of them)."""
+
+    def __init__(self, st: Stages, devices: Devices, iterations: int, averaging_steps, relay_handovers,
+                 participants, own_iterations: np.ndarray | None = None, deadline: float | None = None):
+        self.stages, self.devices, self.iterations = st, devices, iterations
+        self.averaging_steps, self.relay_handovers = averaging_steps, relay_handovers  # round -> count
+        self.participants, self.own_iterations, self.deadline = participants, own_iterations, deadline
+
+    def _seconds(self, round_index: int, devices: Devices, own: np.ndarray | None) -> float:
+        """The round of clients `devices` (each doing `own` iterations, or all of them)."""
+        if own is None:
+            steps = self.iterations * iteration_seconds(self.stages, devices)
+        else:
+            steps = sum(iteration_seconds(self.stages, Devices(*(a[own > t] for a in (devices.compute, devices.uplink, devices.downlink))))
+                        for t in range(self.iterations))
+        return (steps + self.averaging_steps(round_index) * average_seconds(self.stages, devices)
+                + self.relay_handovers(round_index) * relay_seconds(self.stages, devices))
+
+    def _own(self, ids: np.ndarray) -> np.ndarray | None:
+        return None if self.own_iterations is None else self.own_iterations[ids]
+
+    def own_times(self, round_index: int) -> np.ndarray:
+        """Each participant's round were every participant as fast as it [K]."""
+        ids = self.participants(round_index)
+        own = self._own(ids)
+        return np.array([self._seconds(round_index, clone, None if own is None else np.full(len(ids), own[i]))
+                         for i, clone in enumerate(self.devices.of(ids).each())])
+
+    def on_time(self, round_index: int) -> np.ndarray:
+        """Which participants make `--round-deadline` [bool, K] (all without one)."""
+        times = self.own_times(round_index)
+        return np.ones(len(times), bool) if self.deadline is None else times <= self.deadline
+
+    def seconds(self, round_index: int) -> float:
+        """The round of the participants that make the deadline; the deadline itself if any miss it."""
+        ids = self.participants(round_index)
+        kept = self.on_time(round_index)
+        own = self._own(ids)
+        seconds = self._seconds(round_index, self.devices.of(ids[kept]), None if own is None else own[kept])
+        return max(seconds, self.deadline) if not kept.all() else seconds
+
+    def fields(self, round_index: int) -> dict:
+        """The record's fields: the slowest participant's time over the median's, and the deadline's misses."""
+        times = self.own_times(round_index)
+        out = {"slowest_to_median": float(np.max(times) / np.median(times))}
+        if self.deadline is not None:
+            out["missed_deadline"] = int(np.sum(times > self.deadline))
+        return out
