@@ -187,3 +187,9 @@ def test_a_sampled_run_stopped_after_a_round_resumes_to_the_uninterrupted_metric
     timing = ("round_time_s", "wall_time_s")
     strip = lambda records: [{k: v for k, v in r.items() if k not in timing} for r in records]
     assert strip(resumed.history) == strip(whole.history) and all(r["participants"] == 3 for r in whole.history)
+    # A sweep's tables recompute the cost fields from the configuration: for the K participants, as the run did.
+    from lfmsl.costs.latency import annotate
+
+    iterations = whole.summary["resolved"]["iterations_per_round"]
+    assert strip(annotate([{"round": r["round"]} for r in whole.history], config, iterations)) == \
+        [{k: r[k] for k in r if k.startswith(("comm_", "sim_")) or k == "round"} for r in whole.history]

@@ -204,9 +204,21 @@ class RunCosts:
         return fields
 
 
+def counted(config: Config) -> Config:
+    """The configuration whose clients the ledger and the latency model count: the K drawn per round
+    where --clients-per-round draws fewer than all."""
+    per_round = config.clients_per_round
+    return config if per_round is None or per_round >= config.clients else dataclasses.replace(config, clients=per_round)
+
+
 def annotate(history: Sequence[dict], config: Config, iterations: int, active: Sequence[int] | None = None) -> list[dict]:
-    """Records with the cost fields added (for runs made before the ledger existed)."""
-    costs = RunCosts(config, model_for(config), iterations, active)
+    """Records with the cost fields added (for runs made before the ledger existed).
+
+    Runs on devices of their own (--device-spread, --round-deadline) keep the fields they recorded:
+    their round times follow each round's participants, which the run itself knew."""
+    if config.device_spread or config.round_deadline is not None:
+        return list(history)
+    costs = RunCosts(counted(config), model_for(config), iterations, active)
     return [{**record, **costs.record_fields(record["round"] - 1)} for record in history]
 
 
