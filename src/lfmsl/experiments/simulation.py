@@ -122,6 +122,7 @@ class Simulation:
         self.eval_ids = self.placement.replicate(jnp.asarray(ids))
         self.state: State = self.placement.init_state(self.algorithm.init, init_key)
         self.compile_time_s = 0.0
+        self._survivors: dict[int, np.ndarray] = {}
         self._round = None
         self._evaluate = None
 
@@ -171,10 +172,12 @@ class Simulation:
         (--round-deadline); None where none can."""
         if not self.fails:
             return None
-        alive = participation.survivors(self.config.seed, round_index, self.per_round, self.config.dropout)
-        if self.config.round_deadline is not None:
-            alive &= self.costs.device_rounds.on_time(round_index)
-        return alive
+        if round_index not in self._survivors:  # asked again for the rounds before each round (last_run_before)
+            alive = participation.survivors(self.config.seed, round_index, self.per_round, self.config.dropout)
+            if self.config.round_deadline is not None:
+                alive &= self.costs.device_rounds.on_time(round_index)
+            self._survivors[round_index] = alive
+        return self._survivors[round_index].copy()
 
     def lost(self, round_index: int) -> bool:
         """Whether every participant of the round fails: the round then changes nothing and is not run."""
