@@ -1,7 +1,6 @@
 """Slow devices (--device-spread S) and the round deadline (--round-deadline): the draw, the per-client
 latency model against the identical-client one and hand-computed cases, and who misses the deadline."""
 
-import dataclasses
 
 import numpy as np
 import pytest

@@ -70,10 +70,12 @@ def per_client_leaves(full: State, part: State) -> PyTree:
     return jax.tree.map(lambda f, p: f.shape != p.shape, full, part)
 
 
-def participant_data(data: ClientData, ids: jax.Array) -> ClientData:
-    """The participants' index lists, sizes and weights, renormalised over the participants."""
+def participant_data(data: ClientData, ids: jax.Array, alive: jax.Array | None = None) -> ClientData:
+    """The participants' index lists, sizes and weights, renormalised over the participants (over
+    the survivors among them where `alive` says which)."""
     weights = data.weights[ids]
-    return data._replace(client_index=data.client_index[ids], sizes=data.sizes[ids], weights=weights / weights.sum())
+    mine = data._replace(client_index=data.client_index[ids], sizes=data.sizes[ids], weights=weights / weights.sum())
+    return mine if alive is None else surviving(mine, alive)
 
 
 def take(state: PyTree, per_client: PyTree, ids: jax.Array) -> PyTree:
@@ -107,24 +109,17 @@ def sampled(full: Algorithm, part: Algorithm, key: jax.Array) -> Algorithm:
         alive, previous_alive = failures or (None, None)
         start = take(state, per_client, ids)
         if averages:
-            start = _from_current_average(start, state, per_client, averaged_leaves(state, full), _weights(data, previous, previous_alive), previous)
-        mine = participant_data(data, ids)
-        new, metrics = part.round(start, mine if alive is None else surviving(mine, alive), key)
+            weights = participant_data(data, previous, previous_alive).weights
+            start = _from_current_average(start, state, per_client, averaged_leaves(state, full), weights, previous)
+        new, metrics = part.round(start, participant_data(data, ids, alive), key)
         return put_back(state, new, per_client, ids), metrics
 
-    def eval_pairs(state: State, data: ClientData, ids: jax.Array, *failures: jax.Array):
+    def eval_pairs(state: State, data: ClientData, ids: jax.Array, *alive: jax.Array):
         if not averages:
             return full.eval_pairs(state, data, ids)
-        mine = participant_data(data, ids)
-        return part.eval_pairs(take(state, per_client, ids), mine if not failures else surviving(mine, failures[0]), ids)
+        return part.eval_pairs(take(state, per_client, ids), participant_data(data, ids, *alive), ids)
 
     return full._replace(round=round_fn, eval_pairs=eval_pairs)
-
-
-def _weights(data: ClientData, ids: jax.Array, alive: jax.Array | None) -> jax.Array:
-    """The participants' weights, over the survivors only where some failed."""
-    mine = participant_data(data, ids)
-    return mine.weights if alive is None else surviving(mine, alive).weights
 
 
 def _from_current_average(start: State, state: State, per_client: PyTree, averaged: State, weights: jax.Array, previous: jax.Array) -> State:

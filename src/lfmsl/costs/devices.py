@@ -40,11 +40,6 @@ class Devices:
     def of(self, ids: np.ndarray) -> "Devices":
         return Devices(self.compute[ids], self.uplink[ids], self.downlink[ids])
 
-    def each(self) -> list["Devices"]:
-        """One `Devices` per client, each as fast as that client and as many as all."""
-        n = len(self.compute)
-        return [Devices(np.full(n, self.compute[i]), np.full(n, self.uplink[i]), np.full(n, self.downlink[i])) for i in range(n)]
-
 
 def draw(seed: int, num_clients: int, spread: float) -> Devices:
     """The run's devices: log-normal factors with log-standard-deviation `spread`, from the seed alone."""
@@ -52,42 +47,60 @@ def draw(seed: int, num_clients: int, spread: float) -> Devices:
     return Devices(*np.exp(spread * z))
 
 
-def iteration_seconds(st: Stages, devices: Devices) -> float:
-    """One iteration of the clients `devices` (module docstring); 0 where none takes part."""
-    n = len(devices.compute)
-    if n == 0:
-        return 0.0
+def _iteration(st: Stages, devices: Devices, n: int, slowest, added):
+    """One iteration of `n` clients on `devices`: `slowest` and `added` reduce over the clients (np.max,
+    np.sum), or keep one value per client (each standing for n clients as fast as it)."""
     if st.schedule == "central":
         return st.central
     if st.schedule == "local":
-        return float(np.max(st.local_model / devices.compute))
+        return slowest(st.local_model / devices.compute)
     client, local = st.client / devices.compute, st.local_pass / devices.compute
     up, down = st.up / devices.uplink, st.down / devices.downlink
     if st.schedule == "relay":
-        return float(np.sum(client + up + st.server_step + down))
+        return added(client + up + st.server_step + down)
     server = (n + n * st.mixed_per_client) * st.server_step
     if not st.grads_down:  # LocSplitFed's pipeline
         if st.overlap:
-            return float(max(np.max(client + local), np.max(up), server))
-        return float(np.max(client + local + up) + server)
-    uploaded = np.max(client + up)  # the server starts on the last upload
+            return np.maximum(np.maximum(slowest(client + local), slowest(up)), server)
+        return slowest(client + local + up) + server
+    uploaded = slowest(client + up)  # the server starts on the last upload
     if st.overlap:
-        return float(max(np.max(client + local), uploaded + server + np.max(down)))
-    return float(uploaded + server + np.max(down + local))
+        return np.maximum(slowest(client + local), uploaded + server + slowest(down))
+    return uploaded + server + slowest(down + local)
+
+
+def iteration_seconds(st: Stages, devices: Devices) -> float:
+    """One iteration of the clients `devices` (module docstring); 0 where none takes part."""
+    n = len(devices.compute)
+    return float(_iteration(st, devices, n, np.max, np.sum)) if n else 0.0
+
+
+def iteration_seconds_each(st: Stages, devices: Devices) -> np.ndarray:
+    """Per client [n]: one iteration of n clients all as fast as that one."""
+    n = len(devices.compute)
+    return np.broadcast_to(_iteration(st, devices, n, lambda x: x, lambda x: n * x), (n,))
 
 
 def average_seconds(st: Stages, devices: Devices) -> float:
     """One averaging step: every client's averaged parts up and back, the slowest setting the pace."""
     if len(devices.compute) == 0:
         return 0.0
-    return float(np.max(st.average_up / devices.uplink + st.average_down / devices.downlink))
+    return float(np.max(_average_each(st, devices)))
+
+
+def _average_each(st: Stages, devices: Devices) -> np.ndarray:
+    return st.average_up / devices.uplink + st.average_down / devices.downlink
 
 
 def relay_seconds(st: Stages, devices: Devices) -> float:
     """One hand-over of sequential SL's model, on the mean client's links."""
     if len(devices.compute) == 0:
         return 0.0
-    return float(np.mean(st.relay_up / devices.uplink + st.relay_down / devices.downlink))
+    return float(np.mean(_relay_each(st, devices)))
+
+
+def _relay_each(st: Stages, devices: Devices) -> np.ndarray:
+    return st.relay_up / devices.uplink + st.relay_down / devices.downlink
 
 
 class DeviceRounds:
@@ -101,6 +114,7 @@ class DeviceRounds:
         self.stages, self.devices, self.iterations = st, devices, iterations
         self.averaging_steps, self.relay_handovers = averaging_steps, relay_handovers  # round -> count
         self.participants, self.own_iterations, self.deadline = participants, own_iterations, deadline
+        self._own_times: dict[int, np.ndarray] = {}  # asked for by the deadline, the round's time and its record
 
     def _seconds(self, round_index: int, devices: Devices, own: np.ndarray | None) -> float:
         """The round of clients `devices` (each doing `own` iterations, or all of them)."""
@@ -116,11 +130,15 @@ class DeviceRounds:
         return None if self.own_iterations is None else self.own_iterations[ids]
 
     def own_times(self, round_index: int) -> np.ndarray:
-        """Each participant's round were every participant as fast as it [K]."""
-        ids = self.participants(round_index)
-        own = self._own(ids)
-        return np.array([self._seconds(round_index, clone, None if own is None else np.full(len(ids), own[i]))
-                         for i, clone in enumerate(self.devices.of(ids).each())])
+        """Each participant's round were every participant as fast as it [K] (computed once a round)."""
+        if round_index not in self._own_times:
+            ids = self.participants(round_index)
+            mine = self.devices.of(ids)
+            own = self._own(ids)
+            steps = (self.iterations if own is None else own) * iteration_seconds_each(self.stages, mine)
+            self._own_times[round_index] = (steps + self.averaging_steps(round_index) * _average_each(self.stages, mine)
+                                            + self.relay_handovers(round_index) * _relay_each(self.stages, mine))
+        return self._own_times[round_index]
 
     def on_time(self, round_index: int) -> np.ndarray:
         """Which participants make `--round-deadline` [bool, K] (all without one)."""
