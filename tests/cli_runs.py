@@ -16,10 +16,14 @@ TIMING = ("round_time_s", "wall_time_s")  # the only fields allowed to differ be
 TINY = ["--train-size", "64", "--batch-size", "8", "--clients", "4", "--no-progress"]
 
 
-def environment(compile_cache: Path | None) -> dict:
-    """This checkout's code, compiled fast (the runs are compared with each other: see fast_jit.py);
-    with `compile_cache`, XLA programs are compiled once per session."""
-    env = dict(os.environ, PYTHONPATH=str(SRC), XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE_FLAG}".strip())
+def environment(compile_cache: Path | None, fast_compile: bool = False) -> dict:
+    """This checkout's code, compiled as the suite compiles (conftest.py); with `compile_cache`, XLA programs
+    are compiled once per session. Runs that share a cache mostly load their programs and spend their time
+    executing them, which the suite's level does four times faster than level 0 on the tiny data: only
+    `fast_compile` (many programs, each run once; the numbers are compared with each other, see
+    fast_jit.py) compiles at level 0."""
+    flags = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE_FLAG if fast_compile else ''}"
+    env = dict(os.environ, PYTHONPATH=str(SRC), XLA_FLAGS=flags.strip())
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
     if compile_cache is not None:
         env.update(JAX_COMPILATION_CACHE_DIR=str(compile_cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",

@@ -143,7 +143,7 @@ def test_quick_study_end_to_end_then_resumes_without_work(tmp_path, manual_data_
     from cli_runs import environment
     from test_scripts import SCRIPTS
 
-    results, env = tmp_path / "study", environment(compile_cache)
+    results, env = tmp_path / "study", environment(compile_cache, fast_compile=True)
     argv = [sys.executable, str(SCRIPTS / "reproduce.py"), "--quick", "--results", str(results), "--manual-dir", str(manual_data_dir),
             "--data-dir", str(tfds_data_dir)]
     first = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
