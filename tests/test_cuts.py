@@ -78,8 +78,11 @@ def test_the_default_cuts_are_todays_models():
 
 
 def run_one_round(name, cut, algorithm, executor="vmap", sizes=(12,)):
-    config = Config(algorithm=algorithm, model=name, cut=cut, batch_size=4, clients=len(sizes), executor=executor)
-    model = models.get_model(name, SHAPES[name], 10, cut=cut)
+    # resnet18 with XLA's convolutions, as these checks were made: Adam turns rounding on near-zero gradients into
+    # whole steps, and with the patch formulation's summation order 1 weight in 147,456 moves past the tolerance
+    conv = "xla" if name == "resnet18" else "patches"
+    config = Config(algorithm=algorithm, model=name, cut=cut, batch_size=4, clients=len(sizes), executor=executor, conv=conv)
+    model = models.get_model(name, SHAPES[name], 10, conv_impl=conv, cut=cut)
     bounds = np.cumsum([0, *sizes])
     parts = [np.arange(bounds[i], bounds[i + 1]) for i in range(len(sizes))]
     learners = [np.concatenate(parts)] if algorithm == "centralized" else parts

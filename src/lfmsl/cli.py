@@ -109,7 +109,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                    help="how clients are run: vmap, chunked[:K] (lax.map over chunks of K), loop, or auto (by backend) (default: auto)")
 
     g.add_argument("--conv", default=d.conv, choices=("patches", "xla"),
-                   help="cnn client convolutions: im2col with a matrix product, or XLA's convolution (default: patches)")
+                   help="every model's convolutions: im2col with a matrix product, or XLA's convolution (default: patches)")
 
     g = parser.add_argument_group("LocFedMix-SL parts (locfedmix only; --mix-* also for mix2sfl)")
     g.add_argument("--no-mix", dest="mix", action="store_false", help="switch off smashed-data mixup at the server")

@@ -39,7 +39,7 @@ class Config:
     samples_per_client: int | None = None  # each client holds K samples of a stratified draw of N x K
     seed: int = 0
     executor: str = "auto"
-    conv: str = "patches"  # cnn client convolutions: "patches" (im2col + matmul) or "xla"
+    conv: str = "patches"  # every model's convolutions: "patches" (im2col + matmul) or "xla"
     # LocFedMix-SL's three parts and their settings.
     mix: bool = True
     loc: bool = True

@@ -58,13 +58,12 @@ class Architecture:
     blocks: int
     default_cut: int  # client blocks; today's cut, whose results are kept bit for bit
     size_multiple: int  # H and W must be multiples of it (the pools and strides)
-    patches: bool  # whether --conv patches applies (else XLA's convolutions always)
 
 
 ARCHITECTURES = {
-    "cnn": Architecture(cnn_block, blocks=4, default_cut=2, size_multiple=4, patches=True),
-    "allconv": Architecture(allconv_block, blocks=6, default_cut=2, size_multiple=4, patches=True),
-    "resnet18": Architecture(resnet_block, blocks=4, default_cut=1, size_multiple=8, patches=False),
+    "cnn": Architecture(cnn_block, blocks=4, default_cut=2, size_multiple=4),
+    "allconv": Architecture(allconv_block, blocks=6, default_cut=2, size_multiple=4),
+    "resnet18": Architecture(resnet_block, blocks=4, default_cut=1, size_multiple=8),
 }
 MODELS = tuple(ARCHITECTURES)
 
@@ -106,7 +105,7 @@ def get_model(name: str, input_shape: tuple[int, int, int], num_classes: int, co
     """Build the split model ``name`` for images of ``input_shape`` (H, W, C), cut after block
     ``cut`` (default: the model's own cut; see ``ARCHITECTURES`` and each block function).
 
-    ``conv_impl`` picks the convolutions of cnn and allconv, in the client, the server and the
+    ``conv_impl`` picks the convolutions of every model, in the client, the server and the
     decoder: "patches" (im2col, or sub-pixel patches for the decoder's transposed convolutions,
     and a matrix product; faster on a CPU and under vmap, see docs/PERFORMANCE.md) or "xla".
     """
@@ -127,8 +126,7 @@ def get_model(name: str, input_shape: tuple[int, int, int], num_classes: int, co
     h, w, c = input_shape
     if h % arch.size_multiple or w % arch.size_multiple:
         raise UsageError(f"model {name} needs H and W divisible by {arch.size_multiple}, got {h}x{w}")
-    impl = conv_impl if arch.patches else "xla"
-    client = Segment(name, 0, cut, num_classes, impl)
+    client = Segment(name, 0, cut, num_classes, conv_impl)
     x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
     smashed = tuple(jax.eval_shape(lambda x: client.init_with_output(jax.random.key(0), x)[0], x).shape[1:])
     if len(smashed) == 3:
@@ -137,12 +135,12 @@ def get_model(name: str, input_shape: tuple[int, int, int], num_classes: int, co
             doublings += 1
         if 2 ** doublings != ratio or w // smashed[1] != ratio:
             raise UsageError(f"no decoder from smashed data {smashed} back to {input_shape}: the resolution must shrink by a power of 2")
-        decoder = Decoder(c, doublings, None, impl)
+        decoder = Decoder(c, doublings, None, conv_impl)
     else:  # a vector: Dense back to the last feature map, then up to the image
-        decoder = Decoder(c, 2, (h // 4, w // 4, 64), impl)
+        decoder = Decoder(c, 2, (h // 4, w // 4, 64), conv_impl)
     flat_aux = name == "cnn" and cut == arch.default_cut  # today's head there, kept bit for bit
     return SplitModel(name=name, input_shape=input_shape, smashed_shape=smashed, num_classes=num_classes, cut=cut,
-                      client=client, server=Segment(name, cut, arch.blocks, num_classes, impl), decoder=decoder,
+                      client=client, server=Segment(name, cut, arch.blocks, num_classes, conv_impl), decoder=decoder,
                       aux=FlatAux(num_classes) if flat_aux else PoolAux(num_classes))
 
 
