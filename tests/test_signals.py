@@ -17,7 +17,7 @@ from cli_runs import TINY, command, environment, metrics
 
 pytestmark = pytest.mark.slow  # compiles training rounds: not in the fast part (.ci/python312)
 
-SIGNALS_SENT = 12
+SIGNALS_SENT = 20  # interruptions at spread-out moments, each followed by a resume
 PHASES = {  # what the last line of stderr says, by where the signal landed
     "while loading the data": "data",
     "before round 1 ": "compile",
