@@ -81,26 +81,27 @@ def iteration_seconds_each(st: Stages, devices: Devices) -> np.ndarray:
     return np.broadcast_to(_iteration(st, devices, n, lambda x: x, lambda x: n * x), (n,))
 
 
-def average_seconds(st: Stages, devices: Devices) -> float:
-    """One averaging step: every client's averaged parts up and back, the slowest setting the pace."""
-    if len(devices.compute) == 0:
-        return 0.0
-    return float(np.max(_average_each(st, devices)))
+def _transfer_each(up: float, down: float, devices: Devices) -> np.ndarray:
+    """Per client: `up` bytes-worth of seconds on its uplink and `down` on its downlink."""
+    return up / devices.uplink + down / devices.downlink
 
 
 def _average_each(st: Stages, devices: Devices) -> np.ndarray:
-    return st.average_up / devices.uplink + st.average_down / devices.downlink
+    return _transfer_each(st.average_up, st.average_down, devices)
+
+
+def _relay_each(st: Stages, devices: Devices) -> np.ndarray:
+    return _transfer_each(st.relay_up, st.relay_down, devices)
+
+
+def average_seconds(st: Stages, devices: Devices) -> float:
+    """One averaging step: every client's averaged parts up and back, the slowest setting the pace."""
+    return float(np.max(_average_each(st, devices))) if len(devices.compute) else 0.0
 
 
 def relay_seconds(st: Stages, devices: Devices) -> float:
     """One hand-over of sequential SL's model, on the mean client's links."""
-    if len(devices.compute) == 0:
-        return 0.0
-    return float(np.mean(_relay_each(st, devices)))
-
-
-def _relay_each(st: Stages, devices: Devices) -> np.ndarray:
-    return st.relay_up / devices.uplink + st.relay_down / devices.downlink
+    return float(np.mean(_relay_each(st, devices))) if len(devices.compute) else 0.0
 
 
 class DeviceRounds:
