@@ -87,3 +87,24 @@ def test_single_device_placement_is_a_no_op():
     check_divisible(7, client_mesh())  # one device: any count
     with pytest.raises(UsageError, match="multiple of 2"):
         check_divisible(3, client_mesh([object(), object()]))
+
+
+@pytest.mark.parametrize("algorithm", ["locfedmix", "sflv1", "sl"])
+def test_the_initial_state_run_op_by_op_is_the_jitted_one_bit_for_bit(algorithm):
+    """One device runs `init` eagerly (Placement.init_state); compiled whole it gives the same state."""
+    import jax
+
+    from synthetic import tiny_dataset
+    from lfmsl.config import Config
+    from lfmsl.experiments.simulation import Simulation
+
+    config = Config(algorithm=algorithm, clients=3, batch_size=8, seed=4)
+    simulation = Simulation(config, tiny_dataset(train=48, test=20))
+    init_key, _ = jax.random.split(jax.random.key(config.seed))
+    jitted = jax.jit(simulation.algorithm.init)(init_key)
+    assert jax.tree.structure(simulation.state) == jax.tree.structure(jitted)
+    for eager, compiled in zip(jax.tree.leaves(simulation.state), jax.tree.leaves(jitted), strict=True):
+        assert eager.dtype == compiled.dtype
+        np.testing.assert_array_equal(eager, compiled)
+    buffers = [leaf.unsafe_buffer_pointer() for leaf in jax.tree.leaves(simulation.state)]
+    assert len(set(buffers)) == len(buffers)  # no two leaves share a buffer: the round donates the state
