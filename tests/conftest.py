@@ -17,6 +17,18 @@ for _flag in SUITE_XLA_FLAGS:
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_flag}".strip()
 
 
+# The files that take longest, first (measured: tests/*.py by summed test time, idle): pytest-xdist hands
+# out whole files (--dist loadfile) in collection order (--no-loadscope-reorder), and a long file handed
+# out last runs alone at the end while the other process has nothing left to do.
+LONGEST_FIRST = ("test_signals", "test_algorithms", "test_cuts", "test_study", "test_models", "test_sharding", "test_cli",
+                 "test_participation", "test_checkpoint", "test_golden", "test_runlock")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: each file keeps its own order
+
+
 @pytest.fixture(scope="session")
 def manual_data_dir() -> Path:
     """The folder of original dataset files ($LFMSL_MANUAL_DIR, else ../shared/data)."""

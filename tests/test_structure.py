@@ -106,3 +106,11 @@ def test_no_module_outside_the_algorithms_names_one():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 assert node.value not in names + ("sl",), f"{relative} names the algorithm {node.value!r}"
+
+
+def test_the_files_run_first_exist():
+    """conftest.LONGEST_FIRST orders the suite by file; a name that matches no file would order nothing."""
+    from conftest import LONGEST_FIRST
+
+    tests = Path(__file__).parent
+    assert [name for name in LONGEST_FIRST if not (tests / f"{name}.py").is_file()] == []
