@@ -17,7 +17,7 @@ from lfmsl.reporting import plots
 def main(argv=None) -> int:
     p = figures.parser("cross_device", __doc__, datasets="fashion_mnist", rounds=10, train_size=None, clients="1000",
                        algorithms="psl,sflv2,locfedmix")
-    p.add_argument("--per-round", type=figures._int_list, default=[10, 50, 100], help="comma list of K, the clients drawn per round (default: 10,50,100)")
+    p.add_argument("--per-round", type=figures.int_list, default=[10, 50, 100], help="comma list of K, the clients drawn per round (default: 10,50,100)")
     p.add_argument("--dropout", type=float, default=0.3, help="the failing condition's --dropout (default: 0.3)")
     p.add_argument("--device-spread", type=float, default=1.0, help="the failing condition's --device-spread (default: 1.0)")
     args = figures.parse(p, argv)

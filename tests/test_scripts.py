@@ -24,6 +24,15 @@ def test_help(name, capsys):
     assert "--quick" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("name, flag", [("scalability", "--clients"), ("cross_device", "--per-round")])
+def test_a_bad_number_list_is_one_line_naming_the_flag(name, flag, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        load(name).main([flag, "10,x"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}: expected a comma list of whole numbers" in err and "Traceback" not in err
+
+
 @pytest.mark.slow
 def test_quick_runs_write_figures_and_tables(tmp_path, manual_data_dir, tfds_data_dir):
     data = ["--manual-dir", str(manual_data_dir), "--data-dir", str(tfds_data_dir)]

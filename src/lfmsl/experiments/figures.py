@@ -24,8 +24,12 @@ LABELS = {name: algorithms.label(name) for name in algorithms.names()}  # in reg
 QUICK = dict(rounds=1, train_size=120, samples_per_client=None, test_size=200, clients=[3], eval_clients=2, target_accuracy=0.3)
 
 
-def _int_list(text: str) -> list[int]:
-    return [int(item) for item in text.split(",") if item.strip()]
+def int_list(text: str) -> list[int]:
+    """A comma list of whole numbers, for argparse: a bad item is a one-line usage error."""
+    try:
+        return [int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma list of whole numbers such as 10,50,100, got {text!r}") from None
 
 
 def _str_list(text: str) -> list[str]:
@@ -38,13 +42,13 @@ def parser(name: str, description: str, *, datasets: str, rounds: int, train_siz
     p = argparse.ArgumentParser(prog=f"scripts/{name}.py", description=description)
     p.add_argument("--dataset", type=_str_list, default=_str_list(datasets), help=f"comma list of datasets (default: {datasets})")
     p.add_argument("--algorithm", type=_str_list, default=_str_list(algorithms), help=f"comma list of algorithms (default: {algorithms})")
-    p.add_argument("--clients", type=_int_list, default=_int_list(clients), help=f"comma list of client counts (default: {clients})")
+    p.add_argument("--clients", type=int_list, default=int_list(clients), help=f"comma list of client counts (default: {clients})")
     p.add_argument("--rounds", type=int, default=rounds, help=f"rounds per run (default: {rounds})")
     p.add_argument("--train-size", type=int, default=train_size, help=f"training samples, stratified subset (default: {train_size or 'all'})")
     p.add_argument("--samples-per-client", type=int, default=None, metavar="K",
                    help="each client holds K samples, so the data grows with the clients (replaces --train-size)")
     p.add_argument("--test-size", type=int, default=test_size, help=f"test samples scored, stratified subset (default: {test_size or 'all'})")
-    p.add_argument("--seeds", type=_int_list, default=[0], help="comma list of seeds (default: 0)")
+    p.add_argument("--seeds", type=int_list, default=[0], help="comma list of seeds (default: 0)")
     p.add_argument("--eval-clients", type=int, default=4, help="clients scored where clients keep their own models (default: 4)")
     p.add_argument("--target-accuracy", type=float, default=0.8, help="target test accuracy, a fraction (default: 0.8; --quick: 0.3)")
     p.add_argument("--from-runs", type=Path, nargs="+", default=None, metavar="DIR",
