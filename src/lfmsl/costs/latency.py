@@ -155,7 +155,8 @@ class RunCosts:
     """Bytes and simulated seconds of every round of one run, computed once from shapes.
 
     `active` gives the clients taking part in each iteration of a round (`--round-mode epoch`);
-    by default every client takes part in every iteration."""
+    by default every client takes part in every iteration. `device_rounds` (each participant on a
+    device of its own) is built by the caller from this run's `traffic`, `exchange` and `profile`."""
 
     def __init__(self, config: Config, model: SplitModel, iterations: int, active: Sequence[int] | None = None,
                  device_rounds: "devices.DeviceRounds | None" = None):

@@ -29,7 +29,7 @@ from lfmsl.errors import UsageError
 from lfmsl.core.evaluate import TestData, evaluate_pairs, make_test_data
 from lfmsl.core.executors import resolve
 from lfmsl.costs import comm, devices
-from lfmsl.costs.latency import RunCosts, counted, profile_for, stages
+from lfmsl.costs.latency import RunCosts, counted, stages
 from lfmsl.models import default_model_for, get_model
 from lfmsl.core.partition import partition, stratified_subset
 from lfmsl.core.sharding import Placement
@@ -117,7 +117,8 @@ class Simulation:
         self.active = active_per_iteration([len(p) for p in learners], config.batch_size) if config.round_mode == "epoch" and len(learners) > 1 else None
         # Static: bytes and simulated time, of the round's participants only.
         participants_only = counted(config)
-        self.costs = RunCosts(participants_only, self.model, self.context.iterations, self.active, self._device_rounds(participants_only, learners))
+        self.costs = RunCosts(participants_only, self.model, self.context.iterations, self.active)
+        self.costs.device_rounds = self._device_rounds(self.costs, learners)
         ids = eval_client_ids(config, len(learners)) if self.algorithm.personal else np.zeros(1, np.int32)
         self.eval_ids = self.placement.replicate(jnp.asarray(ids))
         self.state: State = self.placement.init_state(self.algorithm.init, init_key)
@@ -131,19 +132,18 @@ class Simulation:
         """Whether participants can drop out of a round: --dropout, or --round-deadline."""
         return bool(self.config.dropout) or self.config.round_deadline is not None
 
-    def _device_rounds(self, participants_only: Config, learners: list[np.ndarray]) -> devices.DeviceRounds | None:
-        """Each round's simulated time with every client on its own device (--device-spread, --round-deadline)."""
+    def _device_rounds(self, costs: RunCosts, learners: list[np.ndarray]) -> devices.DeviceRounds | None:
+        """Each round's simulated time with every client on its own device (--device-spread, --round-deadline),
+        from the run's own traffic and profile."""
         config = self.config
         if not config.device_spread and config.round_deadline is None:
             return None
-        sent = algorithms.exchange(participants_only)
-        iterations = self.context.iterations
-        traffic = comm.traffic(participants_only, self.model, iterations, sent)
+        traffic, iterations = costs.traffic, self.context.iterations
         own = np.array(client_iterations([len(p) for p in learners], config.batch_size)) if self.active is not None else None
         return devices.DeviceRounds(
-            stages(participants_only, self.model, traffic, profile_for(participants_only), sent), devices.draw(config.seed, len(learners), config.device_spread),
+            stages(costs.config, self.model, traffic, costs.profile, costs.exchange), devices.draw(config.seed, len(learners), config.device_spread),
             iterations, lambda r: comm.averaging_steps(r, traffic.steps_per_round, traffic.avg_every),
-            lambda r: comm.relay_handovers(r, participants_only.clients), self.participant_ids, own, config.round_deadline)
+            lambda r: comm.relay_handovers(r, costs.config.clients), self.participant_ids, own, config.round_deadline)
 
     def participant_ids(self, round_index: int) -> np.ndarray:
         """Round `round_index`'s participants (all clients unless --clients-per-round draws fewer)."""
