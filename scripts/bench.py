@@ -7,6 +7,8 @@
     python scripts/bench.py --models cnn,allconv:1,allconv:4 --clients 100 --executor auto   # the cut's cost
     python scripts/bench.py --algorithms psl,locfedmix --clients 100,10000 --clients-per-round 100 \
         --executor auto --batch-size 6 --iterations 1          # cross-device: 100 of 10,000 clients per round
+    python scripts/bench.py --clients 100 --executor auto --batch-size 8 --iterations 3 \
+        --compare-torch ../shared/bench/torch_locfedmix_loop.py --torch-python /path/to/env/with/torch/bin/python
 
 Each case runs in its own process (so its peak memory is its own, and a case that runs out of
 memory fails alone): it builds the algorithm on synthetic batches of the real shapes
@@ -20,6 +22,12 @@ vectorised iteration (XLA counts a loop body once, so the loop executors' own an
 undercount), and the fraction of the hardware's limit: (the time the FLOPs and bytes need at
 peak, whichever is longer) / the measured time. The peak is stated per device (H100/H200
 datasheet numbers) or measured (a large matmul and a large copy) where unknown, e.g. a CPU.
+
+`--compare-torch PROGRAM` runs a PyTorch LocFedMix-SL program (one model and optimiser per client,
+a Python loop over them: the way public split-learning code is written) right before lfmsl's cases
+at each client count, with the same batch and iterations (then one averaging), and prints the ratio
+of client-steps per second. torch is not an lfmsl dependency: `--torch-python` names an interpreter
+that has it.
 """
 
 from __future__ import annotations
@@ -60,6 +68,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="address-space limit of each case's process on a CPU, so that a case that would exhaust the machine fails alone")
     p.add_argument("--case-timeout", type=int, default=3600, help="seconds before a case is abandoned (default: 3600)")
     p.add_argument("--json", action="store_true", help="print the results as a JSON list of cases")
+    p.add_argument("--compare-torch", metavar="PROGRAM", type=Path,
+                   help="a PyTorch LocFedMix-SL program taking --clients, --batch and --iters and printing a JSON line with "
+                        "client_steps_per_s (e.g. ../shared/bench/torch_locfedmix_loop.py): run it before lfmsl at each client "
+                        "count and print the ratio (locfedmix on cnn only)")
+    p.add_argument("--torch-python", default=sys.executable, metavar="PYTHON",
+                   help="the interpreter that runs --compare-torch's program, one with torch installed (default: this one)")
     p.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case in this process
     return p.parse_args(argv)
 
@@ -240,6 +254,58 @@ def add_fractions(result: dict, hw: dict) -> dict:
     return result
 
 
+# ------------------------------------------------------------------------------ the PyTorch peer
+
+
+def torch_missing(python: str) -> str | None:
+    """Why `python` cannot run the PyTorch program (one line), or None."""
+    try:
+        done = subprocess.run([python, "-c", "import torch"], capture_output=True, text=True, timeout=120)
+    except OSError as error:
+        return f"--torch-python {python} cannot be run ({error.strerror}); name an interpreter that has torch"
+    if done.returncode != 0:
+        return f"--compare-torch needs torch, which {python} cannot import; install it there (pip install torch) or pass --torch-python"
+    return None
+
+
+def run_peer(program: Path, python: str, clients: int, batch: int, iterations: int, repeats: int, timeout: int) -> dict:
+    """The PyTorch program's client-steps per second: the median over `repeats` fresh processes, each
+    timing `iterations` iterations and one averaging after a warm-up iteration, as lfmsl's round."""
+    command = [python, str(program), "--clients", str(clients), "--batch", str(batch), "--iters", str(iterations)]
+    speeds = []
+    for _ in range(repeats):
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"error": f"timed out after {timeout} s"}
+        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        if done.returncode != 0 or not lines:
+            return {"error": f"exit {done.returncode}: {(done.stderr.strip().splitlines() or ['no output'])[-1][:300]}"}
+        speeds.append(float(json.loads(lines[-1])["client_steps_per_s"]))
+    return {"client_steps_per_s": statistics.median(speeds)}
+
+
+def add_ratio(result: dict, peer: dict) -> dict:
+    """lfmsl's client-steps per second over the PyTorch program's, where both ran."""
+    result = {**result, "torch_client_steps_per_s": peer.get("client_steps_per_s"), "torch_error": peer.get("error")}
+    if "error" not in result and "error" not in peer:
+        result["ratio_to_torch"] = result["client_steps_per_s"] / peer["client_steps_per_s"]
+    return result
+
+
+def comparison_table(results: list[dict]) -> str:
+    """The ratio table, in Markdown (docs/PERFORMANCE.md holds one)."""
+    rows = ["| clients | batch | PyTorch loop (client-steps/s) | lfmsl executor | lfmsl (client-steps/s) | ratio |",
+            "|---:|---:|---:|---|---:|---:|"]
+    for r in results:
+        executor = r["executor"] + (f" ({r['resolved_executor']})" if r.get("resolved_executor", r["executor"]) != r["executor"] else "")
+        peer = f"{r['torch_client_steps_per_s']:.1f}" if r.get("torch_client_steps_per_s") is not None else r.get("torch_error") or "-"
+        mine = f"{r['client_steps_per_s']:.1f}" if "error" not in r else r["error"]
+        ratio = f"{r['ratio_to_torch']:.2f}" if "ratio_to_torch" in r else "-"
+        rows.append(f"| {r['clients']} | {r['batch_size']} | {peer} | {executor} | {mine} | {ratio} |")
+    return "\n".join(rows)
+
+
 # ------------------------------------------------------------------------------ driver
 
 
@@ -311,6 +377,15 @@ def main(argv=None) -> int:
             if name not in MODELS or (cut and not cut_range(name)[0] <= int(cut) <= cut_range(name)[1]):
                 raise UsageError(f"--models: {item!r} is not MODEL or MODEL:CUT with a model of {', '.join(MODELS)} and a cut in its range")
             model_cuts.append((name, int(cut) if cut else None))
+        if args.compare_torch is not None:
+            if not args.compare_torch.is_file():
+                raise UsageError(f"--compare-torch: no program at {args.compare_torch}")
+            if names != ["locfedmix"] or any(m != ("cnn", None) for m in model_cuts) or args.clients_per_round is not None:
+                raise UsageError("--compare-torch compares LocFedMix-SL on the cnn at its cut with every client in every round: "
+                                 "leave --algorithms, --models and --clients-per-round at their defaults")
+            missing = torch_missing(args.torch_python)
+            if missing:
+                raise UsageError(missing)
     except (UsageError, ValueError) as error:
         print(f"bench: error: {error}", file=sys.stderr)
         return 2
@@ -320,14 +395,20 @@ def main(argv=None) -> int:
         base = {"algorithm": algorithm, "clients": n, "batch_size": args.batch_size, "model": model, "cut": cut,
                 "iterations": args.iterations, "repeats": args.repeats, "conv": args.conv, "clients_per_round": args.clients_per_round}
         cost = spawn({**base, "executor": "vmap", "cost_only": True}, args)
+        peer = (run_peer(args.compare_torch, args.torch_python, n, args.batch_size, args.iterations, args.repeats, args.case_timeout)
+                if args.compare_torch is not None else None)
         for executor in executors:
             result = spawn({**base, "executor": executor}, args)
+            if peer is not None:
+                result = add_ratio(result, peer)
             result.update({f"hw_{k}": v for k, v in hw.items()})
             if "error" not in result and "error" not in cost:
                 result = add_fractions({**result, **{k: cost[k] for k in ("flops_per_round", "bytes_per_round")}}, hw)
             results.append(result)
             print(table(results[-1:], hw).splitlines()[-1], file=sys.stderr, flush=True)  # progress
     print(json.dumps(results, indent=1) if args.json else table(results, hw))
+    if args.compare_torch is not None and not args.json:
+        print("\n" + comparison_table(results))
     return 0
 
 

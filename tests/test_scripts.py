@@ -73,3 +73,44 @@ def test_writing_figures_leaves_the_callers_pyplot_alone(tmp_path):
              "print(matplotlib.get_backend(), len(plt.get_fignums()))")
     printed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
     assert printed == ["svg", "0"]
+
+
+def test_compare_torch_refuses_what_it_cannot_compare(tmp_path, capsys):
+    bench = load("bench")
+    program = tmp_path / "peer.py"
+    program.write_text("")
+    no_torch = tmp_path / "python"
+    no_torch.write_text("#!/bin/sh\nexit 1\n")
+    no_torch.chmod(0o755)
+    cases = [
+        (["--compare-torch", str(tmp_path / "missing.py")], "--compare-torch: no program at"),
+        (["--compare-torch", str(program), "--algorithms", "psl"], "leave --algorithms, --models and --clients-per-round"),
+        (["--compare-torch", str(program), "--clients-per-round", "5"], "leave --algorithms, --models and --clients-per-round"),
+        (["--compare-torch", str(program), "--torch-python", str(no_torch)], "needs torch, which"),
+        (["--compare-torch", str(program), "--torch-python", str(tmp_path / "nowhere")], "cannot be run"),
+    ]
+    for argv, message in cases:
+        assert bench.main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_the_peer_is_timed_by_its_median_and_the_ratio_is_lfmsl_over_it(tmp_path):
+    import sys
+
+    bench = load("bench")
+    counter = tmp_path / "calls"
+    program = tmp_path / "peer.py"  # a stand-in for the PyTorch program: each call 10 client-steps/s faster
+    program.write_text(
+        "import argparse, json, pathlib\n"
+        "p = argparse.ArgumentParser(); p.add_argument('--clients', type=int); p.add_argument('--batch', type=int); p.add_argument('--iters', type=int)\n"
+        "a = p.parse_args(); c = pathlib.Path(%r); n = int(c.read_text()) if c.exists() else 0; c.write_text(str(n + 1))\n"
+        "print(json.dumps({'client_steps_per_s': a.clients * a.iters + 10 * n}))\n" % str(counter))
+    peer = bench.run_peer(program, sys.executable, clients=7, batch=8, iterations=3, repeats=3, timeout=60)
+    assert peer == {"client_steps_per_s": 31.0}  # median of 21, 31, 41
+    result = bench.add_ratio({"clients": 7, "batch_size": 8, "executor": "auto", "resolved_executor": "vmap", "client_steps_per_s": 62.0}, peer)
+    assert result["ratio_to_torch"] == 2.0
+    assert "| 7 | 8 | 31.0 | auto (vmap) | 62.0 | 2.00 |" in bench.comparison_table([result])
+    failed = bench.run_peer(tmp_path / "missing.py", sys.executable, 7, 8, 3, 1, 60)
+    assert failed["error"].startswith("exit 2")
+    assert "ratio_to_torch" not in bench.add_ratio({"clients": 7, "batch_size": 8, "executor": "auto", "client_steps_per_s": 62.0}, failed)
