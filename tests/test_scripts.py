@@ -114,3 +114,57 @@ def test_the_peer_is_timed_by_its_median_and_the_ratio_is_lfmsl_over_it(tmp_path
     failed = bench.run_peer(tmp_path / "missing.py", sys.executable, 7, 8, 3, 1, 60)
     assert failed["error"].startswith("exit 2")
     assert "ratio_to_torch" not in bench.add_ratio({"clients": 7, "batch_size": 8, "executor": "auto", "client_steps_per_s": 62.0}, failed)
+
+
+HLO = """HloModule jit_round
+
+%fused_computation.1 (param_0: f32[4,9]) -> f32[] {
+  %param_0 = f32[4,9]{1,0} parameter(0)
+  %mul.1 = f32[4,9]{1,0} multiply(%param_0, %param_0), metadata={op_name="jit(round)/while/body/Decoder/deconv2/mul"}
+  ROOT %reduce.1 = f32[] reduce(%mul.1), metadata={op_name="jit(round)/while/body/reduce_sum"}
+}
+
+%fused_computation.2 (param_0.1: f32[4,9], param_1: f32[9,8]) -> f32[4,8] {
+  %param_0.1 = f32[4,9]{1,0} parameter(0)
+  %param_1 = f32[9,8]{1,0} parameter(1)
+  ROOT %dot.7 = f32[4,8]{1,0} dot(%param_0.1, %param_1), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+}
+
+ENTRY %main.9 (p: f32[4,9], w: f32[9,8]) -> (f32[], /*index=1*/f32[4,8]) {
+  %p = f32[4,9]{1,0} parameter(0)
+  %w = f32[9,8]{1,0} parameter(1)
+  %loss_fusion = f32[] fusion(%p), kind=kLoop, calls=%fused_computation.1, metadata={op_name="jit(round)/while/body/reduce_sum"}
+  %ynn_fusion.3 = f32[4,8]{1,0} fusion(%p, %w), kind=kCustom, calls=%fused_computation.2, metadata={op_name="jit(round)/jvp(vmap(Segment))/conv2/dot_general"}
+  %concatenate.2 = f32[4,9]{1,0} concatenate(%p, %p), dimensions={1}, metadata={op_name="jit(round)/jvp(vmap(Segment))/conv2/patches/concatenate"}
+  %beta.4 = f32[4]{0} rng-bit-generator(%p), metadata={op_name="jit(round)/server/jvp(mixup)/jit(_beta)/jit(_gamma)"}
+  %add.5 = f32[4,9]{1,0} add(%p, %p), metadata={op_name="jit(round)/while/body/client_optimizer/vmap()/add"}
+  %while.6 = (f32[], f32[4,8]) while(%p), condition=%cond, body=%body, metadata={op_name="jit(round)/while"}
+  ROOT %tuple.8 = (f32[], /*index=1*/f32[4,8]) tuple(%loss_fusion, %ynn_fusion.3)
+}
+"""
+
+
+def test_the_profile_groups_each_operation_by_its_scope_or_what_it_computes():
+    profile = load("profile_round")
+    table = profile.parse_hlo(HLO)
+    assert table["ynn_fusion.3"]["dot"] and not table["loss_fusion"]["dot"]
+    groups = {name: profile.group_of(table[name]) for name in ("loss_fusion", "ynn_fusion.3", "concatenate.2", "beta.4", "add.5")}
+    assert groups == {"loss_fusion": "decoder",  # an unscoped root: the scope of what it fuses
+                      "ynn_fusion.3": "matmuls", "concatenate.2": "patch building", "beta.4": "mixup", "add.5": "optimizer"}
+    trace = {"traceEvents": [{"ph": "X", "name": "ynn_fusion.3", "dur": 300.0}, {"ph": "X", "name": "ynn_fusion.3", "dur": 100.0},
+                             {"ph": "X", "name": "loss_fusion", "dur": 100.0}, {"ph": "X", "name": "while.6", "dur": 1000.0},
+                             {"ph": "X", "name": "ThunkExecutor::Execute", "dur": 5000.0}, {"ph": "M", "name": "concatenate.2"}]}
+    times = profile.operation_times(trace, table)
+    assert times == {"ynn_fusion.3": 400.0, "loss_fusion": 100.0}  # the loop and the runtime's own events are not operations
+    result = profile.breakdown(times, table, top=1)
+    assert result["groups"]["matmuls"] == {"seconds": 400e-6, "share": 0.8} and result["groups"]["decoder"]["share"] == 0.2
+    assert [op["name"] for op in result["top"]] == ["ynn_fusion.3"]
+
+
+@pytest.mark.parametrize("argv, message", [(["--model", "vgg"], "--model: 'vgg' is not MODEL or MODEL:CUT"),
+                                           (["--algorithm", "sl"], "profile a parallel algorithm"),
+                                           (["--executor", "fast"], "executor"), (["--clients", "0"], "must be positive")])
+def test_profile_round_refuses_bad_input_in_one_line(argv, message, capsys):
+    assert load("profile_round").main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err

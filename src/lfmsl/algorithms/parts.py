@@ -114,9 +114,10 @@ class SharedServer:
             per_client = jax.vmap(blocks.cross_entropy)(server_logits(ctx, params, smashed), labels)
             total = weights @ per_client
             if mixup is not None:
-                mixed, soft, partners = blocks.smashed_mixup(
-                    key, jax.lax.stop_gradient(smashed), labels, ctx.model.num_classes, mixup.partners, mixup.alpha, active
-                )
+                with jax.named_scope("mixup"):
+                    mixed, soft, partners = blocks.smashed_mixup(
+                        key, jax.lax.stop_gradient(smashed), labels, ctx.model.num_classes, mixup.partners, mixup.alpha, active
+                    )
                 num_clients = smashed.shape[0]
                 mixed_logits = server_logits(ctx, params, mixed).reshape(num_clients, -1, ctx.model.num_classes)
                 if active is None:
@@ -135,9 +136,10 @@ class SharedServer:
             own = grad_smashed / expanded
         else:
             own = jnp.where(expanded > 0, grad_smashed / jnp.where(expanded > 0, expanded, 1.0), 0.0)
-        updates, new_opt_state = optimizer.update(grad_params, opt_state, params)
-        rel = blocks.relative_update(updates, params)
-        new_params = optax.apply_updates(params, updates)
+        with jax.named_scope("server_optimizer"):
+            updates, new_opt_state = optimizer.update(grad_params, opt_state, params)
+            rel = blocks.relative_update(updates, params)
+            new_params = optax.apply_updates(params, updates)
         if active is not None:
             steps = jnp.any(active)
             new_params, new_opt_state = jax.tree.map(lambda n, o: jnp.where(steps, n, o), (new_params, new_opt_state), (params, opt_state))

@@ -61,12 +61,14 @@ def make_step(ctx: Context, recipe: Recipe, client_opt, server_opt):
         taking_part = weights if active is None else blocks.active_weights(weights, active)
         (smashed, local), client_vjp = jax.vjp(lambda p: forward(p, images, labels), state.clients)
         batch = parts.ServerBatch(jax.lax.stop_gradient(smashed), labels, taking_part, server_key, active)
-        server, server_opt_state, own, per_client, server_rel = recipe.server.step(ctx, server_opt, state.server, state.server_opt, batch)
+        with jax.named_scope("server"):  # named scopes only label the compiled program for profiles (scripts/profile_round.py)
+            server, server_opt_state, own, per_client, server_rel = recipe.server.step(ctx, server_opt, state.server, state.server_opt, batch)
         received = recipe.downlink.receive(own, taking_part, grad_key)
         (grads,) = client_vjp((received, jnp.ones_like(local)))
-        updates, client_opt_state = stacked_update(client_opt, grads, state.client_opt, state.clients)
-        client_rels = blocks.per_client_relative_update(updates["lower"], state.clients["lower"])
-        clients = optax.apply_updates(state.clients, updates)
+        with jax.named_scope("client_optimizer"):
+            updates, client_opt_state = stacked_update(client_opt, grads, state.client_opt, state.clients)
+            client_rels = blocks.per_client_relative_update(updates["lower"], state.clients["lower"])
+            clients = optax.apply_updates(state.clients, updates)
         if active is None:
             client_rel = jnp.mean(client_rels)
         else:  # clients outside their epoch keep their model and optimiser state
@@ -76,10 +78,11 @@ def make_step(ctx: Context, recipe: Recipe, client_opt, server_opt):
         step_count = state.step + 1
         drift = blocks.distance_to_average(clients["lower"], weights)
         if averaging is not None:
-            do_average = step_count % avg_every == 0
-            clients = {k: blocks.average_every_client(v, weights, do_average) if k in averaging.parts else v for k, v in clients.items()}
-            if averaging.server:
-                server = blocks.average_every_client(server, weights, do_average)
+            with jax.named_scope("averaging"):
+                do_average = step_count % avg_every == 0
+                clients = {k: blocks.average_every_client(v, weights, do_average) if k in averaging.parts else v for k, v in clients.items()}
+                if averaging.server:
+                    server = blocks.average_every_client(server, weights, do_average)
         metrics = {
             "train_loss": taking_part @ per_client,
             "server_rel": server_rel,

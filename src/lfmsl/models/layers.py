@@ -23,11 +23,12 @@ def extract_patches(x: jax.Array, window: Sequence[int], strides: Sequence[int],
     Pads may be negative (cropping).
     """
     (kh, kw), (sh, sw) = window, strides
-    x = jax.lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (*pads[0], 0), (*pads[1], 0), (0, 0, 0)])
-    oh, ow = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
-    taps = [x[:, i: i + (oh - 1) * sh + 1: sh, j: j + (ow - 1) * sw + 1: sw, :]
-            for i in range(kh) for j in range(kw)]
-    return jnp.concatenate(taps, axis=-1)
+    with jax.named_scope("patches"):  # labels the compiled program for profiles (scripts/profile_round.py)
+        x = jax.lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (*pads[0], 0), (*pads[1], 0), (0, 0, 0)])
+        oh, ow = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
+        taps = [x[:, i: i + (oh - 1) * sh + 1: sh, j: j + (ow - 1) * sw + 1: sw, :]
+                for i in range(kh) for j in range(kw)]
+        return jnp.concatenate(taps, axis=-1)
 
 
 class PatchConv(nn.Module):
@@ -208,7 +209,8 @@ def reshape_max_pool(x: jax.Array, size: int = 2) -> jax.Array:
     ``nn.max_pool``'s; the gradient differs only on exact ties inside a window (every tied
     element gets it), which after a ReLU are zeros whose gradient the ReLU stops anyway.
     """
-    return _pool_windows(x, size).max(axis=(2, 4))
+    with jax.named_scope("max_pool"):
+        return _pool_windows(x, size).max(axis=(2, 4))
 
 
 def _max_pool_forward(x: jax.Array, size: int):
@@ -218,8 +220,9 @@ def _max_pool_forward(x: jax.Array, size: int):
 
 def _max_pool_backward(size: int, residuals, grad: jax.Array):
     x, pooled = residuals
-    at_max = _pool_windows(x, size) == pooled[:, :, None, :, None, :]
-    return (jnp.where(at_max, grad[:, :, None, :, None, :], 0.0).reshape(x.shape),)
+    with jax.named_scope("max_pool"):
+        at_max = _pool_windows(x, size) == pooled[:, :, None, :, None, :]
+        return (jnp.where(at_max, grad[:, :, None, :, None, :], 0.0).reshape(x.shape),)
 
 
 reshape_max_pool.defvjp(_max_pool_forward, _max_pool_backward)
