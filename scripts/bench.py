@@ -309,6 +309,26 @@ def comparison_table(results: list[dict]) -> str:
 # ------------------------------------------------------------------------------ driver
 
 
+def parallel_algorithms() -> list[str]:
+    """The algorithms whose clients run in parallel: the ones a round of this script (and profile_round.py) times."""
+    from lfmsl import algorithms
+    from lfmsl.config import Config
+
+    return [a for a in algorithms.names() if algorithms.get(a).exchange(Config(algorithm=a)).splits_clients]
+
+
+def model_cut(item: str, flag: str = "--models") -> tuple[str, int | None]:
+    """MODEL or MODEL:CUT as (name, cut or None); anything else is a UsageError naming `flag`."""
+    from lfmsl.errors import UsageError
+    from lfmsl.models import MODELS, cut_range
+
+    name, _, cut = item.partition(":")
+    if name not in MODELS or (cut and not (cut.isdigit() and cut_range(name)[0] <= int(cut) <= cut_range(name)[1])):
+        raise UsageError(f"{flag}: {item!r} is not MODEL or MODEL:CUT with a model of {', '.join(MODELS)} and a cut in its range")
+    return name, int(cut) if cut else None
+
+
+
 def spawn(spec: dict, args: argparse.Namespace) -> dict:
     """Run one case in a child process; a failure (out of memory, timeout) is reported, not raised."""
     command = [sys.executable, __file__, "--case", json.dumps(spec)]
@@ -352,12 +372,10 @@ def main(argv=None) -> int:
         spec = json.loads(args.case)
         print(json.dumps(round_cost(spec) if spec.get("cost_only") else run_case(spec)), flush=True)
         return 0
-    from lfmsl import algorithms
-    from lfmsl.config import Config
     from lfmsl.core.executors import parse_executor
     from lfmsl.errors import UsageError
 
-    parallel = [a for a in algorithms.names() if algorithms.get(a).exchange(Config(algorithm=a)).splits_clients]
+    parallel = parallel_algorithms()
     names = parallel if args.algorithms == "all" else args.algorithms.split(",")
     try:
         bad = [a for a in names if a not in parallel]
@@ -369,14 +387,7 @@ def main(argv=None) -> int:
         executors = args.executor.split(",")
         for e in executors:
             parse_executor(e)
-        from lfmsl.models import MODELS, cut_range
-
-        model_cuts = []
-        for item in args.models.split(","):
-            name, _, cut = item.partition(":")
-            if name not in MODELS or (cut and not cut_range(name)[0] <= int(cut) <= cut_range(name)[1]):
-                raise UsageError(f"--models: {item!r} is not MODEL or MODEL:CUT with a model of {', '.join(MODELS)} and a cut in its range")
-            model_cuts.append((name, int(cut) if cut else None))
+        model_cuts = [model_cut(item) for item in args.models.split(",")]
         if args.compare_torch is not None:
             if not args.compare_torch.is_file():
                 raise UsageError(f"--compare-torch: no program at {args.compare_torch}")

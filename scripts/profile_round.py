@@ -195,29 +195,24 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     from lfmsl.core.executors import parse_executor
     from lfmsl.errors import UsageError
-    from lfmsl.models import MODELS as MODEL_NAMES, cut_range
 
-    name, _, cut = args.model.partition(":")
     try:
         if args.clients < 1 or args.batch_size < 1 or args.iterations < 1:
             raise UsageError("--clients, --batch-size and --iterations must be positive")
-        if name not in MODEL_NAMES or (cut and not (cut.isdigit() and cut_range(name)[0] <= int(cut) <= cut_range(name)[1])):
-            raise UsageError(f"--model: {args.model!r} is not MODEL or MODEL:CUT with a model of {', '.join(MODEL_NAMES)} and a cut in its range")
+        name, cut = bench.model_cut(args.model, "--model")
         executors = [e for e in args.executor.split(",") if e]
         for executor in executors:
             parse_executor(executor)
-        from lfmsl import algorithms
-        from lfmsl.config import Config
-
-        if args.algorithm not in algorithms.names() or not algorithms.get(args.algorithm).exchange(Config(algorithm=args.algorithm)).splits_clients:
-            raise UsageError(f"--algorithm {args.algorithm!r}: profile a parallel algorithm (locfedmix, psl, sflv1, sflv2, ...)")
+        parallel = bench.parallel_algorithms()
+        if args.algorithm not in parallel:
+            raise UsageError(f"--algorithm {args.algorithm!r}: profile a parallel algorithm ({', '.join(parallel)})")
     except UsageError as error:
         print(f"profile_round: error: {error}", file=sys.stderr)
         return 2
     results = []
     for executor in executors:
         spec = {"algorithm": args.algorithm, "clients": args.clients, "batch_size": args.batch_size, "iterations": args.iterations,
-                "executor": executor, "model": name, "cut": int(cut) if cut else None, "conv": args.conv, "repeats": 1}
+                "executor": executor, "model": name, "cut": cut, "conv": args.conv, "repeats": 1}
         results.append(profile_case(spec))
         if not args.json:
             print(report(results[-1]) + "\n", flush=True)

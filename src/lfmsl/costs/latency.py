@@ -156,12 +156,12 @@ class RunCosts:
 
     `active` gives the clients taking part in each iteration of a round (`--round-mode epoch`);
     by default every client takes part in every iteration. `device_rounds` (each participant on a
-    device of its own) is built by the caller from this run's `traffic`, `exchange` and `profile`."""
+    device of its own: --device-spread, --round-deadline) is set by the caller, built from this run's
+    `traffic`, `exchange` and `profile`; None: every round takes the profile's time."""
 
-    def __init__(self, config: Config, model: SplitModel, iterations: int, active: Sequence[int] | None = None,
-                 device_rounds: "devices.DeviceRounds | None" = None):
+    def __init__(self, config: Config, model: SplitModel, iterations: int, active: Sequence[int] | None = None):
         self.config = config
-        self.device_rounds = device_rounds  # --device-spread, --round-deadline: each round's own time
+        self.device_rounds: "devices.DeviceRounds | None" = None
         self.active = None if active is None else tuple(active)
         self.exchange = exchange(config)
         self.traffic = comm.traffic(config, model, iterations, self.exchange)

@@ -209,8 +209,7 @@ def reshape_max_pool(x: jax.Array, size: int = 2) -> jax.Array:
     ``nn.max_pool``'s; the gradient differs only on exact ties inside a window (every tied
     element gets it), which after a ReLU are zeros whose gradient the ReLU stops anyway.
     """
-    with jax.named_scope("max_pool"):
-        return _pool_windows(x, size).max(axis=(2, 4))
+    return _pool_windows(x, size).max(axis=(2, 4))
 
 
 def _max_pool_forward(x: jax.Array, size: int):
