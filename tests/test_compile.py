@@ -33,7 +33,7 @@ def counting_compilations():
 
 @pytest.mark.parametrize("algorithm,executor", [("locfedmix", "loop"), ("psl", "vmap")])
 def test_round_and_evaluation_compile_once(fashion_mnist, algorithm, executor):
-    config = Config(algorithm=algorithm, clients=4, rounds=4, batch_size=16, train_size=128, test_size=500, executor=executor, eval_clients=1)
+    config = Config(algorithm=algorithm, clients=4, rounds=4, batch_size=16, train_size=128, test_size=100, executor=executor, eval_clients=1)
     simulation = Simulation(config, fashion_mnist)
     with counting_compilations() as at_compile:
         simulation.compile()

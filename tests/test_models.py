@@ -32,7 +32,7 @@ def resnet():
 
 @pytest.fixture(scope="module")
 def resnet_params(resnet):
-    return models.init_params(resnet, jax.random.key(0))
+    return fast_jit.jit(lambda key: models.init_params(resnet, key))(jax.random.key(0))  # 7 s at the default level
 
 
 def images(shape, batch, seed=0):
@@ -58,11 +58,16 @@ def test_output_shapes(name, shape, smashed, request):
     params = request.getfixturevalue("cnn_params" if name == "cnn" else "resnet_params")
     assert model.smashed_shape == smashed and model.input_shape == shape
     x = images(shape, 2)
-    s = apply(model.client, params["client"], x)
+
+    @fast_jit.jit  # one program, not op by op
+    def parts(params, x):
+        s = apply(model.client, params["client"], x)
+        return s, apply(model.server, params["server"], s), apply(model.aux, params["aux"], s), apply(model.decoder, params["decoder"], s)
+
+    s, logits, aux_logits, rec = parts(params, x)
     assert s.shape == (2, *smashed) and s.dtype == jnp.float32
-    assert apply(model.server, params["server"], s).shape == (2, 10)
-    assert apply(model.aux, params["aux"], s).shape == (2, 10)
-    rec = apply(model.decoder, params["decoder"], s)
+    assert logits.shape == (2, 10)
+    assert aux_logits.shape == (2, 10)
     assert rec.shape == x.shape
     assert float(rec.min()) > 0.0 and float(rec.max()) < 1.0
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(params))
@@ -159,10 +164,12 @@ def test_vmap_and_lax_map_over_clients_equal_loop(cnn):
 
 @pytest.mark.slow
 def test_vmap_over_resnet_clients_equals_loop(resnet):
-    per_client = [models.init_params(resnet, jax.random.key(i))["client"] for i in range(2)]
+    init = fast_jit.jit(lambda key: models.init_params(resnet, key)["client"])  # both sides compiled alike and fast
+    per_client = [init(jax.random.key(i)) for i in range(2)]
     x = jnp.stack([images(CIFAR, 1, seed=i) for i in range(2)])
-    want = jnp.stack([apply(resnet.client, per_client[i], x[i]) for i in range(2)])
-    got = jax.vmap(lambda p, x: apply(resnet.client, p, x))(stack(per_client), x)
+    one = lambda p, x: apply(resnet.client, p, x)
+    want = jnp.stack([fast_jit.jit(one)(per_client[i], x[i]) for i in range(2)])
+    got = fast_jit.jit(jax.vmap(one))(stack(per_client), x)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
@@ -283,8 +290,8 @@ def test_cnn_patches_equals_xla_with_gradients_under_vmap():
             return jnp.sum(s ** 2) * 1e-3 + jnp.mean((r - x) ** 2)
         return lambda p: jnp.sum(jax.vmap(one)(p, xs))
 
-    want_loss, want = jax.value_and_grad(loss(xla))(stacked)
-    got_loss, got = jax.value_and_grad(loss(patches))(stacked)
+    want_loss, want = fast_jit.jit(jax.value_and_grad(loss(xla)))(stacked)  # one program each, not op by op (fast_jit.py)
+    got_loss, got = fast_jit.jit(jax.value_and_grad(loss(patches)))(stacked)
     np.testing.assert_allclose(got_loss, want_loss, rtol=1e-5)
     for part in ("client", "decoder"):
         jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6),
@@ -307,12 +314,14 @@ def test_resnet_uses_groupnorm_not_batchnorm(resnet, resnet_params):
         seen.add(type(context.module))
         return next_fun(*args, **kwargs)
 
+    def forward(x):
+        return apply(resnet.server, resnet_params["server"], apply(resnet.client, resnet_params["client"], x))
+
     x = images(CIFAR, 1)
-    with nn.intercept_methods(record):
-        s = apply(resnet.client, resnet_params["client"], x)
-        apply(resnet.server, resnet_params["server"], s)
+    with nn.intercept_methods(record):  # traced, not computed: which modules run is known from the trace
+        jax.eval_shape(forward, x)
     assert nn.GroupNorm in seen and nn.BatchNorm not in seen
-    variables = resnet.client.init(jax.random.key(0), x)
+    variables = jax.eval_shape(resnet.client.init, jax.random.key(0), x)
     assert set(variables) == {"params"}  # no batch_stats anywhere
 
 

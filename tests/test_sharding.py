@@ -33,7 +33,7 @@ SCRIPT = textwrap.dedent("""
     dataset = load_dataset("fashion_mnist", manual_dir=os.environ.get("LFMSL_MANUAL_DIR"), data_dir=sys.argv[1])
     out = {"devices": jax.device_count(), "runs": {}}
     for algorithm, executor, per_round in json.loads(sys.argv[2]):
-        config = Config(algorithm=algorithm, clients=8, clients_per_round=per_round, rounds=2, batch_size=16, train_size=256, test_size=500,
+        config = Config(algorithm=algorithm, clients=8, clients_per_round=per_round, rounds=2, batch_size=16, train_size=256, test_size=100,
                         executor=executor, eval_clients=0)
         simulation = Simulation(config, dataset)
         out["runs"][algorithm] = list(simulation.rounds(0, 2))
