@@ -7,7 +7,7 @@ the quick study's pipeline, sharded against single-device, split against stacked
 cut of every model, the model checks on resnet18, and the model initialisations they share) compile
 both sides this way; what they check does not depend on the level. The CIFAR-10 run on mock data
 does too: resnet18 compiles in half the time, which outweighs its slower round. resnet18's split
-training trains with SGD (test_cuts.py says why Adam does not suit level 0 there). The golden metrics
+training trains with SGD and the patch convolutions (test_cuts.py says why). The golden metrics
 and real-sized workloads compile at the default level, and so do the other command-line runs of
 cli_runs.py: sharing one compile cache, they load their programs and spend their time running them,
 which level 0 does four times slower (5 rounds: 4.5 s against 1.1 s). An initialisation compiled at
