@@ -68,6 +68,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="address-space limit of each case's process on a CPU, so that a case that would exhaust the machine fails alone")
     p.add_argument("--case-timeout", type=int, default=3600, help="seconds before a case is abandoned (default: 3600)")
     p.add_argument("--json", action="store_true", help="print the results as a JSON list of cases")
+    p.add_argument("--plot", metavar="PNG", type=Path,
+                   help="also draw the round time and the peak memory against the client count (one line per algorithm, "
+                        "model and executor) into this PNG")
     p.add_argument("--compare-torch", metavar="PROGRAM", type=Path,
                    help="a PyTorch LocFedMix-SL program taking --clients, --batch and --iters and printing a JSON line with "
                         "client_steps_per_s (e.g. ../shared/bench/torch_locfedmix_loop.py): run it before lfmsl at each client "
@@ -345,6 +348,36 @@ def spawn(spec: dict, args: argparse.Namespace) -> dict:
     return json.loads(lines[-1])
 
 
+def cost_plot(results: list[dict], path: Path) -> Path:
+    """Round time and peak memory against the enrolled clients, one line per (algorithm, model, executor):
+    how a round's cost grows with N (with --clients-per-round, at a fixed number of participants)."""
+    from lfmsl.reporting.plots import new_panels, save
+
+    lines: dict[str, list[dict]] = {}
+    for r in results:
+        if "error" not in r:
+            model = r["model"] if r.get("cut") is None else f"{r['model']}:{r['cut']}"
+            lines.setdefault(f"{r['algorithm']}, {model}, {r['executor']}", []).append(r)
+    if not lines:
+        raise ValueError("no case finished: nothing to plot")
+    figure, (time_axes, memory_axes) = new_panels(2, sharey=False)
+    for label, cases in lines.items():
+        cases = sorted(cases, key=lambda r: r["clients"])
+        clients = [r["clients"] for r in cases]
+        time_axes.plot(clients, [r["round_s"] for r in cases], marker="o", label=label)
+        memory_axes.plot(clients, [r["peak_memory_bytes"] / 2**30 for r in cases], marker="o", label=label)
+    k = {r.get("clients_per_round") for r in results}
+    per_round = f", {k.pop()} per round" if len(k) == 1 and None not in k else ""
+    for axes, ylabel, title in ((time_axes, "round time (s)", "round time"), (memory_axes, "peak memory (GiB)", "peak memory")):
+        axes.set_xscale("log")
+        axes.set_xlabel(f"enrolled clients N{per_round}")
+        axes.set_ylabel(ylabel)
+        axes.set_title(title)
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize="small")
+    return save(figure, path)
+
+
 def table(results: list[dict], hw: dict) -> str:
     rows = [f"# {hw['device_kind']} ({hw['platform']}, {hw['cpu_count']} CPUs), peak {hw['peak_flops'] / 1e9:.0f} GFLOP/s, "
             f"{hw['peak_bytes_per_s'] / 1e9:.0f} GB/s ({hw['peak_source']})",
@@ -418,6 +451,11 @@ def main(argv=None) -> int:
             results.append(result)
             print(table(results[-1:], hw).splitlines()[-1], file=sys.stderr, flush=True)  # progress
     print(json.dumps(results, indent=1) if args.json else table(results, hw))
+    if args.plot is not None:
+        try:
+            print(f"bench: figure in {cost_plot(results, args.plot)}", file=sys.stderr)
+        except ValueError as error:
+            print(f"bench: no figure: {error}", file=sys.stderr)
     if args.compare_torch is not None and not args.json:
         print("\n" + comparison_table(results))
     return 0

@@ -116,6 +116,27 @@ def test_the_peer_is_timed_by_its_median_and_the_ratio_is_lfmsl_over_it(tmp_path
     assert "ratio_to_torch" not in bench.add_ratio({"clients": 7, "batch_size": 8, "executor": "auto", "client_steps_per_s": 62.0}, failed)
 
 
+
+def test_the_cost_plot_draws_each_case_line_against_n_and_refuses_nothing_to_draw(tmp_path, monkeypatch):
+    bench = load("bench")
+    case = lambda algorithm, n, round_s, gib, **extra: {"algorithm": algorithm, "clients": n, "model": "cnn", "cut": None, "executor": "auto",
+                                                        "clients_per_round": 100, "round_s": round_s, "peak_memory_bytes": gib * 2**30, **extra}
+    results = [case("psl", 10000, 0.43, 3.1), case("psl", 100, 0.49, 1.0), case("locfedmix", 100, 0.64, 1.2),
+               case("locfedmix", 1000, 0.7, 2.0, error="out of memory")]
+    path = bench.cost_plot(results, tmp_path / "cost.png")
+    assert path.read_bytes().startswith(b"\x89PNG")
+    figure_axes = []
+    monkeypatch.setattr("lfmsl.reporting.plots.save", lambda figure, where: figure_axes.extend(figure.axes) or where)  # what is drawn
+    bench.cost_plot(results, tmp_path / "again.png")
+    time_axes, memory_axes = figure_axes
+    psl = next(line for line in time_axes.get_lines() if line.get_label() == "psl, cnn, auto")
+    assert list(psl.get_xdata()) == [100, 10000] and list(psl.get_ydata()) == [0.49, 0.43]  # sorted by N
+    locfedmix = next(line for line in memory_axes.get_lines() if line.get_label() == "locfedmix, cnn, auto")
+    assert list(locfedmix.get_xdata()) == [100] and list(locfedmix.get_ydata()) == [1.2]  # the failed case left out
+    assert memory_axes.get_xlabel() == "enrolled clients N, 100 per round"
+    with pytest.raises(ValueError, match="nothing to plot"):
+        bench.cost_plot([case("psl", 100, 1.0, 1.0, error="boom")], tmp_path / "none.png")
+
 HLO = """HloModule jit_round
 
 %fused_computation.1 (param_0: f32[4,9]) -> f32[] {

@@ -25,10 +25,10 @@ def new_axes(width: float = 6.4):
     return figure, figure.subplots()
 
 
-def new_panels(count: int):
-    """A figure of `count` side-by-side panels sharing the y axis: (figure, list of axes)."""
+def new_panels(count: int, sharey: bool = True):
+    """A figure of `count` side-by-side panels, sharing the y axis unless told: (figure, list of axes)."""
     figure = _figure(4.2 * count, 3.8)
-    axes = figure.subplots(1, count, squeeze=False, sharey=True)
+    axes = figure.subplots(1, count, squeeze=False, sharey=sharey)
     return figure, list(axes[0])
 
 
