@@ -370,6 +370,7 @@ def cost_plot(results: list[dict], path: Path) -> Path:
     per_round = f", {k.pop()} per round" if len(k) == 1 and None not in k else ""
     for axes, ylabel, title in ((time_axes, "round time (s)", "round time"), (memory_axes, "peak memory (GiB)", "peak memory")):
         axes.set_xscale("log")
+        axes.set_ylim(bottom=0)  # growth read against zero, not against the smallest case
         axes.set_xlabel(f"enrolled clients N{per_round}")
         axes.set_ylabel(ylabel)
         axes.set_title(title)
