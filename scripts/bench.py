@@ -331,7 +331,6 @@ def model_cut(item: str, flag: str = "--models") -> tuple[str, int | None]:
     return name, int(cut) if cut else None
 
 
-
 def spawn(spec: dict, args: argparse.Namespace) -> dict:
     """Run one case in a child process; a failure (out of memory, timeout) is reported, not raised."""
     command = [sys.executable, __file__, "--case", json.dumps(spec)]

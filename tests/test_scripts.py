@@ -116,7 +116,6 @@ def test_the_peer_is_timed_by_its_median_and_the_ratio_is_lfmsl_over_it(tmp_path
     assert "ratio_to_torch" not in bench.add_ratio({"clients": 7, "batch_size": 8, "executor": "auto", "client_steps_per_s": 62.0}, failed)
 
 
-
 def test_the_cost_plot_draws_each_case_line_against_n_and_refuses_nothing_to_draw(tmp_path, monkeypatch):
     bench = load("bench")
     case = lambda algorithm, n, round_s, gib, **extra: {"algorithm": algorithm, "clients": n, "model": "cnn", "cut": None, "executor": "auto",
@@ -136,6 +135,7 @@ def test_the_cost_plot_draws_each_case_line_against_n_and_refuses_nothing_to_dra
     assert memory_axes.get_xlabel() == "enrolled clients N, 100 per round"
     with pytest.raises(ValueError, match="nothing to plot"):
         bench.cost_plot([case("psl", 100, 1.0, 1.0, error="boom")], tmp_path / "none.png")
+
 
 HLO = """HloModule jit_round
 
