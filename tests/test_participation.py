@@ -128,7 +128,9 @@ def test_a_round_of_k_of_n_clients_is_the_k_client_round_on_their_data(algorithm
     out = np.setdiff1d(np.arange(6), ids)
     initial = jax.tree.leaves(simulation(algorithm, 6, 3).state.clients["lower"])
     for leaf, leaf_alone, start in zip(lower, lower_alone, initial, strict=True):
-        np.testing.assert_allclose(np.asarray(leaf)[ids], np.asarray(leaf_alone), rtol=1e-5, atol=1e-7)
+        # Two programs of different shapes round differently; 1e-6 is a thousandth of one Adam step (lr 1e-3), where
+        # a wrong gather or scatter moves weights by whole steps (on an AMD EPYC without AVX-512: 1.2e-7 apart).
+        np.testing.assert_allclose(np.asarray(leaf)[ids], np.asarray(leaf_alone), rtol=1e-5, atol=1e-6)
         assert np.array_equal(np.asarray(leaf)[out], np.asarray(start)[out])  # sitting out: untouched
     # The ledger and the latency model count the participants only.
     for field in ("comm_bytes", "sim_latency_s"):
