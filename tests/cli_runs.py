@@ -26,9 +26,14 @@ def environment(compile_cache: Path | None, fast_compile: bool = False) -> dict:
     env = dict(os.environ, PYTHONPATH=str(SRC), XLA_FLAGS=flags.strip())
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
     if compile_cache is not None:
-        env.update(JAX_COMPILATION_CACHE_DIR=str(compile_cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+        env.update(compile_cache_environment(compile_cache))
     return env
+
+
+def compile_cache_environment(compile_cache: Path) -> dict[str, str]:
+    """The variables that make a JAX process store and load every program in `compile_cache`."""
+    return {"JAX_COMPILATION_CACHE_DIR": str(compile_cache), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
 
 
 def command(*args: str) -> list[str]:

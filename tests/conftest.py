@@ -39,23 +39,29 @@ def manual_data_dir() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def tfds_data_dir(manual_data_dir) -> Path:
-    """Persistent across runs, so datasets are prepared and converted only once: the first test
-    process to get here prepares both, under a file lock, while the others (pytest-xdist
-    workers) wait, and then every process reads the finished cache."""
+TFDS_FOLDER = REPO / ".cache" / "tfds"
+
+
+def prepared_by_tfds(name: str, manual_dir: Path) -> Path:
+    """The persistent tfds folder (git-ignored), with `name` prepared and converted once: the first
+    test process to ask prepares it under a file lock while the others (pytest-xdist workers) wait,
+    and then every process reads the finished cache."""
     import fcntl
 
     from lfmsl.io.data import cache_path, load_dataset
 
-    folder = REPO / ".cache" / "tfds"
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / "tfds.lock", "w") as lock:
+    TFDS_FOLDER.mkdir(parents=True, exist_ok=True)
+    with open(TFDS_FOLDER.parent / "tfds.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        for name in ("fashion_mnist", "mnist"):
-            if not cache_path(name, folder).is_file():
-                load_dataset(name, manual_dir=manual_data_dir, data_dir=folder)
-    return folder
+        if not cache_path(name, TFDS_FOLDER).is_file():
+            load_dataset(name, manual_dir=manual_dir, data_dir=TFDS_FOLDER)
+    return TFDS_FOLDER
+
+
+@pytest.fixture(scope="session")
+def tfds_data_dir(manual_data_dir) -> Path:
+    """The tfds folder with Fashion-MNIST prepared (MNIST too once `prepared_by_tfds` was asked for it)."""
+    return prepared_by_tfds("fashion_mnist", manual_data_dir)
 
 
 @pytest.fixture(scope="session")
@@ -66,9 +72,17 @@ def fashion_mnist(manual_data_dir, tfds_data_dir):
 
 
 @pytest.fixture(scope="session")
-def tiny_data_dir(tmp_path_factory, fashion_mnist) -> Path:
+def fashion_mnist_slice(manual_data_dir):
+    """2,000 training and 500 test images of the original Fashion-MNIST files, read without tfds."""
+    from original_data import original_slice
+
+    return original_slice(manual_data_dir, "fashion_mnist", train=2000, test=500)
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory, fashion_mnist_slice) -> Path:
     """A data folder whose npz cache holds 600 training and 200 test images of Fashion-MNIST,
-    so end-to-end runs of the command line take seconds."""
+    so end-to-end runs of the command line take seconds (and need no tfds preparation)."""
     import numpy as np
 
     from lfmsl.io.data import cache_path
@@ -76,19 +90,58 @@ def tiny_data_dir(tmp_path_factory, fashion_mnist) -> Path:
     folder = tmp_path_factory.mktemp("tiny_data")
     path = cache_path("fashion_mnist", folder)
     path.parent.mkdir(parents=True)
-    d = fashion_mnist
+    d = fashion_mnist_slice
     np.savez(path, x_train=d.x_train[:600], y_train=d.y_train[:600], x_test=d.x_test[:200], y_test=d.y_test[:200], num_classes=d.num_classes)
     return folder
 
 
+COMPILE_CACHE_LIMIT = 1 << 30  # bytes; one session writes about 50 MB
+
+
+def machine_fingerprint() -> str:
+    """XLA's CPU code is built for this CPU's instruction set, which JAX's cache key leaves out: a cache
+    kept in a checkout that moves to another CPU must not load code compiled for this one."""
+    import hashlib
+    import platform
+
+    cpuinfo = Path("/proc/cpuinfo")
+    text = cpuinfo.read_text().split("\n\n")[0] if cpuinfo.exists() else platform.processor()
+    lines = [line for line in text.splitlines() if line.split(":")[0].strip() in ("model name", "cpu family", "model", "flags")]
+    return hashlib.sha256("\n".join(lines + [platform.machine()]).encode()).hexdigest()[:16]
+
+
 @pytest.fixture(scope="session")
 def compile_cache(tmp_path_factory, worker_id) -> Path:
-    """A persistent XLA compilation cache shared by one test session: both pytest-xdist workers (their
-    temporary folders share a parent) and the runs they start; a later session starts empty."""
-    base = tmp_path_factory.getbasetemp()
-    path = (base if worker_id == "master" else base.parent) / "xla_cache"
-    path.mkdir(exist_ok=True)
+    """The persistent XLA compilation cache of the suite, shared by both pytest-xdist workers and the runs
+    they start, and kept between sessions in the git-ignored .cache/xla/ (per CPU) like the prepared data:
+    tests build the same programs again and again, and compiling is most of the suite's time. It can only
+    hand back what the same program compiled to (JAX keys it on the program, the compiler's options and
+    flags and the versions). LFMSL_TEST_FRESH_CACHE=1 starts this session from an empty cache instead, as
+    a fresh clone (CI) does."""
+    if os.environ.get("LFMSL_TEST_FRESH_CACHE") == "1":
+        base = tmp_path_factory.getbasetemp()
+        path = (base if worker_id == "master" else base.parent) / "xla_cache"
+    else:
+        path = KEPT_COMPILE_CACHE
+    path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+KEPT_COMPILE_CACHE = REPO / ".cache" / "xla" / machine_fingerprint()
+
+
+def pytest_sessionstart(session):
+    """Before any test process uses the kept cache (here, in the controlling process): the programs used
+    longest ago go once it holds more than COMPILE_CACHE_LIMIT bytes."""
+    if hasattr(session.config, "workerinput") or not KEPT_COMPILE_CACHE.is_dir():
+        return
+    entries = sorted((entry.stat().st_atime, entry.stat().st_size, entry) for entry in KEPT_COMPILE_CACHE.iterdir() if entry.is_file())
+    total = sum(size for _, size, _ in entries)
+    for _, size, entry in entries:
+        if total <= COMPILE_CACHE_LIMIT // 2:
+            break
+        entry.unlink(missing_ok=True)
+        total -= size
 
 
 @pytest.fixture(scope="session")
@@ -127,8 +180,7 @@ def _restore_compile_cache(before: dict) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def session_compile_cache(compile_cache):
-    """Every test process loads what another test of this session compiled already (tests build the same
-    tiny programs again and again); a new session starts empty, so no result is ever carried over."""
+    """Every test process loads what another test (of this session or an earlier one) compiled already."""
     before = _use_compile_cache(compile_cache)
     yield compile_cache
     _restore_compile_cache(before)

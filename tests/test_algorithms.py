@@ -1,4 +1,4 @@
-"""The algorithms against independent computations, on a slice of real Fashion-MNIST."""
+"""The algorithms against independent computations, on a slice of real Fashion-MNIST (the original files)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,11 @@ from lfmsl.models import get_model
 pytestmark = pytest.mark.slow  # compiles training rounds: not in the fast part (.ci/python312)
 
 BATCH = 8
+
+
+@pytest.fixture(scope="module")
+def fashion_mnist(fashion_mnist_slice):
+    return fashion_mnist_slice
 
 
 @pytest.fixture(scope="module")

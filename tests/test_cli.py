@@ -18,12 +18,14 @@ def run_cli(args, env_extra=None):
 
 
 @pytest.mark.slow
-def test_run_writes_metrics_summary_and_plot(tmp_path, manual_data_dir, tfds_data_dir, fashion_mnist):
+def test_run_writes_metrics_summary_and_plot(tmp_path, manual_data_dir, tfds_data_dir, fashion_mnist, compile_cache):
+    from cli_runs import compile_cache_environment
+
     out = tmp_path / "run"
     result = run_cli(
         ["run", "--algorithm", "psl", "--clients", "4", "--rounds", "2", "--train-size", "400", "--batch-size", "16",
          "--eval-clients", "0", "--test-size", "2000", "--out", str(out), "--no-progress",
-         "--manual-dir", str(manual_data_dir), "--data-dir", str(tfds_data_dir)]
+         "--manual-dir", str(manual_data_dir), "--data-dir", str(tfds_data_dir)], compile_cache_environment(compile_cache)
     )
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

@@ -32,9 +32,9 @@ def counting_compilations():
 
 
 @pytest.mark.parametrize("algorithm,executor", [("locfedmix", "loop"), ("psl", "vmap")])
-def test_round_and_evaluation_compile_once(fashion_mnist, algorithm, executor):
+def test_round_and_evaluation_compile_once(fashion_mnist_slice, algorithm, executor):
     config = Config(algorithm=algorithm, clients=4, rounds=4, batch_size=16, train_size=128, test_size=100, executor=executor, eval_clients=1)
-    simulation = Simulation(config, fashion_mnist)
+    simulation = Simulation(config, fashion_mnist_slice)
     with counting_compilations() as at_compile:
         simulation.compile()
     # The round is the algorithm's lambda; small helpers (the round key's fold_in) may appear too.

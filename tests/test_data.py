@@ -1,6 +1,5 @@
 """Tests of dataset loading: real MNIST / Fashion-MNIST offline, CIFAR-10 through tfds mock data."""
 
-import gzip
 import subprocess
 import sys
 
@@ -9,17 +8,10 @@ import pytest
 
 from lfmsl.io import data
 from lfmsl.errors import UsageError
+from original_data import read_idx
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
-
-
-def read_idx(path):
-    """The README's reader of the original gzip IDX files, independent of tfds."""
-    raw = gzip.open(path, "rb").read()
-    ndim = raw[3]
-    dims = np.frombuffer(raw, ">u4", count=ndim, offset=4)
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
 def fingerprints(images, labels):
@@ -32,7 +24,9 @@ def fingerprints(images, labels):
 
 @pytest.fixture(scope="module")
 def mnist(manual_data_dir, tfds_data_dir):
-    return data.load_dataset("mnist", manual_dir=manual_data_dir, data_dir=tfds_data_dir)
+    from conftest import prepared_by_tfds
+
+    return data.load_dataset("mnist", manual_dir=manual_data_dir, data_dir=prepared_by_tfds("mnist", manual_data_dir))
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])

@@ -8,10 +8,14 @@ NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "quickstart.ipynb
 
 
 @pytest.mark.slow
-def test_quickstart_notebook_runs(monkeypatch, manual_data_dir, tfds_data_dir):
+def test_quickstart_notebook_runs(monkeypatch, manual_data_dir, tfds_data_dir, compile_cache):
+    from cli_runs import compile_cache_environment
+
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     monkeypatch.setenv("LFMSL_NOTEBOOK_QUICK", "1")  # the kernel inherits this environment
+    for name, value in compile_cache_environment(compile_cache).items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("LFMSL_MANUAL_DIR", str(manual_data_dir))
     monkeypatch.setenv("LFMSL_DATA_DIR", str(tfds_data_dir))
     notebook = nbformat.read(NOTEBOOK, as_version=4)

@@ -47,10 +47,11 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def run(devices: int, tfds_data_dir, manual_data_dir) -> dict:
-    from fast_jit import FLAG  # both sides compiled alike and fast
+def run(devices: int, tfds_data_dir, manual_data_dir, compile_cache) -> dict:
+    from cli_runs import environment
 
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} {FLAG}", JAX_PLATFORMS="cpu",
+    env = environment(compile_cache, fast_compile=True)  # both sides compiled alike and fast
+    env.update(XLA_FLAGS=f"{env['XLA_FLAGS']} --xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu",
                LFMSL_MANUAL_DIR=str(manual_data_dir))
     done = subprocess.run([sys.executable, "-c", SCRIPT, str(tfds_data_dir), json.dumps(CASES)], env=env,
                           capture_output=True, text=True, timeout=900)
@@ -59,8 +60,8 @@ def run(devices: int, tfds_data_dir, manual_data_dir) -> dict:
 
 
 @pytest.fixture(scope="module")
-def runs(tfds_data_dir, manual_data_dir):
-    return run(1, tfds_data_dir, manual_data_dir), run(4, tfds_data_dir, manual_data_dir)
+def runs(tfds_data_dir, manual_data_dir, compile_cache):
+    return run(1, tfds_data_dir, manual_data_dir, compile_cache), run(4, tfds_data_dir, manual_data_dir, compile_cache)
 
 
 def test_sharded_runs_match_single_device(runs):
