@@ -131,14 +131,20 @@ KEPT_COMPILE_CACHE = REPO / ".cache" / "xla" / machine_fingerprint()
 
 
 def pytest_sessionstart(session):
-    """Before any test process uses the kept cache (here, in the controlling process): the programs used
-    longest ago go once it holds more than COMPILE_CACHE_LIMIT bytes."""
-    if hasattr(session.config, "workerinput") or not KEPT_COMPILE_CACHE.is_dir():
-        return
-    entries = sorted((entry.stat().st_atime, entry.stat().st_size, entry) for entry in KEPT_COMPILE_CACHE.iterdir() if entry.is_file())
+    """Before any test process uses the kept cache (here, in the controlling process)."""
+    if not hasattr(session.config, "workerinput") and KEPT_COMPILE_CACHE.is_dir():
+        trim_least_recently_used(KEPT_COMPILE_CACHE, COMPILE_CACHE_LIMIT)
+
+
+def trim_least_recently_used(folder: Path, limit: int) -> None:
+    """Once `folder` holds more than `limit` bytes, remove its files used longest ago until half remains."""
+    entries = sorted((max(entry.stat().st_atime, entry.stat().st_mtime), entry.stat().st_size, entry)
+                     for entry in folder.iterdir() if entry.is_file())
     total = sum(size for _, size, _ in entries)
+    if total <= limit:
+        return
     for _, size, entry in entries:
-        if total <= COMPILE_CACHE_LIMIT // 2:
+        if total <= limit // 2:
             break
         entry.unlink(missing_ok=True)
         total -= size
