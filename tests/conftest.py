@@ -43,18 +43,13 @@ TFDS_FOLDER = REPO / ".cache" / "tfds"
 
 
 def prepared_by_tfds(name: str, manual_dir: Path) -> Path:
-    """The persistent tfds folder (git-ignored), with `name` prepared and converted once: the first
-    test process to ask prepares it under a file lock while the others (pytest-xdist workers) wait,
+    """The persistent tfds folder (git-ignored), with `name` prepared and converted once: the first test
+    process to ask prepares it while the others (pytest-xdist workers) wait (lfmsl's loader locks it),
     and then every process reads the finished cache."""
-    import fcntl
-
     from lfmsl.io.data import cache_path, load_dataset
 
-    TFDS_FOLDER.mkdir(parents=True, exist_ok=True)
-    with open(TFDS_FOLDER.parent / "tfds.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not cache_path(name, TFDS_FOLDER).is_file():
-            load_dataset(name, manual_dir=manual_dir, data_dir=TFDS_FOLDER)
+    if not cache_path(name, TFDS_FOLDER).is_file():
+        load_dataset(name, manual_dir=manual_dir, data_dir=TFDS_FOLDER)
     return TFDS_FOLDER
 
 

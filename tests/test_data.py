@@ -103,6 +103,28 @@ def test_damaged_cache_is_rebuilt(tmp_path, monkeypatch):
     np.testing.assert_array_equal(data.load_dataset("mnist", data_dir=tmp_path).y_train, [0, 1])
 
 
+def test_a_second_loader_waits_for_the_one_preparing_and_reads_its_cache(tmp_path, monkeypatch):
+    """Two processes preparing one dataset at once broke each other's tfds extraction; now the second waits."""
+    import fcntl
+    import threading
+
+    path = data.cache_path("mnist", tmp_path)
+    path.parent.mkdir(parents=True)
+    tiny = data.Dataset("mnist", np.zeros((2, 28, 28, 1), np.uint8), np.array([0, 1], np.int32),
+                        np.zeros((1, 28, 28, 1), np.uint8), np.array([1], np.int32), 10)
+    monkeypatch.setattr(data, "_load_with_tfds", None)  # the waiting loader must not prepare again
+    loaded = []
+    with open(tmp_path / ".lfmsl-mnist.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as the process that prepares it holds it
+        waiting = threading.Thread(target=lambda: loaded.append(data.load_dataset("mnist", data_dir=tmp_path)))
+        waiting.start()
+        waiting.join(timeout=0.5)
+        assert waiting.is_alive() and not loaded  # it waits for the lock
+        data._write_cache(tiny, path)  # what the preparing process writes before it lets go
+    waiting.join(timeout=30)
+    np.testing.assert_array_equal(loaded[0].y_train, [0, 1])
+
+
 def test_cifar10_through_tfds_mock_data(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "_online", lambda: True)  # the mock stands in for the download
     tfds = data.import_tfds()

@@ -7,12 +7,14 @@ TensorFlow) read only that file. TensorFlow and tfds are imported lazily for tha
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Iterator
 
 import numpy as np
 
@@ -68,19 +70,51 @@ def load_dataset(
         raise UsageError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
     data_dir = Path(data_dir or default_data_dir()).expanduser()
     path = cache_path(name, data_dir)
-    if cache and path.is_file():
-        _remove_old_leftovers(path.parent)  # a killed write's temporary, also when the cache was rebuilt since
-        try:
-            return _read_cache(name, path)
-        except (OSError, ValueError, KeyError):
-            pass  # A damaged cache is rebuilt below.
-    dataset = _load_with_tfds(name, data_dir, manual_dir)
-    if cache:
-        try:
-            _write_cache(dataset, path)
-        except OSError as error:  # A read-only data_dir costs speed next time, not this run.
-            print(f"lfmsl: could not write the cache {path}: {error}", file=sys.stderr)
+    if cache and (dataset := _cached(name, path)) is not None:
+        return dataset
+    with _preparing(name, data_dir):  # one process prepares; another one waits, then reads its cache
+        if cache and (dataset := _cached(name, path)) is not None:
+            return dataset
+        dataset = _load_with_tfds(name, data_dir, manual_dir)
+        if cache:
+            try:
+                _write_cache(dataset, path)
+            except OSError as error:  # A read-only data_dir costs speed next time, not this run.
+                print(f"lfmsl: could not write the cache {path}: {error}", file=sys.stderr)
     return dataset
+
+
+def _cached(name: str, path: Path) -> Dataset | None:
+    """The npz cache, or None when it is missing or damaged (then it is rebuilt)."""
+    if not path.is_file():
+        return None
+    _remove_old_leftovers(path.parent)  # a killed write's temporary, also when the cache was rebuilt since
+    try:
+        return _read_cache(name, path)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+@contextlib.contextmanager
+def _preparing(name: str, data_dir: Path) -> Iterator[None]:
+    """Hold `<data_dir>/.lfmsl-<name>.lock` while preparing: two processes preparing one dataset at
+    once shared tfds' extraction folder, and the first to finish deleted it under the other. Where the
+    lock cannot be taken (a read-only folder, no fcntl), preparation goes on without it."""
+    try:
+        import fcntl
+
+        lock_path = data_dir / f".lfmsl-{name}.lock"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_path, "a")
+    except (ImportError, OSError):
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def import_tfds() -> ModuleType:
