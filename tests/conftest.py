@@ -99,10 +99,13 @@ def machine_fingerprint() -> str:
     import hashlib
     import platform
 
-    cpuinfo = Path("/proc/cpuinfo")
-    text = cpuinfo.read_text().split("\n\n")[0] if cpuinfo.exists() else platform.processor()
-    lines = [line for line in text.splitlines() if line.split(":")[0].strip() in ("model name", "cpu family", "model", "flags")]
-    return hashlib.sha256("\n".join(lines + [platform.machine()]).encode()).hexdigest()[:16]
+    from cpu import cpu_fields
+
+    text = "\n".join(f"{key}: {value}" for key, value in cpu_fields().items()) or platform.processor()
+    return hashlib.sha256(f"{text}\n{platform.machine()}".encode()).hexdigest()[:16]
+
+
+KEPT_COMPILE_CACHE = REPO / ".cache" / "xla" / machine_fingerprint()
 
 
 @pytest.fixture(scope="session")
@@ -120,9 +123,6 @@ def compile_cache(tmp_path_factory, worker_id) -> Path:
         path = KEPT_COMPILE_CACHE
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-KEPT_COMPILE_CACHE = REPO / ".cache" / "xla" / machine_fingerprint()
 
 
 def pytest_sessionstart(session):

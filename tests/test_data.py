@@ -23,7 +23,7 @@ def fingerprints(images, labels):
 
 
 @pytest.fixture(scope="module")
-def mnist(manual_data_dir, tfds_data_dir):
+def mnist(manual_data_dir):
     from conftest import prepared_by_tfds
 
     return data.load_dataset("mnist", manual_dir=manual_data_dir, data_dir=prepared_by_tfds("mnist", manual_data_dir))

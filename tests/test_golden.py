@@ -8,8 +8,8 @@ with that commit's code, 41c1231, so it too is "before the change"), compared bi
 
 Record again, deliberately, only when a change is meant to alter results (this replaces every record):
     LFMSL_RECORD_GOLDEN=1 python -m pytest tests/test_golden.py -n 0
-Add this machine's record, for code whose results are unchanged (it must first match the reference within
-tolerance):
+Add this machine's record, for code whose results are unchanged (the same run checks it against the reference
+within tolerance):
     LFMSL_RECORD_GOLDEN=machine python -m pytest tests/test_golden.py -n 0
 """
 
@@ -27,6 +27,7 @@ from lfmsl.config import Config
 
 ALGORITHMS = names()
 from lfmsl.experiments.simulation import Simulation
+from cpu import cpu_fields, processor
 from synthetic import tiny_dataset
 
 pytestmark = pytest.mark.slow  # compiles training rounds: not in the fast part (.ci/python312)
@@ -42,12 +43,10 @@ def machine() -> dict:
     name alone is not enough (two AMD EPYC generations, with and without AVX-512, round differently)."""
     from importlib.metadata import version
 
-    info = {"cpu": platform.processor(), "machine": platform.machine(), "jaxlib": version("jaxlib"), "backend": jax.default_backend()}
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        fields = dict(line.split(":", 1) for line in cpuinfo.read_text().split("\n\n")[0].splitlines() if ":" in line)
-        fields = {key.strip(): value.strip() for key, value in fields.items()}
-        info.update(cpu=fields.get("model name", info["cpu"]), family=fields.get("cpu family"), model=fields.get("model"),
+    fields = cpu_fields()
+    info = {"cpu": processor(), "machine": platform.machine(), "jaxlib": version("jaxlib"), "backend": jax.default_backend()}
+    if fields:
+        info.update(family=fields.get("cpu family"), model=fields.get("model"),
                     vector_isa=sorted(flag for flag in fields.get("flags", "").split() if flag.startswith(("avx", "amx", "fma"))))
     return info
 
