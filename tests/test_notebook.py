@@ -8,12 +8,13 @@ NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "quickstart.ipynb
 
 
 @pytest.mark.slow
-def test_quickstart_notebook_runs(monkeypatch, manual_data_dir, tfds_data_dir, compile_cache):
+def test_quickstart_notebook_runs(monkeypatch, tmp_path, manual_data_dir, tfds_data_dir, compile_cache):
     from cli_runs import compile_cache_environment
 
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     monkeypatch.setenv("LFMSL_NOTEBOOK_QUICK", "1")  # the kernel inherits this environment
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the notebook's run folders (tempfile.mkdtemp) go with the test's
     for name, value in compile_cache_environment(compile_cache).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("LFMSL_MANUAL_DIR", str(manual_data_dir))
@@ -23,6 +24,7 @@ def test_quickstart_notebook_runs(monkeypatch, manual_data_dir, tfds_data_dir, c
     outputs = "".join(o.get("text", "") for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", []))
     assert "locfedmix" in outputs and "simulated" in outputs
     assert any("image/png" in o.get("data", {}) for o in notebook.cells[-1].outputs)
+    assert {p.name for p in tmp_path.glob("lfmsl-quickstart-*/*")} == {"psl", "locfedmix"}  # its runs kept their folders
 
 
 def run_install_cell(monkeypatch, cwd: Path, repo_url: str = "") -> list[str]:
