@@ -85,6 +85,8 @@ def test_damaged_newest_checkpoint_falls_back_to_the_one_before(reference_run, c
     assert resumed.returncode == 0, resumed.stderr
     assert "checkpoints/5 is incomplete or damaged" in resumed.stderr
     assert "resuming after round 4" in resumed.stderr
+    # one line says so: not a traceback for each of orbax's reads that were still running (dozens, before)
+    assert "Traceback" not in resumed.stderr and "never retrieved" not in resumed.stderr, resumed.stderr
     assert metrics(out) == metrics(reference_run)
     assert len(list((out / "checkpoints.unreadable").glob("5-*"))) == 1  # moved aside, not deleted
 
@@ -358,3 +360,33 @@ def test_a_resume_with_no_readable_checkpoint_never_starts_again_over_what_is_th
     assert "holds 5 rounds in metrics.jsonl but no checkpoint" in capsys.readouterr().err
     (out / "metrics.jsonl").unlink()  # following the advice, the run starts again
     assert attempt(["--resume", out], monkeypatch, capsys) is None
+
+
+def test_the_noise_of_a_failed_restore_is_dropped_and_nothing_else(tmp_path, monkeypatch):
+    """A torn checkpoint's leftover reads (posts to orbax's closed event loop, failed reads nobody awaited) are
+    dropped; any other unraisable error, and asyncio's report of any other task, still reach the user."""
+    import logging
+    import types
+
+    seen = []
+    monkeypatch.setattr("sys.unraisablehook", seen.append)
+    asyncio_log = logging.getLogger("asyncio")
+    monkeypatch.setattr(asyncio_log, "filters", [])  # restored afterwards, as the hook is
+    checkpoint._quiet_reads_left_running(tmp_path / "checkpoints")
+    checkpoint._quiet_reads_left_running(tmp_path / "checkpoints")  # a second restore adds nothing
+    import sys
+
+    unraisable = lambda error: types.SimpleNamespace(exc_value=error, object=None)
+    sys.unraisablehook(unraisable(RuntimeError("Event loop is closed")))
+    other = unraisable(RuntimeError("something else"))
+    sys.unraisablehook(other)
+    assert seen == [other]
+
+    def passes(message: str) -> bool:
+        return asyncio_log.filter(logging.LogRecord("asyncio", logging.ERROR, __file__, 0, message, None, None))
+
+    read = f'Task exception was never retrieved\nfuture: <Task exception=ValueError(\'local file "{tmp_path}/checkpoints/5/state/"\')>'
+    assert not passes(read)
+    assert passes(read.replace("checkpoints", "elsewhere"))  # a task of something else
+    assert passes("Exception in callback: whatever")
+    assert sum(isinstance(f, checkpoint.UnawaitedReadsOf) for f in asyncio_log.filters) == 1

@@ -14,6 +14,7 @@ leave a listed step that cannot be read; `Checkpoints.latest` then takes the one
 from __future__ import annotations
 
 import dataclasses
+import logging
 import shutil
 import sys
 import time
@@ -92,6 +93,7 @@ class Checkpoints:
         ocp = self._ocp
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
         steps = self.steps()
+        _quiet_reads_left_running(self.directory)
         for step in reversed(steps):
             stored = self._layout(step)
             if stored is not None:
@@ -132,6 +134,44 @@ class Checkpoints:
 
     def close(self) -> None:
         self._manager.close()
+
+
+def _quiet_reads_left_running(directory: Path) -> None:
+    """A restore that fails leaves orbax's other reads of the checkpoint running on tensorstore's
+    threads. Each that finishes posts to orbax's event loop, closed by then, and Python printed a
+    traceback for each (dozens for one torn checkpoint, during the restore and after it); asyncio
+    logged the failed reads that nobody awaited. lfmsl says in one line what was wrong, so these two
+    are dropped from the first restore on; every other error and record goes where it went."""
+    if not isinstance(sys.unraisablehook, DropPostsToClosedLoops):
+        sys.unraisablehook = DropPostsToClosedLoops(sys.unraisablehook)
+    asyncio_log = logging.getLogger("asyncio")
+    if not any(isinstance(f, UnawaitedReadsOf) and f.directory == directory for f in asyncio_log.filters):
+        asyncio_log.addFilter(UnawaitedReadsOf(directory))
+
+
+class DropPostsToClosedLoops:
+    """An unraisable-error hook that drops the RuntimeError of a callback posted to a closed event
+    loop and hands every other error to the hook it replaced."""
+
+    def __init__(self, forward: Any):
+        self.forward = forward
+
+    def __call__(self, unraisable: Any) -> None:
+        error = unraisable.exc_value
+        if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
+            self.forward(unraisable)
+
+
+class UnawaitedReadsOf(logging.Filter):
+    """Drops asyncio's 'Task exception was never retrieved' for reads of files under `directory`."""
+
+    def __init__(self, directory: Path):
+        super().__init__()
+        self.directory = directory
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("Task exception was never retrieved") and f'"{self.directory}/' in message)
 
 
 def _snapshot(step: int, state: Any, meta: dict) -> Snapshot:
