@@ -366,6 +366,7 @@ def test_the_noise_of_a_failed_restore_is_dropped_and_nothing_else(tmp_path, mon
     """A torn checkpoint's leftover reads (posts to orbax's closed event loop, failed reads nobody awaited) are
     dropped; any other unraisable error, and asyncio's report of any other task, still reach the user."""
     import logging
+    import sys
     import types
 
     seen = []
@@ -374,8 +375,6 @@ def test_the_noise_of_a_failed_restore_is_dropped_and_nothing_else(tmp_path, mon
     monkeypatch.setattr(asyncio_log, "filters", [])  # restored afterwards, as the hook is
     checkpoint._quiet_reads_left_running(tmp_path / "checkpoints")
     checkpoint._quiet_reads_left_running(tmp_path / "checkpoints")  # a second restore adds nothing
-    import sys
-
     unraisable = lambda error: types.SimpleNamespace(exc_value=error, object=None)
     sys.unraisablehook(unraisable(RuntimeError("Event loop is closed")))
     other = unraisable(RuntimeError("something else"))
