@@ -133,8 +133,8 @@ def pytest_sessionstart(session):
 
 def trim_least_recently_used(folder: Path, limit: int) -> None:
     """Once `folder` holds more than `limit` bytes, remove its files used longest ago until half remains."""
-    entries = sorted((max(entry.stat().st_atime, entry.stat().st_mtime), entry.stat().st_size, entry)
-                     for entry in folder.iterdir() if entry.is_file())
+    stats = [(entry, entry.stat()) for entry in folder.iterdir() if entry.is_file()]
+    entries = sorted((max(stat.st_atime, stat.st_mtime), stat.st_size, entry) for entry, stat in stats)
     total = sum(size for _, size, _ in entries)
     if total <= limit:
         return

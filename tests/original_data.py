@@ -2,8 +2,8 @@
 
 tfds takes about 30 s a dataset to prepare on a fresh checkout; tests that only need some real
 images (end-to-end command-line runs, the algorithms against independent computations) read a
-slice of the original files here in a fraction of a second, and only tests of the data pipeline
-itself wait for tfds (conftest.py's `fashion_mnist` and `tfds_data_dir`)."""
+slice of the original files here in a fraction of a second; only tests that need a whole dataset
+wait for tfds (conftest.py's `fashion_mnist` and `tfds_data_dir`)."""
 
 from __future__ import annotations
 

@@ -16,5 +16,12 @@ def test_the_cache_keeps_the_most_recently_used_half_once_over_its_limit(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
 
 
-def test_the_cache_folder_depends_on_the_cpu():
+def test_the_cache_folder_depends_on_the_cpu(monkeypatch):
+    import cpu
+
     assert machine_fingerprint() == machine_fingerprint() and len(machine_fingerprint()) == 16
+    with_avx512 = {"model name": "AMD EPYC", "cpu family": "25", "model": "17", "flags": "avx2 avx512f"}
+    monkeypatch.setattr(cpu, "cpu_fields", lambda: with_avx512)
+    first = machine_fingerprint()
+    monkeypatch.setattr(cpu, "cpu_fields", lambda: dict(with_avx512, model="1", flags="avx2"))  # same name, other CPU
+    assert machine_fingerprint() != first
