@@ -18,6 +18,14 @@ for _flag in SUITE_XLA_FLAGS:
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_flag}".strip()
 
 
+def pytest_configure(config):
+    """LFMSL_MUTANT=NAME: run the tests against a deliberately broken variant of lfmsl (tests/mutants.py)."""
+    if os.environ.get("LFMSL_MUTANT"):
+        import mutants
+
+        mutants.apply(os.environ["LFMSL_MUTANT"])
+
+
 # The files that take longest, first (measured: tests/*.py by summed test time, idle): pytest-xdist hands
 # out whole files (--dist loadfile) in collection order (--no-loadscope-reorder), and a long file handed
 # out last runs alone at the end while the other process has nothing left to do.

@@ -2,6 +2,17 @@
 bit for bit the same on a machine that recorded them (and within float tolerance elsewhere, where XLA
 compiles for other CPU features).
 
+Bit for bit holds only for the same program on the same CPU kind (family, model and vector instructions) and the
+same jaxlib: XLA orders each sum by the vector width it compiles for, so another CPU rounds differently, and Adam
+(these runs' optimiser) can turn a rounding difference in a near-zero gradient into a step of up to 2 lr = 2e-3 on
+that parameter (tests/tolerance.py). Against the reference, on any CPU, the metrics are therefore compared within
+rtol 1e-4: a loss moves by the sum of g * d(theta), and the parameters whose steps rounding can flip are those whose
+gradient g is near zero, so the losses move by rounding only (3.7e-7 at most between the two records here), while
+a wrong gradient, client or average moves them by 1e-3 or more (LFMSL_MUTANT=... in tests/mutants.py; see
+docs/DETERMINISM.md). The test accuracy of 20 images moves in steps of 0.05: a CPU that flips one near-tied
+prediction would fail here, and then needs its own record (below). A CPU without a record of its own is checked
+within tolerance only, and `test_this_machine_gives_its_own_record_bit_for_bit` is skipped there, saying so.
+
 `golden/metrics.json` is the reference, recorded before issue 12's restructuring (on a 2-core AMD EPYC
 with AVX-512); every other file in `golden/` is the same code's record on another kind of CPU (recorded
 with that commit's code, 41c1231, so it too is "before the change"), compared bit for bit there.
@@ -44,7 +55,9 @@ def machine() -> dict:
     from importlib.metadata import version
 
     fields = cpu_fields()
-    info = {"cpu": processor(), "machine": platform.machine(), "jaxlib": version("jaxlib"), "backend": jax.default_backend()}
+    info = {"cpu": processor(), "machine": platform.machine(), "jaxlib": version("jaxlib"), "backend": jax.default_backend(),
+            # XLA's flags change its code as a CPU does (--xla_cpu_max_isa=AVX rounds as an older CPU would)
+            "xla_flags": sorted(os.environ.get("XLA_FLAGS", "").split())}
     if fields:
         info.update(family=fields.get("cpu family"), model=fields.get("model"),
                     vector_isa=sorted(flag for flag in fields.get("flags", "").split() if flag.startswith(("avx", "amx", "fma"))))
@@ -83,16 +96,29 @@ def golden() -> dict:
     return {"reference": json.loads(REFERENCE.read_text()), "own": own[0] if own else None}
 
 
+@pytest.fixture(scope="module")
+def runs() -> dict:
+    """Each algorithm's two rounds on this machine, computed once for both tests."""
+    cache = {}
+    return lambda algorithm: cache.setdefault(algorithm, two_rounds(algorithm))
+
+
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_every_algorithm_gives_its_recorded_metrics(golden, algorithm):
+def test_every_algorithm_gives_the_reference_metrics_within_rounding(golden, runs, algorithm):
     expected = golden["reference"]["algorithms"][algorithm]
-    got = two_rounds(algorithm)
+    got = runs(algorithm)
     assert [sorted(r) for r in got] == [sorted(r) for r in expected]  # the same fields each round
     for new, old in zip(got, expected):
         for key, value in flat(old).items():
             np.testing.assert_allclose(flat(new)[key], value, rtol=1e-4, atol=1e-6, err_msg=f"{algorithm} round {old['round']} {key}")
-    if golden["own"] is not None:
-        assert got == golden["own"]["algorithms"][algorithm]  # bit for bit: every float as this machine recorded it
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_this_machine_gives_its_own_record_bit_for_bit(golden, runs, algorithm):
+    if golden["own"] is None:
+        pytest.skip(f"no golden record for this CPU ({machine_record_path().name}): bit for bit is not checked here; "
+                    "add one with LFMSL_RECORD_GOLDEN=machine (see this file's docstring)")
+    assert runs(algorithm) == golden["own"]["algorithms"][algorithm]  # every float as this machine recorded it
 
 
 def test_records_identify_their_machine(golden):
