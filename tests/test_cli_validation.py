@@ -209,6 +209,20 @@ def test_the_command_line_program_exits_2_with_one_line(options):
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("lfmsl: error: ") and "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("platform, install", [("cuda", "jax[cuda13]"), ("tpu", "jax[tpu]")])
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_a_platform_jax_cannot_start_is_one_line_that_says_what_to_install(platform, install, command, tmp_path):
+    """A GPU user whose CUDA wheel is missing: JAX's own failure is a bare AssertionError inside orbax."""
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "lfmsl", command, "--train-size", "64", "--clients", "2", "--rounds", "1",
+                           "--out", str(out)], capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": str(SRC), "PATH": "", "JAX_PLATFORMS": platform, "HOME": str(tmp_path)})
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lfmsl: error: JAX found no working") and install in lines[0], done.stderr
+    assert not out.exists()  # refused before anything was written
+
+
 @pytest.mark.parametrize("command", ["run", "sweep"])
 def test_an_empty_out_is_refused(capsys, no_data, command):
     assert cli.main([command, "--out", ""]) == 2

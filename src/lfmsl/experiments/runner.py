@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from lfmsl.io import checkpoint, outputs
 from lfmsl.algorithms import validate
 from lfmsl.config import Config
+from lfmsl.core.backend import check_backend
 from lfmsl.errors import Diverged, UsageError
 from lfmsl.costs.latency import summary_fields
 from lfmsl.io.rundir import RunDir
@@ -100,6 +101,7 @@ def execute(
     rounds already in metrics.jsonl or checkpoints moved aside as unreadable: UsageError says what is there.
     """
     validate(config)  # every option is checked before any work starts
+    check_backend()  # and the platform asked for in JAX_PLATFORMS can start
     if not (isinstance(checkpoint_every, int) and checkpoint_every >= 1):
         raise UsageError(f"--checkpoint-every must be a positive number of rounds, got {checkpoint_every}")
     folder = RunDir(out_dir)

@@ -24,6 +24,7 @@ import numpy as np
 from lfmsl.io.atomic import remove_leftovers, write_text
 from lfmsl.algorithms import inert_options, validate, without_inert
 from lfmsl.config import Config
+from lfmsl.core.backend import check_backend
 from lfmsl.errors import UsageError
 from lfmsl.io.rundir import RunDir
 
@@ -105,6 +106,7 @@ def run_sweep(configs: Sequence[Config], out: Path, load: Callable[[str], object
     others go on."""
     for config in configs:
         validate(config)
+    check_backend()
     runs = [Run(config, Path(out) / run_name(config)) for config in configs]
     for run in runs:
         with _failures(run, log):  # a damaged run counts as not finished: running it repairs it
