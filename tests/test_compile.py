@@ -16,6 +16,17 @@ BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"  # one event per 
 ROUND, EVALUATE = "jit(<lambda>)", "jit(evaluate)"
 
 
+def unregister_duration_listener(listener) -> None:
+    """jax.monitoring's public way (jax 0.8.1 on), else the private one of older jax in requirements.txt's range."""
+    public = getattr(jax.monitoring, "unregister_event_duration_listener", None)
+    if public is not None:
+        public(listener)
+    else:
+        from jax._src import monitoring
+
+        monitoring._unregister_event_duration_listener_by_callback(listener)
+
+
 @contextlib.contextmanager
 def counting_compilations():
     counts = collections.Counter()
@@ -28,7 +39,7 @@ def counting_compilations():
     try:
         yield counts
     finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
+        unregister_duration_listener(listener)
 
 
 @pytest.mark.parametrize("algorithm,executor", [("locfedmix", "loop"), ("psl", "vmap")])

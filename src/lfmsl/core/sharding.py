@@ -20,6 +20,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from lfmsl.errors import UsageError
 
 AXIS = "clients"
+# The context manager that sets the mesh to trace under: `jax.set_mesh` from jax 0.7 on, `use_mesh` before it.
+_set_mesh = getattr(jax, "set_mesh", None) or jax.sharding.use_mesh
 PyTree = Any
 
 
@@ -134,4 +136,4 @@ class Placement:
 
     def tracing(self):
         """The context to trace in: the mesh that `executors.map_clients` looks for."""
-        return jax.set_mesh(self.mesh) if self.active else contextlib.nullcontext()
+        return _set_mesh(self.mesh) if self.active else contextlib.nullcontext()

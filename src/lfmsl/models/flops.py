@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -24,6 +25,17 @@ def _flops_from_cost(cost: Any) -> float | None:
     return float(cost["flops"])
 
 
+def _jaxprs_in_params(params: dict) -> Iterator[jex.Jaxpr]:
+    """The jaxprs an equation nests (a scan's body, a cond's branches, a pjit's callee); jax's own helper
+    (`jax.extend.core.jaxprs_in_params`) is new in jax 0.10, and lfmsl supports older jax too."""
+    for value in params.values():
+        for item in value if isinstance(value, (tuple, list)) else (value,):
+            if isinstance(item, jex.ClosedJaxpr):
+                yield item.jaxpr
+            elif isinstance(item, jex.Jaxpr):
+                yield item
+
+
 def count_jaxpr_flops(jaxpr: jex.Jaxpr) -> float:
     """2 * multiply-accumulates of every matmul and convolution, the fallback count."""
     total = 0.0
@@ -38,7 +50,7 @@ def count_jaxpr_flops(jaxpr: jex.Jaxpr) -> float:
             # A transposed convolution dilates its input; the inserted zeros cost nothing.
             total += (2.0 * np.prod(eqn.outvars[0].aval.shape) * np.prod(rhs) / out_c
                       / np.prod(eqn.params["lhs_dilation"]))
-        for sub in jex.jaxprs_in_params(eqn.params):
+        for sub in _jaxprs_in_params(eqn.params):
             total += count_jaxpr_flops(sub)
     return total
 
