@@ -22,36 +22,16 @@ Example: python scripts/reproduce.py            (hours on a 2-core CPU)
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 
 from lfmsl.experiments import figures, study
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="scripts/reproduce.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--results", type=Path, default=Path("results") / "reproduce",
-                   help="folder of the study: runs/ and the report (default: results/reproduce)")
-    p.add_argument("--parts", type=lambda t: [x.strip() for x in t.split(",") if x.strip()], default=list(study.PARTS),
-                   help=f"comma list of parts to run, of {', '.join(study.PARTS)} (default: all, in that order)")
-    p.add_argument("--quick", action="store_true", help="the same study shrunk to a few seconds per run (2 or 3 clients, 16 samples each, 2 rounds, 2 seeds)")
-    p.add_argument("--report-only", action="store_true", help="run nothing: write the report from the runs that have finished")
-    p.add_argument("--manual-dir", default=None, help="original dataset files for tfds without internet (default: $LFMSL_MANUAL_DIR)")
-    p.add_argument("--data-dir", default=None, help="tfds data folder (default: $LFMSL_DATA_DIR)")
-    args = p.parse_args(argv)
-    unknown = [part for part in args.parts if part not in study.PARTS]
-    if unknown:
-        p.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(study.PARTS)}")
-    from lfmsl.experiments.runner import log
-
-    scale = study.Scale.quick() if args.quick else study.Scale()
-    if not args.report_only:
-        study.run_study(scale, args.results, figures.loader(args), args.parts, log=log)
     from lfmsl.reporting.study_report import write_report
 
-    log(f"reproduce: report in {write_report(scale, args.results)}")
-    return 0
+    scales = lambda quick: study.Scale.quick() if quick else study.Scale()
+    return figures.study_main(argv, "reproduce", __doc__, study.PARTS, scales, study.run_study, write_report)
 
 
 if __name__ == "__main__":

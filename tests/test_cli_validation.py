@@ -19,6 +19,7 @@ from lfmsl.errors import UsageError
 from lfmsl.core.executors import parse_executor
 from lfmsl.models import MODELS
 from lfmsl.core.partition import parse_partition
+from lfmsl.privacy.threats import parse_attacks
 
 
 def _number(text, kind):
@@ -87,6 +88,9 @@ VALID = {  # flag -> what a good value is, judged here independently of the code
     "--algorithm": one_of(ALGORITHMS), "--dataset": one_of(DATASETS), "--model": one_of(MODELS),
     "--conv": one_of(("patches", "xla")), "--loc-loss": one_of(("mse", "bce")), "--client-grad": one_of(("own", "global")),
     "--partition": parses(parse_partition), "--executor": parses(parse_executor),
+    "--privacy-every": positive_int, "--privacy-probes": lambda v: positive_int(v) and int(v) >= 2, "--aux-size": positive_int,
+    "--attack-steps": positive_int, "--attack-lr": positive_float, "--nopeek-weight": non_negative_float,
+    "--smash-noise": non_negative_float, "--attacks": parses(parse_attacks),
 }
 BAD_NUMBERS = ["0", "-1", "-0.5", "nan", "-nan", "inf", "-inf", "1e400", "0.0", "1.5", "1e3", "", " ", "abc", "2**3", "4294967296",
                "99999999999999999999999", "shards:0", "dirichlet:-1", "chunked:0", "loop:2", "iid:3"]
@@ -118,7 +122,18 @@ def bad_value(draw):
 @st.composite
 def bad_combination(draw):
     kind = draw(st.sampled_from(["switch", "partners", "one_client", "both_sizes", "inert", "unknown_flag", "missing_value", "resume",
-                                 "per_round", "no_clients"]))
+                                 "per_round", "no_clients", "privacy"]))
+    if kind == "privacy":  # measures or defences where no smashed data crosses, or that cannot apply
+        return draw(st.sampled_from([
+            ["--algorithm", draw(st.sampled_from(["centralized", "fedavg"])), *draw(st.sampled_from(
+                [["--privacy-every", "1"], ["--nopeek-weight", "1"], ["--smash-noise", "0.5"]]))],
+            ["--rounds", "3", "--privacy-every", str(draw(st.integers(4, 50)))],
+            [draw(st.sampled_from(["--aux-size", "--privacy-probes", "--attack-steps"])), "5"],  # without --privacy-every
+            ["--algorithm", draw(st.sampled_from(["psl", "sglr", "sflv1", "locsplitfed"])), "--privacy-every", "1", "--attacks", "decoder"],
+            ["--algorithm", draw(st.sampled_from(["psl", "sglr"])), "--privacy-every", "1", "--attacks", "shadow,inverse"],
+            ["--algorithm", "locfedmix", "--no-average-decoders", "--privacy-every", "1", "--attacks", "decoder"],
+            ["--privacy-every", "1", "--clients-per-round", "5"],
+        ]))
     if kind == "inert":  # an option that does nothing in this combination
         algorithm, option = draw(st.sampled_from(INERT))
         return ["--algorithm", algorithm, *option]
@@ -192,6 +207,8 @@ def test_an_unwritable_output_folder_is_a_one_line_error(tmp_path, capsys, no_da
         (["--clients", "4", "--partition", "shards:200"], "needs 800 shards"),
         (["--clients", "7", "--samples-per-client", "100"], "7 x --samples-per-client 100 = 700 samples, but the training set has 600"),
         (["--clients", "2", "--batch-size", "400"], "--batch-size 400 is more than any client holds (at most 300 samples)"),
+        (["--clients", "2", "--samples-per-client", "200", "--privacy-every", "1", "--aux-size", "201"],
+         "--aux-size 201 is more than the 200 training samples no client holds"),
     ],
 )
 def test_data_dependent_checks_come_before_compiling(options, message, tiny_data_dir, tmp_path, capsys):

@@ -166,11 +166,12 @@ def test_quick_study_end_to_end_then_resumes_without_work(tmp_path, manual_data_
     assert "compiling" not in again.stderr  # everything is found finished: nothing runs again
 
 
-def test_reproduce_refuses_an_unknown_part(capsys):
+@pytest.mark.parametrize("script", ["reproduce", "privacy"])
+def test_a_study_refuses_an_unknown_part(script, capsys):
     from test_scripts import load
 
     with pytest.raises(SystemExit) as exit_info:
-        load("reproduce").main(["--parts", "a,z"])
+        load(script).main(["--parts", "a,z"])
     assert exit_info.value.code == 2 and "unknown part(s) z" in capsys.readouterr().err
 
 

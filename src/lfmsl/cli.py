@@ -140,6 +140,30 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--eval-clients", type=_non_negative_int, default=d.eval_clients, metavar="K",
                    help=f"where clients keep their own models, score K evenly spread clients' models; 0: all (default: {d.eval_clients})")
 
+    g = parser.add_argument_group("privacy: what the server can rebuild of the clients' inputs (docs/PRIVACY.md)")
+    g.add_argument("--privacy-every", type=_positive_int, default=None, metavar="R",
+                   help="measure leakage after round 1, every R-th round and the last: distance correlation between each "
+                        "evaluated client's probe inputs and its smashed data, and the MSE, PSNR and SSIM of every attack's "
+                        "reconstruction of them; writes privacy.png (default: off)")
+    g.add_argument("--privacy-probes", type=_positive_int, default=d.privacy_probes, metavar="P",
+                   help=f"each evaluated client's own training samples to rebuild (default: {d.privacy_probes})")
+    g.add_argument("--aux-size", type=_positive_int, default=d.aux_size, metavar="K",
+                   help="the server's auxiliary set: K training samples that no client holds, so the clients must leave some "
+                        f"out (--samples-per-client or --train-size) (default: {d.aux_size})")
+    g.add_argument("--attacks", default=d.attacks, metavar="LIST",
+                   help="comma-separated of decoder (the averaged decoder), inverse (an inverse network of the client segment "
+                        "the server holds), shadow (a shadow client segment trained through the server's, then its inverse), "
+                        "or auto: every one the algorithm allows (default: auto)")
+    g.add_argument("--attack-steps", type=_positive_int, default=d.attack_steps, metavar="S",
+                   help=f"Adam steps of each network an attack trains, batches of 64 (default: {d.attack_steps})")
+    g.add_argument("--attack-lr", type=_number, default=d.attack_lr, metavar="LR", help=f"the attacks' learning rate (default: {d.attack_lr})")
+    g.add_argument("--nopeek-weight", type=_number, default=d.nopeek_weight, metavar="ALPHA",
+                   help="defence (NoPeek): add ALPHA x the distance correlation between a client's inputs and its smashed data "
+                        "to the client's loss (default: 0, off)")
+    g.add_argument("--smash-noise", type=_number, default=d.smash_noise, metavar="SIGMA",
+                   help="defence: add Gaussian noise of standard deviation SIGMA to the smashed data before it leaves a client "
+                        "(default: 0, off)")
+
     g = parser.add_argument_group("simulated latency (see lfmsl.costs.latency)")
     from lfmsl.profiles import PROFILES
 

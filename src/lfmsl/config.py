@@ -70,6 +70,16 @@ class Config:
     overlap: bool = True  # client-local work overlaps the wait (LocFedMix-SL) or pipelines (LocSplitFed)
     device_spread: float = 0.0  # log-standard-deviation of each client's speeds around the profile's
     round_deadline: float | None = None  # simulated seconds; participants whose round takes longer are left out
+    # What the server can learn of the clients' inputs (lfmsl.privacy, docs/PRIVACY.md): off unless privacy_every is set.
+    privacy_every: int | None = None  # measure leakage after round 1, every R-th round and the last; None: never
+    privacy_probes: int = 32  # each evaluated client's own training samples the measures rebuild
+    aux_size: int = 1000  # the attacker's auxiliary set: training samples no client holds
+    attacks: str = "auto"  # comma-separated of lfmsl.privacy.threats.ATTACKS, or auto: every one that applies
+    attack_steps: int = 300  # Adam steps of each network an attack trains
+    attack_lr: float = 1e-3
+    # Defences; zero strength runs the very program without them.
+    nopeek_weight: float = 0.0  # NoPeek: alpha * dCor(inputs, smashed data) added to each client's loss
+    smash_noise: float = 0.0  # Gaussian noise of this standard deviation added to the smashed data before it leaves a client
 
     @property
     def resolved_client_lr(self) -> float:
@@ -164,11 +174,36 @@ def check_options(config: Config) -> Config:
         _positive(name.replace("_", "-"), getattr(config, name))
     if config.target_accuracy is not None and not 0 < config.target_accuracy <= 1:
         raise UsageError(f"--target-accuracy is a fraction in (0, 1], e.g. 0.85; got {config.target_accuracy}")
+    _check_privacy_options(config)
     if config.latency_profile not in PROFILES:
         raise UsageError(f"unknown --latency-profile {config.latency_profile!r}; choose one of {', '.join(PROFILES)}")
     parse_executor(config.executor)
     parse_partition(config.partition)
     return config
+
+
+def _check_privacy_options(config: Config) -> None:
+    """The leakage measures' and the defences' own values (what the algorithm makes of them: lfmsl.privacy.threats)."""
+    from lfmsl.privacy.threats import parse_attacks
+
+    if config.privacy_every is not None:
+        if not isinstance(config.privacy_every, int) or config.privacy_every < 1:
+            raise UsageError(f"--privacy-every must be a positive number of rounds, got {config.privacy_every}")
+        if config.privacy_every > config.rounds:
+            raise UsageError(f"--privacy-every {config.privacy_every} is past --rounds {config.rounds}: leakage would be measured "
+                             f"after round 1 and the last only; use --privacy-every {config.rounds} or less")
+    for name in ("privacy_probes", "aux_size", "attack_steps"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    if config.privacy_probes < 2:
+        raise UsageError(f"--privacy-probes must be 2 or more (distance correlation compares samples), got {config.privacy_probes}")
+    _positive("attack-lr", config.attack_lr)
+    for name in ("nopeek_weight", "smash_noise"):
+        value = getattr(config, name)
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise UsageError(f"--{name.replace('_', '-')} must be zero (off) or positive, got {value}")
+    parse_attacks(config.attacks)
 
 
 def flag(name: str, value) -> str:

@@ -15,6 +15,7 @@ from typing import Callable
 from lfmsl.algorithms.base import Algorithm, Context
 from lfmsl.config import Config, check_options, flag
 from lfmsl.errors import UsageError
+from lfmsl.privacy import options as privacy_options
 
 SCHEDULES = ("parallel", "relay", "local", "central")
 
@@ -160,6 +161,7 @@ def validate(config: Config) -> Config:
     if sampling and config.round_mode == "epoch":
         raise UsageError("--clients-per-round with --round-mode epoch is not supported; use --round-mode wrap (the default) "
                          "or leave --clients-per-round out")
+    privacy_options.check(config, entry.exchange(config), sampling)
     entry.check(config)
     return config
 

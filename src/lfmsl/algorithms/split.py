@@ -25,6 +25,10 @@ from lfmsl.algorithms.registry import Entry, Exchange, get
 from lfmsl.config import Config
 from lfmsl.core.executors import map_clients
 from lfmsl.models import init_params
+from lfmsl.privacy.attacks import add_noise
+from lfmsl.privacy.measures import distance_correlation
+
+NOISE_STREAM = 0x5A  # folded into an iteration's key for --smash-noise, so the other draws keep their keys
 
 
 class Recipe(NamedTuple):
@@ -38,12 +42,15 @@ class Recipe(NamedTuple):
 
 
 def _client_forward(ctx: Context, recipe: Recipe):
-    """One client's forward pass: smashed data and its local loss (zero if it has none)."""
-    model, local = ctx.model, recipe.local
+    """One client's forward pass: smashed data and its local loss (zero if it has none). With --nopeek-weight
+    alpha > 0 the local loss also holds NoPeek's alpha * dCor(inputs, smashed data) (Vepakomma et al. 2020)."""
+    model, local, nopeek = ctx.model, recipe.local, ctx.config.nopeek_weight
 
     def forward(params: PyTree, images: jax.Array, labels: jax.Array):
         smashed = model.client.apply({"params": params["lower"]}, images)
         loss = jnp.zeros((), smashed.dtype) if local is None else local.loss(ctx, params, smashed, images, labels)
+        if nopeek > 0:  # decided when tracing: at 0 the program is the one without NoPeek
+            loss = loss + nopeek * distance_correlation(images, smashed)
         return smashed, loss
 
     return forward
@@ -54,12 +61,15 @@ def make_step(ctx: Context, recipe: Recipe, client_opt, server_opt):
     forward = map_clients(_client_forward(ctx, recipe), ctx.executor)
     averaging = recipe.averaging
     avg_every = None if averaging is None else (averaging.every or ctx.iterations)
+    noise = ctx.config.smash_noise
 
     def step(state: State, images, labels, weights, key, active=None) -> tuple[State, Metrics]:
         """One iteration; with `active` [N] (--round-mode epoch) only those clients take part."""
         server_key, grad_key = jax.random.split(key)
         taking_part = weights if active is None else blocks.active_weights(weights, active)
         (smashed, local), client_vjp = jax.vjp(lambda p: forward(p, images, labels), state.clients)
+        if noise > 0:  # --smash-noise: what leaves each client; its own local loss saw the clean smashed data
+            smashed = add_noise(smashed, noise, jax.random.fold_in(key, NOISE_STREAM))
         batch = parts.ServerBatch(jax.lax.stop_gradient(smashed), labels, taking_part, server_key, active)
         with jax.named_scope("server"):  # named scopes only label the compiled program for profiles (scripts/profile_round.py)
             server, server_opt_state, own, per_client, server_rel = recipe.server.step(ctx, server_opt, state.server, state.server_opt, batch)

@@ -200,6 +200,32 @@ def curves_main(name: str, description: str, x_key: str, xlabel: str, title: str
     return 0
 
 
+def study_main(argv: Sequence[str] | None, name: str, description: str, parts: Sequence[str], scales: Callable[[bool], object],
+               run_study: Callable, write_report: Callable) -> int:
+    """The whole of a study script (scripts/reproduce.py, scripts/privacy.py): its parts in order into
+    results/<name> (finished runs skipped, interrupted ones resumed), then its report from whatever has finished.
+    `scales(quick)` is the study's size; `run_study(scale, results, load, parts, log)`, `write_report(scale, results)`."""
+    p = argparse.ArgumentParser(prog=f"scripts/{name}.py", description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--results", type=Path, default=Path("results") / name, help=f"folder of the study: runs/ and the report (default: results/{name})")
+    p.add_argument("--parts", type=lambda t: [x.strip() for x in t.split(",") if x.strip()], default=list(parts),
+                   help=f"comma list of parts to run, of {', '.join(parts)} (default: all, in that order)")
+    p.add_argument("--quick", action="store_true", help="the same study shrunk to seconds per run (2 or 3 clients, 16 samples each, 2 rounds, 2 seeds)")
+    p.add_argument("--report-only", action="store_true", help="run nothing: write the report from the runs that have finished")
+    p.add_argument("--manual-dir", default=None, help="original dataset files for tfds without internet (default: $LFMSL_MANUAL_DIR)")
+    p.add_argument("--data-dir", default=None, help="tfds data folder (default: $LFMSL_DATA_DIR)")
+    args = p.parse_args(argv)
+    unknown = [part for part in args.parts if part not in parts]
+    if unknown:
+        p.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(parts)}")
+    from lfmsl.experiments.runner import log
+
+    scale = scales(args.quick)
+    if not args.report_only:
+        run_study(scale, args.results, loader(args), args.parts, log=log)
+    log(f"{name}: report in {write_report(scale, args.results)}")
+    return 0
+
+
 def entry(main: Callable[[Sequence[str] | None], int]) -> int:
     """Run a script's main; a user's error is one line and exit status 2, and Ctrl-C or SIGTERM
     (the run in flight saved, so a re-run resumes it) one line and 130 or 143, as in the CLI."""

@@ -187,11 +187,18 @@ def _execute(config: Config, folder: RunDir, store: checkpoint.Checkpoints, prog
         "compile_time_s": simulation.compile_time_s,
         "run_time_s": time.perf_counter() - started,
         **outputs.summarise_run(history),
+        **outputs.summarise_privacy(history),
         **summary_fields(history, config.target_accuracy),
         **outputs.environment(),
     }
     folder.write_summary(summary)
     outputs.plot_accuracy({config.algorithm: history}, folder.plot_path, f"{config.algorithm} on {config.dataset}, {config.clients} clients")
+    if simulation.privacy_images:
+        from lfmsl.reporting.plots import image_grid
+
+        folder.write_privacy_images(simulation.privacy_images)
+        image_grid(simulation.privacy_images, folder.privacy_plot_path,
+                   f"{config.algorithm}: client {int(simulation.leakage.clients[0])}'s inputs and what the server rebuilt (round {len(history)})")
     log(
         f"lfmsl: done. final accuracy {100 * summary['final_test_accuracy']:.2f}%, best {100 * summary['best_test_accuracy']:.2f}% "
         f"(round {summary['best_round']}), {summary['total_wall_time_s']:.1f} s for {len(history)} rounds "

@@ -33,6 +33,7 @@ from lfmsl.costs.latency import RunCosts, counted, stages
 from lfmsl.models import default_model_for, get_model
 from lfmsl.core.partition import partition, stratified_subset
 from lfmsl.core.sharding import Placement
+from lfmsl.experiments.leakage import Leakage
 
 RoundRecord = dict[str, float]
 
@@ -122,6 +123,11 @@ class Simulation:
         ids = eval_client_ids(config, len(learners)) if self.algorithm.personal else np.zeros(1, np.int32)
         self.eval_ids = self.placement.replicate(jnp.asarray(ids))
         self.state: State = self.placement.init_state(self.algorithm.init, init_key)
+        # --privacy-every: what the server could rebuild of the evaluated clients' inputs (leakage.py)
+        self.leakage = None if config.privacy_every is None else Leakage(
+            config, self.model, self.algorithm, self.parts, len(dataset.y_train), eval_client_ids(config, len(learners)))
+        self.privacy_images: dict[str, np.ndarray] = {}  # the last measurement's probes and reconstructions
+        self._leakage = None
         self.compile_time_s = 0.0
         self._survivors: dict[int, np.ndarray] = {}
         self._round = None
@@ -238,20 +244,25 @@ class Simulation:
 
         with self.placement.tracing():
             self._evaluate = self.placement.jit_replicated(evaluate).lower(self.state, self.data, self.test, *self.eval_inputs_after(0)).compile()
+            if self.leakage is not None:
+                self._leakage = self.placement.jit_replicated(self.leakage).lower(self.state, self.data).compile()
         self.compile_time_s = time.perf_counter() - start
 
     def _compile_round(self):
         with self.placement.tracing():
             return self.placement.jit_round(self.algorithm.round).lower(self.state, self.data, *self.round_inputs(0)).compile()
 
-    def step(self, round_index: int) -> tuple[dict, tuple]:
-        """Dispatch one round and its evaluation; returns device arrays, not yet fetched."""
+    def step(self, round_index: int) -> tuple[dict, tuple, tuple]:
+        """Dispatch one round, its evaluation and, where it is measured, its leakage (before the next round donates
+        the state); returns device arrays, not yet fetched."""
         self.compile()
         metrics = {}  # a lost round (every participant failed) trains nothing
         if not self.lost(round_index):
             self.state, metrics = self._round(self.state, self.data, *self.round_inputs(round_index))
         accuracy = self._evaluate(self.state, self.data, self.test, *self.eval_inputs_after(round_index))
-        return metrics, accuracy
+        measured = self.leakage is not None and round_index + 1 in self.leakage.rounds
+        leakage = self._leakage(self.state, self.data) if measured else ({}, {})
+        return metrics, accuracy, leakage
 
     def rounds(self, start: int, stop: int, keep_going: Callable[[], bool] = lambda: True) -> Iterator[RoundRecord]:
         """Run rounds start..stop-1 and yield each one's record as soon as it is known.
@@ -275,7 +286,7 @@ class Simulation:
             pending = (r, dispatched)
 
     def _record(self, round_index: int, fetched: tuple) -> RoundRecord:
-        train, (accuracy, loss) = fetched
+        train, (accuracy, loss), (leakage, images) = fetched
         record: RoundRecord = {"round": round_index + 1}
         record["test_accuracy"] = float(np.mean(accuracy))
         record["test_loss"] = float(np.mean(loss))
@@ -284,6 +295,9 @@ class Simulation:
             record["test_accuracy_min"] = float(np.min(accuracy))
             record["test_accuracy_max"] = float(np.max(accuracy))
         record.update({k: float(v) for k, v in sorted(train.items())})
+        record.update({k: float(v) for k, v in sorted(leakage.items())})
+        if images:
+            self.privacy_images = {k: np.asarray(v) for k, v in images.items()}
         if self.sampling or self.fails:
             record["participants"] = self.per_round
         if self.fails:

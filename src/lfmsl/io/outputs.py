@@ -46,6 +46,15 @@ def summarise_run(history: Sequence[dict]) -> dict:
     }
 
 
+def summarise_privacy(history: Sequence[dict]) -> dict:
+    """The last leakage measurement (`final_privacy_*`, and the round it was taken after); nothing where none was taken."""
+    measured = [record for record in history if "privacy_dcor" in record]
+    if not measured:
+        return {}
+    last = measured[-1]
+    return {"privacy_round": last["round"], **{f"final_{k}": v for k, v in last.items() if k.startswith("privacy_")}}
+
+
 def plot_accuracy(curves: dict[str, Sequence[dict]], path: Path, title: str) -> None:
     """Test accuracy over rounds, one line per named run (shaded min-max where clients differ)."""
     from matplotlib.ticker import MaxNLocator

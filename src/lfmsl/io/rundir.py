@@ -4,7 +4,7 @@ A run folder holds `config.json` (the configuration, written before any work) an
 `data_sources.json` (the data folders, reused on resume), `metrics.jsonl` (one line per round,
 appended as each round ends), `checkpoints/` (see `lfmsl.io.checkpoint`; any that failed to read
 are moved into `checkpoints.unreadable/`), and, once the run has done all its rounds,
-`summary.json` and `accuracy.png`; `tensorboard/` holds the metrics again as TensorBoard scalars
+`summary.json` and `accuracy.png` (and `privacy.png` with --privacy-every); `tensorboard/` holds the metrics again as TensorBoard scalars
 (see `lfmsl.io.tensorboard`). Whether a run is finished and whether it
 is the same run as a configuration are decided here only (`RunDir.finished`).
 """
@@ -28,6 +28,8 @@ SOURCES_FILE = "data_sources.json"  # --manual-dir and --data-dir, reused by --r
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 PLOT_FILE = "accuracy.png"
+PRIVACY_PLOT_FILE = "privacy.png"  # with --privacy-every: the probes and what each attack rebuilt of them
+PRIVACY_IMAGES_FILE = "privacy_images.npz"  # the same images as 8-bit arrays, for a study's figures
 TENSORBOARD_DIR = "tensorboard"  # derived from the metrics, rebuilt on resume
 CHECKPOINT_DIR = "checkpoints"
 UNREADABLE_DIR = "checkpoints.unreadable"  # checkpoints that failed to read, moved aside (lfmsl.io.checkpoint)
@@ -81,6 +83,32 @@ class RunDir:
     @property
     def plot_path(self) -> Path:
         return self.path / PLOT_FILE
+
+    @property
+    def privacy_plot_path(self) -> Path:
+        return self.path / PRIVACY_PLOT_FILE
+
+    def write_privacy_images(self, images: dict) -> None:
+        """The last leakage measurement's images (each in [0, 1]) as 8-bit arrays, written atomically."""
+        import io
+
+        import numpy as np
+
+        from lfmsl.io.atomic import write_bytes
+
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **{name: np.round(np.clip(v, 0, 1) * 255).astype(np.uint8) for name, v in images.items()})
+        write_bytes(self.path / PRIVACY_IMAGES_FILE, buffer.getvalue())
+
+    def privacy_images(self) -> dict | None:
+        """The images `write_privacy_images` wrote, back in [0, 1]; None where there are none."""
+        import numpy as np
+
+        path = self.path / PRIVACY_IMAGES_FILE
+        if not path.is_file():
+            return None
+        with np.load(path) as stored:
+            return {name: stored[name].astype(np.float32) / 255 for name in stored.files}
 
     @property
     def tensorboard_path(self) -> Path:

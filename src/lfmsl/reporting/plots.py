@@ -82,3 +82,24 @@ def bar_plot(labels: Sequence[str], values: Sequence[float], path: Path, ylabel:
     axes.grid(alpha=0.3, axis="y")
     axes.legend(fontsize="small")
     return save(figure, path)
+
+
+def image_grid(rows: Mapping[str, Sequence], path: Path, title: str) -> Path:
+    """Images in rows, each row labelled (grey for one channel, values clipped to [0, 1]): a person judges a
+    reconstruction by looking at it."""
+    import numpy as np
+
+    names = list(rows)
+    columns = max(len(images) for images in rows.values())
+    figure = _figure(1.0 * columns + 1.6, 1.05 * len(names) + 0.6)
+    for row, name in enumerate(names):
+        for column, image in enumerate(rows[name]):
+            axes = figure.add_subplot(len(names), columns, row * columns + column + 1)
+            image = np.clip(np.asarray(image, np.float32), 0, 1)
+            axes.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
+            axes.set_xticks([])
+            axes.set_yticks([])
+            if column == 0:
+                axes.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+    figure.suptitle(title)
+    return save(figure, path)
