@@ -29,8 +29,8 @@ def pytest_configure(config):
 # The files that take longest, first (measured: tests/*.py by summed test time, idle): pytest-xdist hands
 # out whole files (--dist loadfile) in collection order (--no-loadscope-reorder), and a long file handed
 # out last runs alone at the end while the other process has nothing left to do.
-LONGEST_FIRST = ("test_signals", "test_algorithms", "test_cuts", "test_study", "test_models", "test_sharding", "test_cli",
-                 "test_participation", "test_checkpoint", "test_golden", "test_runlock")
+LONGEST_FIRST = ("test_signals", "test_algorithms", "test_cuts", "test_study", "test_privacy_study", "test_privacy", "test_models",
+                 "test_sharding", "test_cli", "test_participation", "test_checkpoint", "test_golden", "test_runlock")
 
 
 def pytest_collection_modifyitems(config, items):

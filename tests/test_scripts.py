@@ -189,3 +189,15 @@ def test_profile_round_refuses_bad_input_in_one_line(argv, message, capsys):
     assert load("profile_round").main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.slow
+def test_privacy_cost_times_a_round_and_a_measurement_side_by_side(capsys):
+    load("privacy_cost").main(["--quick", "--algorithms", "psl"])
+    header, row = capsys.readouterr().out.strip().splitlines()
+    assert header.split()[:2] == ["algorithm", "N"]
+    name, clients, round_s, measure_s, attacks, share, percent = row.split()
+    assert (name, clients, attacks, percent) == ("psl", "2", "shadow", "%")
+    # the share is the run's measurements (after rounds 1 and 2) against its 2 rounds, from times printed to 0.01 s
+    want = 100 * 2 * float(measure_s) / (2 * float(round_s))
+    assert abs(float(share) - want) <= 1 + want * 0.005 / min(float(measure_s), float(round_s))
