@@ -49,8 +49,13 @@ def float32_rtol(x: np.ndarray, n: int, value: float) -> float:
 
 
 def x64():
-    """Double precision inside the block only (the rest of the suite runs in float32)."""
-    return jax.enable_x64(True)
+    """Double precision inside the block only (the rest of the suite runs in float32): `jax.enable_x64` from jax 0.7
+    on, `jax.experimental.enable_x64` before it (both in requirements.txt's range)."""
+    if hasattr(jax, "enable_x64"):
+        return jax.enable_x64(True)
+    from jax.experimental import enable_x64
+
+    return enable_x64()
 
 
 @pytest.mark.parametrize("n", [5, 32, 100])
