@@ -17,7 +17,7 @@ from lfmsl.io import checkpoint, outputs
 from lfmsl.algorithms import validate
 from lfmsl.config import Config
 from lfmsl.core.backend import check_backend
-from lfmsl.errors import Diverged, UsageError
+from lfmsl.errors import Diverged, UsageError, plural
 from lfmsl.costs.latency import summary_fields
 from lfmsl.io.rundir import RunDir
 from lfmsl.io.runlock import RunLock
@@ -201,7 +201,7 @@ def _execute(config: Config, folder: RunDir, store: checkpoint.Checkpoints, prog
                    f"{config.algorithm}: client {int(simulation.leakage.clients[0])}'s inputs and what the server rebuilt (round {len(history)})")
     log(
         f"lfmsl: done. final accuracy {100 * summary['final_test_accuracy']:.2f}%, best {100 * summary['best_test_accuracy']:.2f}% "
-        f"(round {summary['best_round']}), {summary['total_wall_time_s']:.1f} s for {len(history)} rounds "
+        f"(round {summary['best_round']}), {summary['total_wall_time_s']:.1f} s for {plural(len(history), 'round')} "
         f"+ {simulation.compile_time_s:.1f} s compile; simulated latency {summary['sim_latency_s']:.3g} s, "
         f"{summary['comm_bytes'] / 1e6:.4g} MB sent. Outputs in {out}"
     )

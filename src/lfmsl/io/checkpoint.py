@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lfmsl.errors import UsageError
+from lfmsl.errors import UsageError, first_line
 from lfmsl.io.rundir import UNREADABLE_DIR, RunDir
 
 FORMAT = 1  # version of the JSON part; bump when its meaning changes
@@ -110,7 +110,7 @@ class Checkpoints:
                 )
                 return _snapshot(step, restored.state, restored.meta)
             except Exception as error:  # noqa: BLE001 - the layout fits, so a failure to read means: cut short or damaged
-                reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+                reason = first_line(error)
                 aside = self.directory.with_name(UNREADABLE_DIR) / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
                 print(f"lfmsl: checkpoint {self.directory / str(step)} is incomplete or damaged ({reason}); moved to {aside}; "
                       "using the one before", file=sys.stderr)

@@ -19,7 +19,7 @@ from typing import Iterator
 import numpy as np
 
 from lfmsl.datasets import DATASETS, SPECS
-from lfmsl.errors import UsageError
+from lfmsl.errors import UsageError, first_line
 
 _MANUAL_HINT = "pass --manual-dir DIR or set LFMSL_MANUAL_DIR to a folder with a '{name}/' subfolder of the original files"
 _CHUNK = 10_000  # batch_size=-1 breaks under tfds.testing.mock_data; fixed chunks work everywhere.
@@ -177,11 +177,11 @@ def _prepare(tfds: ModuleType, builder, name: str, data_dir: Path, manual_dir) -
     try:
         builder.download_and_prepare(download_config=config)
     except Exception as error:  # tfds raises network, checksum and assertion errors alike.
-        cause = (str(error).splitlines() or [""])[0][:200]
         where = f"from {dataset_manual}" if dataset_manual else "by download"
-        raise UsageError(
-            f"could not prepare {name} {where} ({type(error).__name__}: {cause}); {_MANUAL_HINT.format(name=name)}"
-        ) from error
+        # Files given and still failing: the hint is about the files, not about giving them.
+        hint = (f"check that {dataset_manual} holds the original files ({', '.join(SPECS[name].manual_files)}), whole"
+                if dataset_manual else _MANUAL_HINT.format(name=name))
+        raise UsageError(f"could not prepare {name} {where} ({type(error).__name__}: {first_line(error)}); {hint}") from error
     finally:
         shutil.rmtree(extract_dir, ignore_errors=True)  # Decompressed copies are not needed afterwards.
 
