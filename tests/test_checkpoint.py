@@ -113,6 +113,23 @@ def test_resume_with_another_configuration_is_refused_with_the_differences(refer
 
 
 @pytest.mark.slow
+def test_a_config_json_edited_by_hand_is_not_resumed_under_the_new_values(reference_run, tmp_path, capsys):
+    """The checkpoints keep the configuration they were computed under; an edited config.json (the learning rate)
+    is refused in one line naming the change, and nothing is run or rewritten."""
+    out = copy_run(reference_run, tmp_path)
+    (out / "summary.json").unlink()  # unfinished, so resuming would run rounds
+    stored = json.loads((out / "config.json").read_text())
+    stored["lr"] = 0.002
+    (out / "config.json").write_text(json.dumps(stored))
+    before = (out / "metrics.jsonl").read_text()
+    code = cli.main(["run", "--resume", str(out), "--rounds", "6"])  # the data folder is the run's own (data_sources.json)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("lfmsl: error:") and "lr 0.001 -> 0.002" in err[-1], err
+    assert sum(line.startswith("lfmsl: error") for line in err) == 1 and "Traceback" not in "\n".join(err)
+    assert (out / "metrics.jsonl").read_text() == before
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "argv, message",
     [

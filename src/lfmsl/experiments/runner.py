@@ -151,6 +151,7 @@ def _execute(config: Config, folder: RunDir, store: checkpoint.Checkpoints, prog
     snapshot = store.latest(simulation.state) if steps else None
     history = []
     if snapshot is not None:
+        checkpoint.check_same_run(snapshot, config.to_dict(), out)
         simulation.state, simulation.run_key, history = snapshot.state, snapshot.run_key, snapshot.history
         log(f"lfmsl: resuming after round {snapshot.rounds_done} from {store.directory / str(snapshot.rounds_done)}")
     folder.write_metrics(history)  # drops rounds past the checkpoint: they are recomputed
@@ -228,7 +229,7 @@ def _run_rounds(simulation, store: checkpoint.Checkpoints, folder: RunDir, histo
             _show(record, config, progress_bar)
         if len(history) > done:
             wall_time = history[-1]["wall_time_s"]
-            store.save(len(history), simulation.state, simulation.run_key, history, wall_time)
+            store.save(len(history), simulation.state, simulation.run_key, history, wall_time, config.to_dict())
     return history
 
 

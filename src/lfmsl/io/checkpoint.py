@@ -40,6 +40,7 @@ class Snapshot:
     run_key: jax.Array
     history: list[dict]
     wall_time_s: float  # simulator time of those rounds, summed over every session of the run
+    config: dict | None = None  # the configuration the checkpoint was written under (None: written before lfmsl kept it)
 
 
 class Checkpoints:
@@ -65,8 +66,10 @@ class Checkpoints:
         """Rounds done of every complete-looking checkpoint, oldest first."""
         return sorted(self._manager.all_steps())
 
-    def save(self, rounds_done: int, state: Any, run_key: jax.Array, history: list[dict], wall_time_s: float) -> None:
-        """Write a checkpoint of the state after `rounds_done` rounds; returns once it is on disk."""
+    def save(self, rounds_done: int, state: Any, run_key: jax.Array, history: list[dict], wall_time_s: float,
+             config: dict | None = None) -> None:
+        """Write a checkpoint of the state after `rounds_done` rounds, and the configuration it was computed under;
+        returns once it is on disk."""
         ocp = self._ocp
         meta = {
             "format": FORMAT,
@@ -75,6 +78,7 @@ class Checkpoints:
             "run_key_impl": str(jax.random.key_impl(run_key)),
             "wall_time_s": wall_time_s,
             "history": history,
+            **({} if config is None else {"config": config}),
         }
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
         self._manager.save(rounds_done, args=args, force=True)
@@ -184,7 +188,7 @@ def _snapshot(step: int, state: Any, meta: dict) -> Snapshot:
         raise ValueError(f"its metadata does not describe {step} rounds")
     state = jax.tree.map(lambda leaf: jnp.asarray(np.asarray(leaf)), state)
     run_key = jax.random.wrap_key_data(jnp.asarray(meta["run_key"], dtype=jnp.uint32), impl=meta["run_key_impl"])
-    return Snapshot(step, state, run_key, list(meta["history"]), float(meta["wall_time_s"]))
+    return Snapshot(step, state, run_key, list(meta["history"]), float(meta["wall_time_s"]), meta.get("config"))
 
 
 def _leaves(tree: Any) -> dict[str, tuple]:
@@ -220,3 +224,15 @@ def _difference(stored: dict[str, tuple], expected: dict[str, tuple], most: int 
         more = f" ({len(changed) - 1} more arrays differ)" if len(changed) > 1 else ""
         parts.append(f"{first} has {what}{more}")
     return "; ".join(parts)
+
+
+def check_same_run(snapshot: Snapshot, config: dict, folder: Path) -> None:
+    """Refuse to resume a checkpoint under another configuration (config.json edited by hand): a run folder holds
+    one run. More rounds are what resuming is for, so `rounds` may differ."""
+    if snapshot.config is None:
+        return
+    changed = [name for name in sorted(set(config) | set(snapshot.config)) if name != "rounds" and config.get(name) != snapshot.config.get(name)]
+    if changed:
+        what = ", ".join(f"{name} {snapshot.config.get(name)!r} -> {config.get(name)!r}" for name in changed)
+        raise UsageError(f"{folder}'s checkpoints were computed under another configuration than its config.json now holds ({what}); "
+                         "put config.json back as it was to resume, or start a new run with another --out")
