@@ -105,6 +105,18 @@ def execute(
     if not (isinstance(checkpoint_every, int) and checkpoint_every >= 1):
         raise UsageError(f"--checkpoint-every must be a positive number of rounds, got {checkpoint_every}")
     folder = RunDir(out_dir)
+    created = not folder.path.exists()
+    try:
+        return _execute_locked(config, folder, resume, progress, manual_dir, data_dir, checkpoint_every, dataset, allow_divergence,
+                               how_to_continue)
+    except UsageError:
+        if created:  # a run refused before it wrote its configuration leaves no folder behind
+            folder.discard_unstarted()
+        raise
+
+
+def _execute_locked(config: Config, folder: RunDir, resume: bool, progress: bool, manual_dir, data_dir, checkpoint_every: int, dataset,
+                    allow_divergence: bool, how_to_continue: str | None) -> dict:
     with StopRequests() as stop, RunLock(folder.path):  # signals only set a flag, read at safe points; one writer per folder
         finished = _open_run_dir(config, folder, resume)
         if finished is not None:

@@ -88,6 +88,14 @@ class RunDir:
     def privacy_plot_path(self) -> Path:
         return self.path / PRIVACY_PLOT_FILE
 
+    def discard_unstarted(self) -> None:
+        """Remove this folder if no run started in it (no config.json: refused before any work), with what the
+        attempt left (its lock, an empty checkpoints folder)."""
+        import shutil
+
+        if self.path.is_dir() and not (self.path / CONFIG_FILE).exists() and not (self.path / METRICS_FILE).exists():
+            shutil.rmtree(self.path, ignore_errors=True)
+
     def write_privacy_images(self, images: dict) -> None:
         """The last leakage measurement's images (each in [0, 1]) as 8-bit arrays, written atomically."""
         import io
