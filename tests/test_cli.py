@@ -41,6 +41,10 @@ def test_run_writes_metrics_summary_and_plot(tmp_path, manual_data_dir, tfds_dat
     assert summary["final_test_accuracy"] == records[-1]["test_accuracy"]
     assert summary["best_test_accuracy"] == max(r["test_accuracy"] for r in records)
     assert summary["versions"]["jax"] and summary["device"]["platform"] == "cpu"
+    # the suite's own XLA flags (conftest.py) change the numbers: recorded, and named in the run's first line
+    flags = {**os.environ, **compile_cache_environment(compile_cache)}.get("XLA_FLAGS", "")
+    assert summary["numerics"] == {"jax_enable_x64": False, "jax_default_matmul_precision": None, "xla_flags": flags}
+    assert flags and f"numbers differ from a default run's: XLA_FLAGS='{flags}')" in result.stderr.splitlines()[0]
     assert (out / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "final accuracy" in result.stderr
 

@@ -30,3 +30,20 @@ def test_original_files_that_do_not_prepare_say_to_check_them_not_to_pass_them(t
         load_dataset("mnist", manual_dir=tmp_path / "manual", data_dir=tmp_path / "data")
     message = str(error.value)
     assert "\n" not in message and f"check that {folder} holds the original files" in message and "pass --manual-dir" not in message
+
+
+def test_64_bit_mode_and_xla_flags_are_named_for_the_run_s_first_line(monkeypatch):
+    import jax
+
+    from lfmsl.io import outputs
+
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    assert outputs.numerics_note() == ""
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_max_isa=AVX")
+    jax.config.update("jax_enable_x64", True)
+    try:
+        note, settings = outputs.numerics_note(), outputs.numerics()
+    finally:
+        jax.config.update("jax_enable_x64", False)
+    assert note == " (numbers differ from a default run's: JAX_ENABLE_X64 on, XLA_FLAGS='--xla_cpu_max_isa=AVX')"
+    assert settings == {"jax_enable_x64": True, "jax_default_matmul_precision": None, "xla_flags": "--xla_cpu_max_isa=AVX"}

@@ -157,7 +157,8 @@ def _execute(config: Config, folder: RunDir, store: checkpoint.Checkpoints, prog
     steps = store.steps()
     if steps:
         folder.check_rounds(steps[-1], config.rounds)
-    log(f"lfmsl: {config.algorithm} on {config.dataset}, {config.clients} clients, {config.rounds} rounds -> {out}")
+    log(f"lfmsl: {config.algorithm} on {config.dataset}, {plural(config.clients, 'client')}, {plural(config.rounds, 'round')} -> {out}"
+        + outputs.numerics_note())
     simulation = Simulation(config, dataset)  # data-dependent checks happen here, before compiling
     folder.write_config(config, sources)
     snapshot = store.latest(simulation.state) if steps else None

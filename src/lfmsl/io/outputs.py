@@ -28,7 +28,29 @@ def environment() -> dict:
         "versions": versions,
         "python": platform.python_version(),
         "device": {"platform": device.platform, "kind": device.device_kind, "count": jax.device_count()},
+        "numerics": numerics(),
     }
+
+
+def numerics() -> dict:
+    """What of the environment changes a run's numbers beside the CPU and the packages: 64-bit mode, the matrix
+    product precision and the user's XLA flags (docs/DETERMINISM.md)."""
+    import os
+
+    return {"jax_enable_x64": bool(jax.config.jax_enable_x64),
+            "jax_default_matmul_precision": jax.config.jax_default_matmul_precision,
+            "xla_flags": os.environ.get("XLA_FLAGS", "")}
+
+
+def numerics_note() -> str:
+    """The settings that make this run's numbers differ from a default run's, for the run's first line ('' if none)."""
+    settings = numerics()
+    named = ["JAX_ENABLE_X64 on"] if settings["jax_enable_x64"] else []
+    if settings["jax_default_matmul_precision"] is not None:
+        named.append(f"JAX_DEFAULT_MATMUL_PRECISION={settings['jax_default_matmul_precision']}")
+    if settings["xla_flags"]:
+        named.append(f"XLA_FLAGS='{settings['xla_flags']}'")
+    return f" (numbers differ from a default run's: {', '.join(named)})" if named else ""
 
 
 def summarise_run(history: Sequence[dict]) -> dict:
