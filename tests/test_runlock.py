@@ -1,5 +1,6 @@
 """One writer per run folder: a second writer stops at once naming the first; a killed one frees it."""
 
+import csv
 import fcntl
 import os
 import shutil
@@ -75,6 +76,32 @@ def test_two_sweeps_share_a_grid(tmp_path):
     assert any("skipped" in line and "in use by another lfmsl process" in line for line in logs)
     again = sweep.run_sweep(configs, tmp_path, lambda name: tiny_dataset(), log=logs.append)
     assert all(r.summary["rounds_completed"] == 1 for r in again)
+
+
+def test_a_sweep_ending_while_another_runs_part_of_its_grid_says_so_and_the_last_writes_every_row(tiny_data_dir, tmp_path, capsys):
+    """Before: the tables on disk were whichever sweep wrote last (2 of 3 rows) and both exited 0."""
+    argv = ["sweep", "--algorithm", "psl", "--clients", "2", "--rounds", "1", "--batch-size", "16", "--eval-clients", "1",
+            "--train-size", "64", "--seed", "0,1", "--data-dir", str(tiny_data_dir), "--out", str(tmp_path)]
+    held = tmp_path / sweep.run_name(Config(algorithm="psl", clients=2, rounds=1, batch_size=16, eval_clients=1, train_size=64, seed=0))
+    with RunLock(held):  # another sweep is running seed 0's run
+        assert cli.main(argv) == sweep.INCOMPLETE
+    err = capsys.readouterr().err
+    assert "1 of 2 runs are still running in another process" in err and "Traceback" not in err
+    seeds = lambda: [row["seeds"] for row in csv.DictReader((tmp_path / "results.csv").open())]
+    assert seeds() == ["1"]  # the one finished run
+    assert cli.main(argv) == 0  # the other ended (its lock released): this one runs what is left
+    assert seeds() == ["2"]  # one configuration, over both seeds
+
+
+def test_a_sweep_reads_the_runs_another_finished_while_it_ran(tmp_path):
+    """A run skipped as busy that the other process finished before the tables are written is in them."""
+    configs = [Config(algorithm="psl", clients=2, rounds=1, batch_size=16, eval_clients=1, seed=s) for s in (0, 1)]
+    other = sweep.run_sweep(configs[:1], tmp_path, lambda name: tiny_dataset(), log=lambda m: None)  # the other sweep's run
+    runs = [sweep.Run(c, tmp_path / sweep.run_name(c)) for c in configs]
+    runs[0].skipped = "in use by another lfmsl process"  # as run_sweep records a busy run
+    runs[1].summary = {"rounds_completed": 1}
+    sweep.collect_finished(runs, log=lambda m: None)
+    assert runs[0].summary == other[0].summary and runs[0].skipped is None and sweep.still_running(runs) == []
 
 
 def finish(process: subprocess.Popen, log) -> tuple[int, str]:

@@ -144,6 +144,25 @@ def _failures(run: Run, log: Callable[[str], None]) -> Iterator[None]:
         log(f"lfmsl sweep: {run.path.name} failed: {run.skipped}")
 
 
+INCOMPLETE = 4  # the exit status of a sweep whose tables lack runs another process is still running
+
+
+def collect_finished(runs: Sequence[Run], log: Callable[[str], None] = print) -> None:
+    """The runs another process had (skipped as busy) that it has finished since: their summaries, so the tables
+    hold every run of the grid that is finished when they are written."""
+    for run in runs:
+        if run.summary is None and run.skipped is not None and run.exit_code == 0:
+            with _failures(run, log):
+                run.summary = RunDir(run.path).finished(run.config, lambda message: None)
+            if run.summary is not None:
+                run.skipped = None
+
+
+def still_running(runs: Sequence[Run]) -> list[Run]:
+    """Runs left out of the tables only because another process is running them (not failed)."""
+    return [run for run in runs if run.summary is None and run.exit_code == 0 and run.skipped is not None]
+
+
 def left_out(runs: Sequence[Run]) -> str | None:
     """One line naming every run the tables leave out, and why; None if none is."""
     missing = [run for run in runs if run.summary is None]
@@ -283,6 +302,7 @@ def sweep_command(args: argparse.Namespace) -> int:
     configs = grid(vars(args), log)
     runs = run_sweep(configs, args.out, lambda name: load_dataset(name, manual_dir=args.manual_dir, data_dir=args.data_dir),
                      args.progress, log, args.allow_divergence)
+    collect_finished(runs, log)
     rows = aggregate(runs)
     write_tables(rows, args.out)
     log(f"lfmsl sweep: tables in {args.out / 'results.csv'} and {args.out / 'results.md'}")
@@ -290,4 +310,10 @@ def sweep_command(args: argparse.Namespace) -> int:
     missing = left_out(runs)
     if missing:
         log(f"lfmsl sweep: {missing}")
-    return max((run.exit_code for run in runs), default=0)  # a failed run fails the sweep, after the others ran
+    status = max((run.exit_code for run in runs), default=0)  # a failed run fails the sweep, after the others ran
+    busy = still_running(runs)
+    if busy and status == 0:  # two sweeps over one grid: the one that ends last writes the whole tables
+        log(f"lfmsl sweep: {len(busy)} of {len(runs)} runs are still running in another process, so these tables lack them; "
+            "run the same command again once it ends (finished runs are not run again)")
+        status = INCOMPLETE
+    return status
