@@ -47,3 +47,45 @@ def test_64_bit_mode_and_xla_flags_are_named_for_the_run_s_first_line(monkeypatc
         jax.config.update("jax_enable_x64", False)
     assert note == " (numbers differ from a default run's: JAX_ENABLE_X64 on, XLA_FLAGS='--xla_cpu_max_isa=AVX')"
     assert settings == {"jax_enable_x64": True, "jax_default_matmul_precision": None, "xla_flags": "--xla_cpu_max_isa=AVX"}
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_a_damaged_data_cache_is_rebuilt(tmp_path, monkeypatch, capsys, damage):
+    """A cache cut short (a killed copy) or overwritten is read as missing: rebuilt from tfds, with one line."""
+    from lfmsl.io import data
+    from synthetic import tiny_dataset
+
+    dataset = tiny_dataset(train=30, test=10)
+    path = data.cache_path("fashion_mnist", tmp_path)
+    path.parent.mkdir(parents=True)
+    data._write_cache(dataset, path)
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2] if damage == "truncated" else b"\0" * len(whole))
+    monkeypatch.setattr(data, "_load_with_tfds", lambda name, data_dir, manual_dir: dataset)  # the originals at hand
+    loaded = data.load_dataset("fashion_mnist", data_dir=tmp_path)
+    assert (loaded.x_train == dataset.x_train).all()
+    assert (data._read_cache("fashion_mnist", path).x_train == dataset.x_train).all()  # rewritten whole
+    assert capsys.readouterr().err.count("is damaged; rebuilding it") == 1
+
+
+def test_prepared_tfds_files_that_do_not_read_are_one_line_saying_what_to_remove(tmp_path, monkeypatch):
+    from lfmsl.io import data
+
+    class DataLossError(Exception):  # TensorFlow's, as a truncated record raises it
+        pass
+
+    def unreadable(tfds, builder, split):
+        raise DataLossError("truncated record at 1048576\nin file ...")
+
+    class Builder:
+        data_dir = str(tmp_path / "fashion_mnist" / "3.0.1")
+
+        def is_prepared(self):
+            return True
+
+    monkeypatch.setattr(data, "import_tfds", lambda: type("tfds", (), {"builder": staticmethod(lambda name, data_dir: Builder())}))
+    monkeypatch.setattr(data, "_split_arrays", unreadable)
+    with pytest.raises(UsageError) as error:
+        data.load_dataset("fashion_mnist", data_dir=tmp_path, cache=False)
+    assert str(error.value) == (f"the prepared tfds files of fashion_mnist in {Builder.data_dir} do not read (DataLossError: "
+                                "truncated record at 1048576); remove that folder and run again to prepare them anew")

@@ -12,6 +12,8 @@ import dataclasses
 import os
 import shutil
 import sys
+import zipfile
+import zlib
 from pathlib import Path
 from types import ModuleType
 from typing import Iterator
@@ -70,7 +72,7 @@ def load_dataset(
         raise UsageError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
     data_dir = Path(data_dir or default_data_dir()).expanduser()
     path = cache_path(name, data_dir)
-    if cache and (dataset := _cached(name, path)) is not None:
+    if cache and (dataset := _cached(name, path, announce=False)) is not None:
         return dataset
     with _preparing(name, data_dir):  # one process prepares; another one waits, then reads its cache
         if cache and (dataset := _cached(name, path)) is not None:
@@ -84,14 +86,16 @@ def load_dataset(
     return dataset
 
 
-def _cached(name: str, path: Path) -> Dataset | None:
-    """The npz cache, or None when it is missing or damaged (then it is rebuilt)."""
+def _cached(name: str, path: Path, announce: bool = True) -> Dataset | None:
+    """The npz cache, or None when it is missing or damaged (then it is rebuilt, saying so where `announce`)."""
     if not path.is_file():
         return None
     _remove_old_leftovers(path.parent)  # a killed write's temporary, also when the cache was rebuilt since
     try:
         return _read_cache(name, path)
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):  # cut short or damaged
+        if announce:
+            print(f"lfmsl: the data cache {path} is damaged; rebuilding it", file=sys.stderr)
         return None
 
 
@@ -147,8 +151,12 @@ def _load_with_tfds(name: str, data_dir: Path, manual_dir: str | os.PathLike | N
     builder = tfds.builder(name, data_dir=str(data_dir))
     if not builder.is_prepared():
         _prepare(tfds, builder, name, data_dir, manual_dir)
-    x_train, y_train = _split_arrays(tfds, builder, "train")
-    x_test, y_test = _split_arrays(tfds, builder, "test")
+    try:
+        x_train, y_train = _split_arrays(tfds, builder, "train")
+        x_test, y_test = _split_arrays(tfds, builder, "test")
+    except Exception as error:  # noqa: BLE001 - TensorFlow's DataLossError and kin: the prepared files do not read
+        raise UsageError(f"the prepared tfds files of {name} in {builder.data_dir} do not read ({type(error).__name__}: "
+                         f"{first_line(error)}); remove that folder and run again to prepare them anew") from None
     num_classes = int(builder.info.features["label"].num_classes)
     return Dataset(name, x_train, y_train, x_test, y_test, num_classes)
 
