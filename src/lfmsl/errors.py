@@ -13,6 +13,29 @@ class Diverged(UsageError):
     exit_code = 3
 
 
+class DiskFull(UsageError):
+    """No space left where a run writes; nothing finished is lost, and the message says how to continue."""
+
+    exit_code = 5
+
+
+def disk_full(error: BaseException) -> bool:
+    """Whether `error`, or one it was raised from, is the disk being full: OSError ENOSPC or EDQUOT, or a library's
+    wrapping of it (orbax and tensorstore raise RESOURCE_EXHAUSTED with the OS's text)."""
+    import errno
+
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(error)
+        if "No space left on device" in text or "Disk quota exceeded" in text or (
+                "RESOURCE_EXHAUSTED" in text and ("Error writing" in text or "space" in text)):
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
+
+
 class Interrupted(Exception):
     """SIGINT or SIGTERM stopped a run after its last completed round was saved."""
 

@@ -18,7 +18,7 @@ import sys
 from typing import Callable
 import threading
 
-from lfmsl.errors import Interrupted, UsageError
+from lfmsl.errors import DiskFull, Interrupted, UsageError, disk_full, first_line
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -75,7 +75,7 @@ class StopRequests:
 
 def exit_status(command: Callable[[], int], prefix: str, after_stop: str = "") -> int:
     """Run `command` and turn what a user can cause into one line on stderr and an exit status:
-    a UsageError 2 (3 for Diverged), Ctrl-C or SIGTERM 130 or 143 (the run in flight saved).
+    a UsageError 2 (3 for Diverged, 5 for a full disk), Ctrl-C or SIGTERM 130 or 143 (the run in flight saved).
 
     Signals are held as stop requests throughout (`stopping.StopRequests`): the run reads them at
     safe points, and one that arrived where nothing reads it still sets the exit status.
@@ -93,6 +93,12 @@ def exit_status(command: Callable[[], int], prefix: str, after_stop: str = "") -
         except KeyboardInterrupt:  # Ctrl-C twice: stopped at once
             print(f"{prefix}interrupted{after_stop}", file=sys.stderr)
             return 130
+        except Exception as error:  # a full disk where no run was writing (a sweep's tables, a report): one line too
+            if not disk_full(error):
+                raise
+            print(f"{prefix}error: no space left on the disk ({first_line(error, 120)}); free some space and run the same "
+                  "command again (what was finished is kept)", file=sys.stderr)
+            return DiskFull.exit_code
         if stop.signum is not None and status == 0:
             print(f"{prefix}stopped by {stop.signal_name}, after the work was done{after_stop}", file=sys.stderr)
             return 128 + stop.signum

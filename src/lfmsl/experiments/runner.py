@@ -17,7 +17,7 @@ from lfmsl.io import checkpoint, outputs
 from lfmsl.algorithms import validate
 from lfmsl.config import Config
 from lfmsl.core.backend import check_backend
-from lfmsl.errors import Diverged, UsageError, plural
+from lfmsl.errors import DiskFull, Diverged, UsageError, disk_full, first_line, plural
 from lfmsl.costs.latency import summary_fields
 from lfmsl.io.rundir import RunDir
 from lfmsl.io.runlock import RunLock
@@ -113,6 +113,15 @@ def execute(
         if created:  # a run refused before it wrote its configuration leaves no folder behind
             folder.discard_unstarted()
         raise
+    except Exception as error:
+        if not disk_full(error):
+            raise
+        started = folder.config() is not None
+        then = (how_to_continue or f"continue with: lfmsl run --resume {folder.path}") if started else "run the same command again"
+        if not started and created:
+            folder.discard_unstarted()
+        raise DiskFull(f"no space left on the disk of {folder.path} ({first_line(error, 120)}); nothing finished is lost: "
+                       f"free some space, then {then}") from None
 
 
 def _execute_locked(config: Config, folder: RunDir, resume: bool, progress: bool, manual_dir, data_dir, checkpoint_every: int, dataset,
@@ -242,7 +251,12 @@ def _run_rounds(simulation, store: checkpoint.Checkpoints, folder: RunDir, histo
             _show(record, config, progress_bar)
         if len(history) > done:
             wall_time = history[-1]["wall_time_s"]
-            store.save(len(history), simulation.state, simulation.run_key, history, wall_time, config.to_dict())
+            try:
+                store.save(len(history), simulation.state, simulation.run_key, history, wall_time, config.to_dict())
+            except Exception as error:
+                if disk_full(error):  # the rounds since the last checkpoint cannot be resumed: --resume recomputes them
+                    folder.keep_metrics(store.steps()[-1] if store.steps() else 0)
+                raise
     return history
 
 

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lfmsl.errors import UsageError, first_line
+from lfmsl.errors import UsageError, disk_full, first_line
 from lfmsl.io.rundir import UNREADABLE_DIR, RunDir
 
 FORMAT = 1  # version of the JSON part; bump when its meaning changes
@@ -81,8 +81,19 @@ class Checkpoints:
             **({} if config is None else {"config": config}),
         }
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
-        self._manager.save(rounds_done, args=args, force=True)
-        self._manager.wait_until_finished()
+        if not isinstance(sys.stderr, DropClosedLoopTracebacks):  # a failing save's writes print them during the save
+            sys.stderr = DropClosedLoopTracebacks(sys.stderr)
+        absl_log, quiet = logging.getLogger("absl"), WritesOf(self.directory)
+        absl_log.addFilter(quiet)  # orbax's threads log the error the save raises here, once each
+        try:
+            self._manager.save(rounds_done, args=args, force=True)
+            self._manager.wait_until_finished()
+        except Exception as error:
+            if disk_full(error):  # one line says so (the runner's); the writes left running must not add tracebacks
+                _quiet_reads_left_running(self.directory)
+            raise
+        finally:
+            absl_log.removeFilter(quiet)
 
     def latest(self, like: Any) -> Snapshot | None:
         """The newest checkpoint that reads back whole, shaped like `like`; None if there is none.
@@ -140,6 +151,45 @@ class Checkpoints:
         self._manager.close()
 
 
+class DropClosedLoopTracebacks:
+    """A stderr that drops the tracebacks tensorstore's threads print when a write they finish posts to orbax's
+    event loop after a failed save closed it (dozens after a disk filled up, each 'RuntimeError: Event loop is
+    closed'); everything else passes through. A traceback is held until its last line decides it."""
+
+    START = "Traceback (most recent call last):"
+
+    def __init__(self, stream: Any):
+        self.stream, self._held, self._partial = stream, [], ""
+
+    def write(self, text: str) -> int:
+        *lines, self._partial = (self._partial + text).split("\n")
+        for line in lines:
+            self._line(line + "\n")
+        if self._partial and not self._held and not self.START.startswith(self._partial[: len(self.START)]):
+            self.stream.write(self._partial)  # a progress bar's '\r' line, or text awaiting its newline
+            self._partial = ""
+        return len(text)
+
+    def _line(self, line: str) -> None:
+        if not self._held and not line.startswith(self.START):
+            self.stream.write(line)
+            return
+        self._held.append(line)
+        if line.strip() and not line[:1].isspace() and not line.startswith(self.START):  # the exception's own line
+            block, self._held = "".join(self._held), []
+            if line.strip() != "RuntimeError: Event loop is closed":
+                self.stream.write(block)
+
+    def flush(self) -> None:
+        if self._partial and not self._held:
+            self.stream.write(self._partial)
+            self._partial = ""
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
 def _quiet_reads_left_running(directory: Path) -> None:
     """A restore that fails leaves orbax's other reads of the checkpoint running on tensorstore's
     threads. Each that finishes posts to orbax's event loop, closed by then, and Python printed a
@@ -148,6 +198,8 @@ def _quiet_reads_left_running(directory: Path) -> None:
     are dropped from the first restore on; every other error and record goes where it went."""
     if not isinstance(sys.unraisablehook, DropPostsToClosedLoops):
         sys.unraisablehook = DropPostsToClosedLoops(sys.unraisablehook)
+    if not isinstance(sys.stderr, DropClosedLoopTracebacks):
+        sys.stderr = DropClosedLoopTracebacks(sys.stderr)
     asyncio_log = logging.getLogger("asyncio")
     if not any(isinstance(f, UnawaitedReadsOf) and f.directory == directory for f in asyncio_log.filters):
         asyncio_log.addFilter(UnawaitedReadsOf(directory))
@@ -162,8 +214,21 @@ class DropPostsToClosedLoops:
 
     def __call__(self, unraisable: Any) -> None:
         error = unraisable.exc_value
-        if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
+        closed = isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
+        shutting_down = isinstance(error, ImportError) and "Python is likely shutting down" in str(error)
+        if not (closed or shutting_down):
             self.forward(unraisable)
+
+
+class WritesOf(logging.Filter):
+    """Drops the error records orbax's writer threads log for a save under `directory` (the save raises it too)."""
+
+    def __init__(self, directory: Path):
+        super().__init__()
+        self.directory = directory
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno >= logging.ERROR and str(self.directory) in record.getMessage())
 
 
 class UnawaitedReadsOf(logging.Filter):

@@ -201,6 +201,17 @@ class RunDir:
         with open(self.metrics_path, "a") as stream:
             stream.write(json.dumps(record) + "\n")
 
+    def keep_metrics(self, rounds: int) -> None:
+        """Cut metrics.jsonl back to its first `rounds` lines in place (a truncation needs no free space: a disk that
+        filled up while saving a checkpoint leaves the lines after the last checkpoint, which a resume recomputes)."""
+        if not self.metrics_path.is_file():
+            return
+        with open(self.metrics_path, "rb+") as stream:
+            for _ in range(rounds):
+                if not stream.readline():
+                    return
+            stream.truncate()
+
     def write_metrics(self, history: Sequence[dict]) -> None:
         """Replace metrics.jsonl by these records (on resume: the checkpoint's history)."""
         write_text(self.metrics_path, "".join(json.dumps(record) + "\n" for record in history))
