@@ -93,17 +93,6 @@ def test_a_sweep_ending_while_another_runs_part_of_its_grid_says_so_and_the_last
     assert seeds() == ["2"]  # one configuration, over both seeds
 
 
-def test_a_sweep_reads_the_runs_another_finished_while_it_ran(tmp_path):
-    """A run skipped as busy that the other process finished before the tables are written is in them."""
-    configs = [Config(algorithm="psl", clients=2, rounds=1, batch_size=16, eval_clients=1, seed=s) for s in (0, 1)]
-    other = sweep.run_sweep(configs[:1], tmp_path, lambda name: tiny_dataset(), log=lambda m: None)  # the other sweep's run
-    runs = [sweep.Run(c, tmp_path / sweep.run_name(c)) for c in configs]
-    runs[0].skipped = "in use by another lfmsl process"  # as run_sweep records a busy run
-    runs[1].summary = {"rounds_completed": 1}
-    sweep.collect_finished(runs, log=lambda m: None)
-    assert runs[0].summary == other[0].summary and runs[0].skipped is None and sweep.still_running(runs) == []
-
-
 def finish(process: subprocess.Popen, log) -> tuple[int, str]:
     return process.wait(timeout=300), log.read_text()
 

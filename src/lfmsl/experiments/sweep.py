@@ -101,9 +101,9 @@ def run_name(config: Config) -> str:
 def run_sweep(configs: Sequence[Config], out: Path, load: Callable[[str], object], progress: bool = False,
               log: Callable[[str], None] = print, allow_divergence: bool = False) -> list[Run]:
     """Run every configuration not yet finished under `out`, loading each dataset once. A run
-    that another process is running (two sweeps over one grid) is skipped, not waited for; one
-    that fails (diverged, damaged beyond repair, another run in its folder) is named, and the
-    others go on."""
+    that another process is running (two sweeps over one grid) is skipped, not waited for, and tried
+    once more at the end (the other may have finished or stopped it); one that fails (diverged,
+    damaged beyond repair, another run in its folder) is named, and the others go on."""
     for config in configs:
         validate(config)
     check_backend()
@@ -117,14 +117,22 @@ def run_sweep(configs: Sequence[Config], out: Path, load: Callable[[str], object
     from lfmsl.experiments.runner import run as run_one
     from lfmsl.stopping import StopRequests
 
+    datasets: dict[str, object] = {}
+
+    def dataset(name: str):
+        if name not in datasets:
+            datasets[name] = load(name)
+        return datasets[name]
+
     with StopRequests() as stop:
-        for name, group in itertools.groupby(sorted(todo, key=lambda r: r.config.dataset), key=lambda r: r.config.dataset):
-            dataset = load(name)
-            for run in group:
+        # Then once more the runs another sweep had: finished since (found so), stopped (resumed here) or still running.
+        for batch in (todo, lambda: still_running(runs)):
+            for run in sorted(batch() if callable(batch) else batch, key=lambda r: r.config.dataset):
                 stop.check(f"before the run {run.path.name}; every finished run is kept; {CONTINUE}")
                 log(f"lfmsl sweep: {run.path.name}")
+                run.skipped = None
                 with _failures(run, log):  # an interrupted run resumes from its checkpoint
-                    run.summary = run_one(run.config, run.path, resume=True, progress=progress, dataset=dataset,
+                    run.summary = run_one(run.config, run.path, resume=True, progress=progress, dataset=dataset(run.config.dataset),
                                           allow_divergence=allow_divergence, how_to_continue=CONTINUE).summary
     return runs
 
@@ -145,17 +153,6 @@ def _failures(run: Run, log: Callable[[str], None]) -> Iterator[None]:
 
 
 INCOMPLETE = 4  # the exit status of a sweep whose tables lack runs another process is still running
-
-
-def collect_finished(runs: Sequence[Run], log: Callable[[str], None] = print) -> None:
-    """The runs another process had (skipped as busy) that it has finished since: their summaries, so the tables
-    hold every run of the grid that is finished when they are written."""
-    for run in runs:
-        if run.summary is None and run.skipped is not None and run.exit_code == 0:
-            with _failures(run, log):
-                run.summary = RunDir(run.path).finished(run.config, lambda message: None)
-            if run.summary is not None:
-                run.skipped = None
 
 
 def still_running(runs: Sequence[Run]) -> list[Run]:
@@ -302,7 +299,6 @@ def sweep_command(args: argparse.Namespace) -> int:
     configs = grid(vars(args), log)
     runs = run_sweep(configs, args.out, lambda name: load_dataset(name, manual_dir=args.manual_dir, data_dir=args.data_dir),
                      args.progress, log, args.allow_divergence)
-    collect_finished(runs, log)
     rows = aggregate(runs)
     write_tables(rows, args.out)
     log(f"lfmsl sweep: tables in {args.out / 'results.csv'} and {args.out / 'results.md'}")
