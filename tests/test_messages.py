@@ -1,6 +1,8 @@
 """One-line messages read whole: an exception's text cut at a word, counts with their plural, and a data error that
 says what to check when the files were given."""
 
+import dataclasses
+
 import pytest
 
 from lfmsl.errors import UsageError, first_line, plural
@@ -89,3 +91,23 @@ def test_prepared_tfds_files_that_do_not_read_are_one_line_saying_what_to_remove
         data.load_dataset("fashion_mnist", data_dir=tmp_path, cache=False)
     assert str(error.value) == (f"the prepared tfds files of fashion_mnist in {Builder.data_dir} do not read (DataLossError: "
                                 "truncated record at 1048576); remove that folder and run again to prepare them anew")
+
+
+def test_a_state_too_large_for_memory_is_refused_before_it_is_built(monkeypatch):
+    """Before: --clients 60000 --batch-size 1 built client models until the kernel killed the process at 24 GB."""
+    from lfmsl.config import Config
+    from lfmsl.core import memory
+    from lfmsl.experiments.simulation import Simulation
+    from synthetic import tiny_dataset
+
+    config = Config(algorithm="psl", clients=40, batch_size=1, model="cnn")
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: 10 * 2**20)  # 10 MiB
+    built = []
+    monkeypatch.setattr("lfmsl.core.sharding.Placement.init_state", lambda *args: built.append(args))
+    with pytest.raises(UsageError) as error:
+        Simulation(config, tiny_dataset(train=40))
+    message = str(error.value)
+    assert message.startswith("the state of 40 clients") and "but only 0.0 GiB is available; use at most" in message
+    fits = int(message.split("use at most ")[1].split()[0])
+    assert 0 < fits < 40 and built == []
+    assert Simulation(dataclasses.replace(config, clients=fits), tiny_dataset(train=40)) and built  # that many fit in 10 MiB

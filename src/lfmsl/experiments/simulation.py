@@ -122,6 +122,7 @@ class Simulation:
         self.costs.device_rounds = self._device_rounds(self.costs, learners)
         ids = eval_client_ids(config, len(learners)) if self.algorithm.personal else np.zeros(1, np.int32)
         self.eval_ids = self.placement.replicate(jnp.asarray(ids))
+        memory.require_state_fit(jax.eval_shape(self.algorithm.init, init_key), len(learners))  # before it is built
         self.state: State = self.placement.init_state(self.algorithm.init, init_key)
         # --privacy-every: what the server could rebuild of the evaluated clients' inputs (leakage.py)
         self.leakage = None if config.privacy_every is None else Leakage(
