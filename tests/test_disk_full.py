@@ -76,3 +76,33 @@ def test_a_disk_full_at_the_start_is_one_line_and_exit_status_5(tmp_path, monkey
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 5 and len(err) == 1 and err[0].startswith("lfmsl: error: no space left on the disk of"), err
     assert "run the same command again" in err[0] and not out.exists()
+
+
+def no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["metrics", "plot", "tensorboard"])
+def test_a_disk_filling_up_while_a_run_writes_is_one_line_and_exit_status_5(where, tiny_data_dir, tmp_path, monkeypatch, capsys):
+    """Faked at each of a run's writes after its configuration: one line saying how to continue, no traceback."""
+    from lfmsl.io import outputs, rundir, tensorboard
+
+    target = {"metrics": (rundir.RunDir, "append_metrics"), "plot": (outputs, "plot_accuracy"),
+              "tensorboard": (tensorboard.TensorBoardLog, "add")}[where]
+    monkeypatch.setattr(*target, no_space)
+    out = tmp_path / "run"
+    code = cli.main(["run", "--data-dir", str(tiny_data_dir), *TINY, "--rounds", "1", "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 5 and err[-1].startswith("lfmsl: error: no space left on the disk of") and "Traceback" not in "\n".join(err)
+    assert f"lfmsl run --resume {out}" in err[-1] and (out / "config.json").is_file()
+
+
+def test_a_disk_full_when_a_sweep_writes_its_tables_is_one_line_and_exit_status_5(tmp_path, monkeypatch, capsys):
+    from lfmsl.experiments import sweep
+
+    monkeypatch.setattr(sweep, "run_sweep", lambda configs, out, load, *args: [])
+    monkeypatch.setattr(sweep, "write_tables", no_space)
+    code = cli.main(["sweep", "--algorithm", "psl", "--clients", "2", "--rounds", "1", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 5 and len(err) == 1 and err[0].startswith("lfmsl: error: no space left on the disk"), err

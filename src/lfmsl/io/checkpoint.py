@@ -17,6 +17,7 @@ import dataclasses
 import logging
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -154,36 +155,45 @@ class Checkpoints:
 class DropClosedLoopTracebacks:
     """A stderr that drops the tracebacks tensorstore's threads print when a write they finish posts to orbax's
     event loop after a failed save closed it (dozens after a disk filled up, each 'RuntimeError: Event loop is
-    closed'); everything else passes through. A traceback is held until its last line decides it."""
+    closed'); everything else passes through. A traceback is held until its last line decides it; as several
+    threads print at once, their lines interleave, so once such a traceback was dropped, stray frame lines and
+    closed-loop lines are dropped too (lfmsl's own lines never start with a space)."""
 
     START = "Traceback (most recent call last):"
+    CLOSED = "RuntimeError: Event loop is closed"
 
     def __init__(self, stream: Any):
-        self.stream, self._held, self._partial = stream, [], ""
+        self.stream, self._held, self._partial, self._dropped = stream, [], "", False
+        self._lock = threading.Lock()
 
     def write(self, text: str) -> int:
-        *lines, self._partial = (self._partial + text).split("\n")
-        for line in lines:
-            self._line(line + "\n")
-        if self._partial and not self._held and not self.START.startswith(self._partial[: len(self.START)]):
-            self.stream.write(self._partial)  # a progress bar's '\r' line, or text awaiting its newline
-            self._partial = ""
+        with self._lock:
+            *lines, self._partial = (self._partial + text).split("\n")
+            for line in lines:
+                self._line(line + "\n")
+            if self._partial and not self._held and not self.START.startswith(self._partial[: len(self.START)]):
+                self.stream.write(self._partial)  # a progress bar's '\r' line, or text awaiting its newline
+                self._partial = ""
         return len(text)
 
     def _line(self, line: str) -> None:
         if not self._held and not line.startswith(self.START):
-            self.stream.write(line)
+            if not (self._dropped and (line[:1] == " " or line.strip() == self.CLOSED)):
+                self.stream.write(line)
             return
         self._held.append(line)
-        if line.strip() and not line[:1].isspace() and not line.startswith(self.START):  # the exception's own line
+        if line.strip() and not line[:1].isspace() and not line.startswith(self.START):  # an exception's own line
             block, self._held = "".join(self._held), []
-            if line.strip() != "RuntimeError: Event loop is closed":
+            if line.strip() == self.CLOSED:
+                self._dropped = True
+            else:
                 self.stream.write(block)
 
     def flush(self) -> None:
-        if self._partial and not self._held:
-            self.stream.write(self._partial)
-            self._partial = ""
+        with self._lock:
+            if self._partial and not self._held:
+                self.stream.write(self._partial)
+                self._partial = ""
         self.stream.flush()
 
     def __getattr__(self, name: str) -> Any:
