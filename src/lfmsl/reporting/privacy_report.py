@@ -15,12 +15,14 @@ from lfmsl.algorithms import label, without_inert
 from lfmsl.config import Config
 from lfmsl.experiments import privacy_study as ps
 from lfmsl.experiments import sweep
+from lfmsl.experiments.leakage import measured_rounds
 from lfmsl.io.rundir import RunDir
+from lfmsl.privacy.threats import ATTACKS
 from lfmsl.reporting import stats
 from lfmsl.reporting.plots import image_grid, new_axes, save
 from lfmsl.reporting.study_report import describe, table
 
-ATTACK_NAMES = ("decoder", "inverse", "shadow")
+ATTACK_NAMES = tuple(ATTACKS)
 Cells = dict[Config, dict[int, sweep.Run]]
 
 
@@ -51,7 +53,7 @@ def cell(cells: Cells, config: Config, metric: str, round_number: int | None = N
 
 def leakage_table(cells: Cells, configs: Sequence[Config], rows: Sequence[str], scale_: ps.Scale) -> str:
     """Accuracy and distance correlation, then each attack's SSIM after rounds 1, 5 and 10 (the measured ones)."""
-    rounds = sorted({1, scale_.rounds, *range(scale_.privacy_every, scale_.rounds + 1, scale_.privacy_every)})
+    rounds = sorted(measured_rounds(ps.base(scale_)))
     header = ["", "accuracy (%)", "dCor", "bias-corrected dCor²"] + [f"{a} SSIM r{r}" for a in ATTACK_NAMES for r in rounds] + ["shadow MSE"]
     seeds = len(scale_.seeds)
     body = []
