@@ -124,16 +124,19 @@ def run_sweep(configs: Sequence[Config], out: Path, load: Callable[[str], object
             datasets[name] = load(name)
         return datasets[name]
 
+    def run_each(batch: list[Run], stop) -> None:
+        for run in sorted(batch, key=lambda r: r.config.dataset):
+            stop.check(f"before the run {run.path.name}; every finished run is kept; {CONTINUE}")
+            log(f"lfmsl sweep: {run.path.name}")
+            run.skipped = None
+            with _failures(run, log):  # an interrupted run resumes from its checkpoint
+                run.summary = run_one(run.config, run.path, resume=True, progress=progress, dataset=dataset(run.config.dataset),
+                                      allow_divergence=allow_divergence, how_to_continue=CONTINUE).summary
+
     with StopRequests() as stop:
-        # Then once more the runs another sweep had: finished since (found so), stopped (resumed here) or still running.
-        for batch in (todo, lambda: still_running(runs)):
-            for run in sorted(batch() if callable(batch) else batch, key=lambda r: r.config.dataset):
-                stop.check(f"before the run {run.path.name}; every finished run is kept; {CONTINUE}")
-                log(f"lfmsl sweep: {run.path.name}")
-                run.skipped = None
-                with _failures(run, log):  # an interrupted run resumes from its checkpoint
-                    run.summary = run_one(run.config, run.path, resume=True, progress=progress, dataset=dataset(run.config.dataset),
-                                          allow_divergence=allow_divergence, how_to_continue=CONTINUE).summary
+        run_each(todo, stop)
+        # Once more the runs another sweep had: finished since (found so), stopped (resumed here) or still running.
+        run_each(still_running(runs), stop)
     return runs
 
 

@@ -82,8 +82,7 @@ class Checkpoints:
             **({} if config is None else {"config": config}),
         }
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
-        if not isinstance(sys.stderr, DropClosedLoopTracebacks):  # a failing save's writes print them during the save
-            sys.stderr = DropClosedLoopTracebacks(sys.stderr)
+        _drop_closed_loop_tracebacks()  # a failing save's writes print them during the save
         absl_log, quiet = logging.getLogger("absl"), WritesOf(self.directory)
         absl_log.addFilter(quiet)  # orbax's threads log the error the save raises here, once each
         try:
@@ -200,6 +199,12 @@ class DropClosedLoopTracebacks:
         return getattr(self.stream, name)
 
 
+def _drop_closed_loop_tracebacks() -> None:
+    """Put `DropClosedLoopTracebacks` in front of stderr, once per process."""
+    if not isinstance(sys.stderr, DropClosedLoopTracebacks):
+        sys.stderr = DropClosedLoopTracebacks(sys.stderr)
+
+
 def _quiet_reads_left_running(directory: Path) -> None:
     """A restore that fails leaves orbax's other reads of the checkpoint running on tensorstore's
     threads. Each that finishes posts to orbax's event loop, closed by then, and Python printed a
@@ -208,8 +213,7 @@ def _quiet_reads_left_running(directory: Path) -> None:
     are dropped from the first restore on; every other error and record goes where it went."""
     if not isinstance(sys.unraisablehook, DropPostsToClosedLoops):
         sys.unraisablehook = DropPostsToClosedLoops(sys.unraisablehook)
-    if not isinstance(sys.stderr, DropClosedLoopTracebacks):
-        sys.stderr = DropClosedLoopTracebacks(sys.stderr)
+    _drop_closed_loop_tracebacks()
     asyncio_log = logging.getLogger("asyncio")
     if not any(isinstance(f, UnawaitedReadsOf) and f.directory == directory for f in asyncio_log.filters):
         asyncio_log.addFilter(UnawaitedReadsOf(directory))
