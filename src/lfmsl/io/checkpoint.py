@@ -246,7 +246,7 @@ class WritesOf(logging.Filter):
 
 
 class UnawaitedReadsOf(logging.Filter):
-    """Drops asyncio's 'Task exception was never retrieved' for reads of files under `directory`."""
+    """Drops asyncio's 'Task (or Future) exception was never retrieved' for reads of files under `directory`."""
 
     def __init__(self, directory: Path):
         super().__init__()
@@ -254,7 +254,8 @@ class UnawaitedReadsOf(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return not (message.startswith("Task exception was never retrieved") and f'"{self.directory}/' in message)
+        unawaited = message.startswith(("Task exception was never retrieved", "Future exception was never retrieved"))
+        return not (unawaited and f'"{self.directory}/' in message)
 
 
 def _snapshot(step: int, state: Any, meta: dict) -> Snapshot:
