@@ -2,6 +2,8 @@
 says what to check when the files were given."""
 
 import dataclasses
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -70,27 +72,48 @@ def test_a_damaged_data_cache_is_rebuilt(tmp_path, monkeypatch, capsys, damage):
     assert capsys.readouterr().err.count("is damaged; rebuilding it") == 1
 
 
-def test_prepared_tfds_files_that_do_not_read_are_one_line_saying_what_to_remove(tmp_path, monkeypatch):
+def damaged_tfds_copy(tmp_path, manual_data_dir) -> Path:
+    """A copy of the prepared MNIST whose training record is cut to 4 KiB, as a killed copy leaves it."""
+    from conftest import prepared_by_tfds
+
+    shutil.copytree(prepared_by_tfds("mnist", manual_data_dir) / "mnist", tmp_path / "mnist")
+    record = next((tmp_path / "mnist").glob("*/mnist-train.tfrecord-*"))
+    record.write_bytes(record.read_bytes()[:4096])
+    return record.parent
+
+
+def test_prepared_tfds_files_that_do_not_read_are_one_line_saying_what_to_remove(tmp_path, manual_data_dir, monkeypatch):
+    """Without the original files at hand: TensorFlow's DataLossError, one line that names the folder."""
     from lfmsl.io import data
 
-    class DataLossError(Exception):  # TensorFlow's, as a truncated record raises it
-        pass
-
-    def unreadable(tfds, builder, split):
-        raise DataLossError("truncated record at 1048576\nin file ...")
-
-    class Builder:
-        data_dir = str(tmp_path / "fashion_mnist" / "3.0.1")
-
-        def is_prepared(self):
-            return True
-
-    monkeypatch.setattr(data, "import_tfds", lambda: type("tfds", (), {"builder": staticmethod(lambda name, data_dir: Builder())}))
-    monkeypatch.setattr(data, "_split_arrays", unreadable)
+    folder = damaged_tfds_copy(tmp_path, manual_data_dir)
+    monkeypatch.delenv("LFMSL_MANUAL_DIR", raising=False)
     with pytest.raises(UsageError) as error:
-        data.load_dataset("fashion_mnist", data_dir=tmp_path, cache=False)
-    assert str(error.value) == (f"the prepared tfds files of fashion_mnist in {Builder.data_dir} do not read (DataLossError: "
-                                "truncated record at 1048576); remove that folder and run again to prepare them anew")
+        data.load_dataset("mnist", data_dir=tmp_path, cache=False)
+    message = str(error.value)
+    assert message.startswith(f"the prepared tfds files of mnist in {folder} do not read (DataLossError: truncated record at")
+    assert message.endswith("; remove that folder and run again to prepare them anew") and "\n" not in message and "{{" not in message
+
+
+def test_prepared_tfds_files_that_do_not_read_are_prepared_anew_from_the_original_files(tmp_path, manual_data_dir, monkeypatch, capsys):
+    """With the original files at hand the folder is prepared again (faked here: a real preparation takes 20 s) and read."""
+    from lfmsl.io import data
+
+    folder = damaged_tfds_copy(tmp_path, manual_data_dir)
+    prepared = []
+
+    def prepare(tfds, builder, name, data_dir, manual_dir):  # stands for tfds' preparation: the originals, whole
+        assert not folder.exists()  # the damaged files were removed first
+        prepared.append(name)
+        shutil.copytree(TFDS_FOLDER / "mnist" / folder.name, folder)
+
+    from conftest import TFDS_FOLDER
+
+    monkeypatch.setattr(data, "_prepare", prepare)
+    dataset = data.load_dataset("mnist", data_dir=tmp_path, manual_dir=manual_data_dir, cache=False)
+    assert prepared == ["mnist"] and dataset.x_train.shape == (60000, 28, 28, 1)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].endswith("; preparing them anew from the original files"), lines
 
 
 def test_a_state_too_large_for_memory_is_refused_before_it_is_built(monkeypatch):

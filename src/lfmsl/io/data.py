@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import os
+import re
 import shutil
 import sys
 import zipfile
@@ -26,6 +28,7 @@ from lfmsl.errors import UsageError, first_line
 _MANUAL_HINT = "pass --manual-dir DIR or set LFMSL_MANUAL_DIR to a folder with a '{name}/' subfolder of the original files"
 _CHUNK = 10_000  # batch_size=-1 breaks under tfds.testing.mock_data; fixed chunks work everywhere.
 _DOWNLOAD_HOST = ("storage.googleapis.com", 443)  # where tfds downloads these datasets from
+_TF_NODE = re.compile(r"\{\{[^}]*\}\}\s*|\s*\[Op:[^\]]*\]( name:\S*)?")  # TensorFlow's op names around an op's error
 LEFTOVER_AGE_S = 3600  # a cache temporary this old belongs to a killed write, not a slow live one
 
 
@@ -147,18 +150,67 @@ def import_tfds() -> ModuleType:
 
 
 def _load_with_tfds(name: str, data_dir: Path, manual_dir: str | os.PathLike | None) -> Dataset:
+    """Read the tfds preparation, preparing it first where it is missing. Prepared files that do not read
+    (a truncated record: TensorFlow's DataLossError) are prepared anew where the original files are at
+    hand, else refused in one line saying what to remove."""
     tfds = import_tfds()
     builder = tfds.builder(name, data_dir=str(data_dir))
     if not builder.is_prepared():
         _prepare(tfds, builder, name, data_dir, manual_dir)
     try:
-        x_train, y_train = _split_arrays(tfds, builder, "train")
-        x_test, y_test = _split_arrays(tfds, builder, "test")
-    except Exception as error:  # noqa: BLE001 - TensorFlow's DataLossError and kin: the prepared files do not read
-        raise UsageError(f"the prepared tfds files of {name} in {builder.data_dir} do not read ({type(error).__name__}: "
-                         f"{first_line(error)}); remove that folder and run again to prepare them anew") from None
+        return _read_prepared(tfds, builder, name)
+    except _Unreadable as error:
+        if _manual_folder(name, manual_dir) is None:
+            raise UsageError(f"{error}; remove that folder and run again to prepare them anew") from None
+        print(f"lfmsl: {error}; preparing them anew from the original files", file=sys.stderr)
+    shutil.rmtree(builder.data_dir, ignore_errors=True)
+    _prepare(tfds, tfds.builder(name, data_dir=str(data_dir)), name, data_dir, manual_dir)
+    builder = tfds.builder(name, data_dir=str(data_dir))  # reads the new preparation's splits
+    try:
+        return _read_prepared(tfds, builder, name)
+    except _Unreadable as error:
+        raise UsageError(f"{error} even after preparing them anew; check the original files and the disk") from None
+
+
+class _Unreadable(Exception):
+    """Prepared tfds files that do not read; its text names the folder and TensorFlow's error."""
+
+
+def _read_prepared(tfds: ModuleType, builder, name: str) -> Dataset:
+    failure = None
+    with _native_stderr_silenced():
+        try:
+            x_train, y_train = _split_arrays(tfds, builder, "train")
+            x_test, y_test = _split_arrays(tfds, builder, "test")
+        except Exception as error:  # noqa: BLE001 - TensorFlow's DataLossError and kin: the prepared files do not read
+            failure = f"{type(error).__name__}: {first_line(_TF_NODE.sub('', str(error)))}"
+        if failure is not None:
+            gc.collect()  # the failed read's iterator warns as it goes: here, while its warnings are silenced
+    if failure is not None:
+        raise _Unreadable(f"the prepared tfds files of {name} in {builder.data_dir} do not read ({failure})")
     num_classes = int(builder.info.features["label"].num_classes)
     return Dataset(name, x_train, y_train, x_test, y_test, num_classes)
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null while TensorFlow reads records: its C++ logging (absl, not
+    governed by TF_CPP_MIN_LOG_LEVEL since TF 2.16) writes three warnings around a truncated record's
+    DataLossError, which reaches Python as an exception anyway. Where fd 2 cannot be duplicated, nothing changes."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    sys.stderr.flush()
+    with open(os.devnull, "wb") as sink:
+        os.dup2(sink.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _prepare(tfds: ModuleType, builder, name: str, data_dir: Path, manual_dir) -> None:
