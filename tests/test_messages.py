@@ -134,3 +134,19 @@ def test_a_state_too_large_for_memory_is_refused_before_it_is_built(monkeypatch)
     fits = int(message.split("use at most ")[1].split()[0])
     assert 0 < fits < 40 and built == []
     assert Simulation(dataclasses.replace(config, clients=fits), tiny_dataset(train=40)) and built  # that many fit in 10 MiB
+
+
+def test_a_sweep_whose_largest_run_cannot_fit_is_refused_before_its_first_run(tmp_path, monkeypatch, capsys):
+    """Before: a sweep ran its small runs for hours and then met the one whose clients the kernel killed."""
+    from lfmsl import cli
+    from lfmsl.core import memory
+    from lfmsl.io import data
+
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: 10 * 2**20)  # 10 MiB: 40 cnn clients do not fit
+    monkeypatch.setattr(data, "load_dataset", lambda *args, **kwargs: pytest.fail("a dataset was loaded"))
+    out = tmp_path / "sweep"
+    code = cli.main(["sweep", "--algorithm", "psl,sflv2", "--clients", "2,40", "--batch-size", "1", "--out", str(out)])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("lfmsl: error: the grid's psl run with 40 clients cannot fit: the state of 40 clients")
+    assert not (out / "runs").exists() or not any((out / "runs").iterdir())

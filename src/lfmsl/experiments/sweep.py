@@ -107,6 +107,9 @@ def run_sweep(configs: Sequence[Config], out: Path, load: Callable[[str], object
     for config in configs:
         validate(config)
     check_backend()
+    from lfmsl.experiments.simulation import require_state_fits
+
+    require_state_fits(configs)
     runs = [Run(config, Path(out) / run_name(config)) for config in configs]
     for run in runs:
         with _failures(run, log):  # a damaged run counts as not finished: running it repairs it
