@@ -86,7 +86,8 @@ def test_damaged_newest_checkpoint_falls_back_to_the_one_before(reference_run, c
     assert "checkpoints/5 is incomplete or damaged" in resumed.stderr
     assert "resuming after round 4" in resumed.stderr
     # one line says so: not a traceback for each of orbax's reads that were still running (dozens, before)
-    assert "Traceback" not in resumed.stderr and "never retrieved" not in resumed.stderr, resumed.stderr
+    noise = ("Traceback", "never retrieved", "Exception ignored")
+    assert not any(text in resumed.stderr for text in noise), resumed.stderr
     assert metrics(out) == metrics(reference_run)
     assert len(list((out / "checkpoints.unreadable").glob("5-*"))) == 1  # moved aside, not deleted
 
