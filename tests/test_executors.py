@@ -9,7 +9,7 @@ import pytest
 
 from lfmsl import algorithms, models
 
-from lfmsl.core import blocks, executors
+from lfmsl.core import numerics, executors
 from lfmsl.algorithms.base import Context
 from lfmsl.core.batching import make_client_data
 from lfmsl.config import Config
@@ -74,7 +74,7 @@ def test_executors_give_the_same_client_gradients(conv):
 
     def one(p, x):
         s = model.client.apply({"params": p["lower"]}, x)
-        return s, blocks.reconstruction_loss(model.decoder.apply({"params": p["decoder"]}, s), x)
+        return s, numerics.reconstruction_loss(model.decoder.apply({"params": p["decoder"]}, s), x)
 
     @functools.partial(jit, static_argnums=0)
     def run(spec, stacked, images, cotangent):
