@@ -134,7 +134,6 @@ def run_case(spec: dict) -> dict:
     import jax
 
     from lfmsl import algorithms
-    from lfmsl.algorithms.base import Context
     from lfmsl.config import Config
     from lfmsl.algorithms import participation
     from lfmsl.core.executors import resolve
@@ -151,9 +150,10 @@ def run_case(spec: dict) -> dict:
     ids = (drawn, drawn) if k < n else ()  # this round's participants and the previous round's
 
     def lowered(iters: int, executor: str):
-        algorithm = algorithms.build(Context(config, model, n, iters, executor))
+        algorithm = algorithms.build(config, algorithms.context(config, model, n, iters, executor))
         if k < n:  # the round built for K, on K participants of the N clients (as lfmsl run does)
-            algorithm = participation.sampled(algorithm, algorithms.build(Context(config, model, k, iters, executor)), key)
+            part = algorithms.build(config, algorithms.context(config, model, k, iters, executor))
+            algorithm = participation.sampled(algorithm, part, key)
         state = jax.jit(algorithm.init)(key)
         return jax.jit(algorithm.round, donate_argnums=0).lower(state, data, key, *ids), algorithm
 
@@ -193,12 +193,11 @@ def round_cost(spec: dict) -> dict:
     import jax
 
     from lfmsl import algorithms
-    from lfmsl.algorithms.base import Context
     from lfmsl.config import Config
 
     n = participating(spec)  # the work of the round's participants
     config, model = case_model({**spec, "executor": "vmap"})
-    algorithm = algorithms.build(Context(config, model, n, 1, "vmap"))
+    algorithm = algorithms.build(config, algorithms.context(config, model, n, 1, "vmap"))
     key = jax.random.key(0)
     state = jax.eval_shape(algorithm.init, key)
     data = synthetic_data(n, spec["batch_size"])

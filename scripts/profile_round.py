@@ -142,13 +142,12 @@ def profile_case(spec: dict) -> dict:
     import jax
 
     from lfmsl import algorithms
-    from lfmsl.algorithms.base import Context
     from lfmsl.core.executors import resolve
 
     n, iterations = spec["clients"], spec["iterations"]
     config, model = bench.case_model(spec)
     executor = resolve(spec["executor"], num_clients=n)
-    algorithm = algorithms.build(Context(config, model, n, iterations, executor))
+    algorithm = algorithms.build(config, algorithms.context(config, model, n, iterations, executor))
     key = jax.random.key(0)
     data = bench.synthetic_data(n, iterations * spec["batch_size"])
     compiled = jax.jit(algorithm.round, donate_argnums=0).lower(jax.eval_shape(algorithm.init, key), data, key).compile()

@@ -61,21 +61,24 @@ def loop_rolled() -> None:
 def split_client_lr() -> None:
     """The split algorithms' clients step with a learning rate 1 % too large (centralised training and FedAvg
     keep theirs)."""
+    import dataclasses
+
     from lfmsl.algorithms import split
 
-    original = split.make_optimizer
+    original = split.optimizers
 
-    def make_optimizer(config, lr):
-        return original(config, lr * 1.01 if lr == config.resolved_client_lr else lr)
+    def optimizers(ctx, recipe):
+        faster = dataclasses.replace(ctx.optimisers, client_lr=ctx.optimisers.client_lr * 1.01)
+        return original(dataclasses.replace(ctx, optimisers=faster), recipe)[0], original(ctx, recipe)[1]
 
-    split.make_optimizer = make_optimizer
+    _replace_everywhere(original, optimizers)
 
 
 def average_unweighted() -> None:
     """Averaging ignores the clients' data shares: a plain mean."""
-    from lfmsl.core import blocks
+    from lfmsl.core import numerics
 
-    original = blocks.weighted_average
+    original = numerics.weighted_average
 
     def weighted_average(stacked, weights):
         return original(stacked, jnp.full_like(weights, 1.0 / weights.shape[0]))
@@ -106,29 +109,29 @@ def mixup_reaches_clients() -> None:
     """The mixed loss's gradient flows down to the clients (the split algorithms' stop_gradient is gone)."""
     import types
 
-    from lfmsl.algorithms import parts
+    from lfmsl.algorithms import rules
 
     lax = types.SimpleNamespace(**{**vars(jax.lax), "stop_gradient": lambda x: x})
-    parts.jax = types.SimpleNamespace(**{**{name: getattr(jax, name) for name in dir(jax) if not name.startswith("__")}, "lax": lax})
+    rules.jax = types.SimpleNamespace(**{**{name: getattr(jax, name) for name in dir(jax) if not name.startswith("__")}, "lax": lax})
 
 
 def decoder_scaled() -> None:
     """LocFedMix-SL's beta scales the decoder's own step too, not only the pull on the client segment."""
-    from lfmsl.algorithms import parts
-    from lfmsl.core import blocks
+    from lfmsl.algorithms import rules
+    from lfmsl.core import numerics
 
     def loss(self, ctx, params, smashed, images, labels):
         reconstruction = ctx.model.decoder.apply({"params": params[self.part]}, smashed)
-        return self.weight * blocks.reconstruction_loss(reconstruction, images, self.loss_kind)
+        return self.weight * numerics.reconstruction_loss(reconstruction, images, self.loss_kind)
 
-    parts.DecoderRegulariser.loss = loss
+    rules.DecoderRegulariser.loss = loss
 
 
 def inactive_step() -> None:
     """Clients outside their epoch (--round-mode epoch) step anyway."""
-    from lfmsl.core import blocks
+    from lfmsl.core import numerics
 
-    original = blocks.keep_active
+    original = numerics.keep_active
     _replace_everywhere(original, lambda active, new, old: new)
 
 

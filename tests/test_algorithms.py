@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lfmsl.core import blocks
-from lfmsl.algorithms import Context, build, parts, recipe_for
+from lfmsl.core import numerics
+from lfmsl.algorithms import build, context, recipe_for, rules
 from lfmsl.algorithms.split import Recipe, build_split, init_state, make_step, optimizers
 from lfmsl.core.batching import gather, iterations_per_round, make_client_data
 from lfmsl.algorithms import names
@@ -40,15 +40,15 @@ def model(fashion_mnist):
 
 
 def make_run(dataset, model, sizes, executor="vmap", **options):
-    """ClientData for clients of the given sizes (consecutive training samples) and a Context."""
+    """ClientData for clients of the given sizes (consecutive training samples), a Context and the Config."""
     config = Config(batch_size=BATCH, clients=len(sizes), executor=executor, **options)
     bounds = np.cumsum([0] + list(sizes))
     parts = [np.arange(bounds[i], bounds[i + 1]) for i in range(len(sizes))]
     if config.algorithm == "centralized":
         parts = [np.concatenate(parts)]
     data = make_client_data(dataset.x_train, dataset.y_train, parts)
-    ctx = Context(config, model, len(parts), iterations_per_round([len(p) for p in parts], BATCH), executor)
-    return data, ctx
+    ctx = context(config, model, len(parts), iterations_per_round([len(p) for p in parts], BATCH), executor)
+    return data, ctx, config
 
 
 def assert_trees_close(a, b, rtol, atol):
@@ -58,8 +58,8 @@ def assert_trees_close(a, b, rtol, atol):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
 
 
-def one_round(data, ctx, seed=0):
-    algorithm = build(ctx)
+def one_round(data, ctx, config, seed=0):
+    algorithm = build(config, ctx)
     state = algorithm.init(jax.random.key(seed))
     return jit(algorithm.round)(state, data, jax.random.key(seed + 1))
 
@@ -69,8 +69,8 @@ def test_vectorised_and_loop_executors_give_the_same_state(fashion_mnist, model,
     sizes = [24, 16, 20]  # unequal clients: wrap-around and weighted averaging are exercised
     results = {}
     for executor in ("vmap", "loop"):
-        data, ctx = make_run(fashion_mnist, model, sizes, executor, algorithm=algorithm, **SGD)
-        results[executor] = one_round(data, ctx)
+        data, ctx, config = make_run(fashion_mnist, model, sizes, executor, algorithm=algorithm, **SGD)
+        results[executor] = one_round(data, ctx, config)
     (state_v, metrics_v), (state_l, metrics_l) = results["vmap"], results["loop"]
     assert_trees_close(state_v, state_l, **ROUND)
     assert metrics_v.keys() == metrics_l.keys()
@@ -81,9 +81,9 @@ def test_vectorised_and_loop_executors_give_the_same_state(fashion_mnist, model,
 def test_averaging_equals_the_dataset_size_weighted_mean(fashion_mnist, model):
     """Averaged clients after a round = float64 weighted mean of the same round without averaging."""
     sizes = [8, 16, 40]
-    data, ctx = make_run(fashion_mnist, model, sizes, algorithm="psl", **SGD)
-    averaged = build_split(ctx, Recipe(parts.SharedServer(), parts.own_gradient(), averaging=parts.Averaging()))
-    separate = build_split(ctx, Recipe(parts.SharedServer(), parts.own_gradient()))
+    data, ctx, config = make_run(fashion_mnist, model, sizes, algorithm="psl", **SGD)
+    averaged = build_split(ctx, Recipe(rules.SharedServer(), rules.own_gradient(), averaging=rules.Averaging()))
+    separate = build_split(ctx, Recipe(rules.SharedServer(), rules.own_gradient()))
     state = averaged.init(jax.random.key(0))
     key = jax.random.key(1)
     after_avg, _ = jit(averaged.round)(state, data, key)
@@ -97,33 +97,34 @@ def test_averaging_equals_the_dataset_size_weighted_mean(fashion_mnist, model):
         for client in range(len(sizes)):
             np.testing.assert_allclose(np.asarray(avg_leaf[client]), expected, rtol=tolerance["rtol"],
                                        atol=tolerance["atol"] + reordered_sum(len(sizes), magnitude.max()))
-    assert not np.allclose(np.asarray(jax.tree.leaves(after_sep.clients)[0][0]), np.asarray(jax.tree.leaves(after_sep.clients)[0][2]))
+    separate_leaf = np.asarray(jax.tree.leaves(after_sep.clients)[0])
+    assert not np.allclose(separate_leaf[0], separate_leaf[2])
 
 
 def test_weighted_average_and_drift_match_numpy():
     rng = np.random.default_rng(0)
     stacked = {"a": rng.normal(size=(4, 3, 2)).astype(np.float32), "b": rng.normal(size=(4, 5)).astype(np.float32)}
     weights = np.array([0.1, 0.2, 0.3, 0.4], np.float32)
-    mean = blocks.weighted_average(jax.tree.map(jnp.asarray, stacked), jnp.asarray(weights))
+    mean = numerics.weighted_average(jax.tree.map(jnp.asarray, stacked), jnp.asarray(weights))
     for name in stacked:  # one float32 sum of 4 terms against numpy's: reordered_sum bounds it
         magnitude = np.einsum("i,i...->...", weights, np.abs(stacked[name]))
         np.testing.assert_allclose(mean[name], np.einsum("i,i...->...", weights, stacked[name]), rtol=0,
                                    atol=reordered_sum(4, magnitude.max()))
-    distances = [
-        np.sqrt(sum(np.sum((stacked[n][i] - np.einsum("i,i...->...", weights, stacked[n])) ** 2) for n in stacked)) for i in range(4)
-    ]
+    average = {n: np.einsum("i,i...->...", weights, stacked[n]) for n in stacked}
+    distances = [np.sqrt(sum(np.sum((stacked[n][i] - average[n]) ** 2) for n in stacked)) for i in range(4)]
     # A chain of a mean of 4, a norm of 6 + 5 squares and a mean of 4.
-    assert_chain_close(blocks.distance_to_average(stacked, jnp.asarray(weights)), np.mean(distances), 4, 11, 4)
+    assert_chain_close(numerics.distance_to_average(stacked, jnp.asarray(weights)), np.mean(distances), 4, 11, 4)
 
 
 def test_partners_are_other_clients_and_distinct():
     for seed in range(50):
-        partners = np.asarray(blocks.draw_partners(jax.random.key(seed), 6, 3))
+        partners = np.asarray(numerics.draw_partners(jax.random.key(seed), 6, 3))
         assert partners.shape == (6, 3)
         for i, row in enumerate(partners):
             assert i not in row
             assert len(set(row)) == 3
-    counts = np.bincount(np.concatenate([np.asarray(blocks.draw_partners(jax.random.key(s), 5, 1))[0] for s in range(400)]), minlength=5)
+    drawn = [np.asarray(numerics.draw_partners(jax.random.key(s), 5, 1))[0] for s in range(400)]
+    counts = np.bincount(np.concatenate(drawn), minlength=5)
     assert counts[0] == 0 and counts[1:].min() > 60  # uniform over the other four clients
 
 
@@ -132,9 +133,10 @@ def test_mixup_mixes_two_different_clients_with_one_lambda_per_pair():
     num_clients, batch, partners = 5, 4, 2
     smashed = jnp.broadcast_to(jnp.arange(num_clients, dtype=jnp.float32)[:, None, None], (num_clients, batch, 3))
     labels = jnp.broadcast_to(jnp.arange(num_clients)[:, None], (num_clients, batch))
-    mixed, soft, pair = blocks.smashed_mixup(jax.random.key(3), smashed, labels, num_clients, partners, alpha=1.0)
+    mixed, soft, pair = numerics.smashed_mixup(jax.random.key(3), smashed, labels, num_clients, partners, alpha=1.0)
     mixed, soft, pair = map(np.asarray, (mixed, soft, pair))
-    assert mixed.shape == (num_clients, partners, batch, 3) and soft.shape == (num_clients, partners, batch, num_clients)
+    assert mixed.shape == (num_clients, partners, batch, 3)
+    assert soft.shape == (num_clients, partners, batch, num_clients)
     for i in range(num_clients):
         for p in range(partners):
             j = pair[i, p]
@@ -149,17 +151,20 @@ def test_mixup_mixes_two_different_clients_with_one_lambda_per_pair():
 
 def test_mixup_trains_only_the_server(fashion_mnist, model):
     """One iteration with and without mixup from the same state: same clients, different server."""
-    data, ctx = make_run(fashion_mnist, model, [16, 16, 16], algorithm="locfedmix", loc=False, fed=False, **SGD)
+    data, ctx, config = make_run(fashion_mnist, model, [16, 16, 16], algorithm="locfedmix", loc=False, fed=False, **SGD)
     images, labels = gather(data, jnp.arange(48).reshape(3, 16)[:, :BATCH])
     results = []
-    for recipe in (Recipe(parts.SharedServer(parts.Mixup()), parts.own_gradient()), Recipe(parts.SharedServer(), parts.own_gradient())):
+    for server in (rules.SharedServer(rules.Mixup()), rules.SharedServer()):
+        recipe = Recipe(server, rules.own_gradient())
         client_opt, server_opt = optimizers(ctx, recipe)
         state = init_state(ctx, recipe, jax.random.key(0), client_opt, server_opt, 3)
         step = make_step(ctx, recipe, client_opt, server_opt)
         results.append(jit(step)(state, images, labels, data.weights, jax.random.key(5))[0])
     mixed, plain = results
-    assert_trees_close(mixed.clients, plain.clients, **sgd(steps=1, reduction=BATCH * PIXELS))  # one SGD step by two programs
-    difference = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(mixed.server), jax.tree.leaves(plain.server)))
+    # one SGD step by two programs
+    assert_trees_close(mixed.clients, plain.clients, **sgd(steps=1, reduction=BATCH * PIXELS))
+    pairs = zip(jax.tree.leaves(mixed.server), jax.tree.leaves(plain.server))
+    difference = max(float(jnp.max(jnp.abs(a - b))) for a, b in pairs)
     assert difference > 1e-5
 
 
@@ -167,8 +172,8 @@ def test_psl_with_one_client_equals_centralized_training(fashion_mnist, model):
     states = {}
     """12 SGD steps: under Adam, the two programs' rounding grew to a thousandth of a step on an AVX-512 CPU."""
     for algorithm in ("psl", "centralized"):
-        data, ctx = make_run(fashion_mnist, model, [96], algorithm=algorithm, **SGD)
-        states[algorithm] = one_round(data, ctx)
+        data, ctx, config = make_run(fashion_mnist, model, [96], algorithm=algorithm, **SGD)
+        states[algorithm] = one_round(data, ctx, config)
     (psl, psl_metrics), (central, central_metrics) = states["psl"], states["centralized"]
     first_client = jax.tree.map(lambda leaf: leaf[0], psl.clients["lower"])
     tolerance = sgd(steps=12, reduction=BATCH * PIXELS)
@@ -180,16 +185,16 @@ def test_sflv1_equals_fedavg(fashion_mnist, model):
     """SplitFed V1 is FedAvg computed in two halves: same models after a round."""
     out = {}
     for algorithm in ("sflv1", "fedavg"):
-        data, ctx = make_run(fashion_mnist, model, [16, 24], algorithm=algorithm, **SGD)
-        out[algorithm] = one_round(data, ctx)[0]
+        data, ctx, config = make_run(fashion_mnist, model, [16, 24], algorithm=algorithm, **SGD)
+        out[algorithm] = one_round(data, ctx, config)[0]
     assert_trees_close(out["sflv1"].clients["lower"], out["fedavg"].clients["lower"], **ROUND)
     assert_trees_close(out["sflv1"].server, out["fedavg"].clients["upper"], **ROUND)
 
 
 def test_locsplitfed_sends_no_gradient_down(fashion_mnist, model):
     """LocSplitFed's clients learn from their auxiliary loss alone: the server cannot change them."""
-    data, ctx = make_run(fashion_mnist, model, [16, 16], algorithm="locsplitfed")
-    algorithm = build(ctx)
+    data, ctx, config = make_run(fashion_mnist, model, [16, 16], algorithm="locsplitfed")
+    algorithm = build(config, ctx)
     state = algorithm.init(jax.random.key(0))
     altered = state._replace(server=jax.tree.map(lambda s: s * 3.0, state.server))
     after, _ = jit(algorithm.round)(state, data, jax.random.key(1))
@@ -203,27 +208,29 @@ def test_update_ratio_grows_with_clients_for_psl(fashion_mnist, model):
     """The server-client update imbalance the paper names: the server learns from all clients."""
     ratios = []
     for count in (1, 4):
-        data, ctx = make_run(fashion_mnist, model, [16] * count, algorithm="psl", client_grad="global", optimizer="sgd", lr=0.05)
-        ratios.append(float(one_round(data, ctx)[1]["update_ratio"]))
+        data, ctx, config = make_run(fashion_mnist, model, [16] * count, algorithm="psl", client_grad="global",
+                                     optimizer="sgd", lr=0.05)
+        ratios.append(float(one_round(data, ctx, config)[1]["update_ratio"]))
     assert ratios[1] > 1.5 * ratios[0]
 
 
 def _one_iteration(fashion_mnist, model, sizes, **options):
     """One iteration of `options`' algorithm from its initial state: (state before, after, metrics)."""
-    data, ctx = make_run(fashion_mnist, model, sizes, **options)
+    data, ctx, config = make_run(fashion_mnist, model, sizes, **options)
     images, labels = gather(data, jnp.arange(sum(sizes)).reshape(len(sizes), -1)[:, :BATCH])
-    recipe = recipe_for(ctx.config)
+    recipe = recipe_for(config)
     client_opt, server_opt = optimizers(ctx, recipe)
     state = init_state(ctx, recipe, jax.random.key(0), client_opt, server_opt, len(sizes))
-    after, metrics = jit(make_step(ctx, recipe, client_opt, server_opt))(state, images, labels, data.weights, jax.random.key(5))
+    step = jit(make_step(ctx, recipe, client_opt, server_opt))
+    after, metrics = step(state, images, labels, data.weights, jax.random.key(5))
     return state, after, metrics
 
 
 def test_decoder_steps_along_dr_dh_unscaled_and_beta_weighs_only_the_client_pull(fashion_mnist, model):
     """Under SGD an update is linear in the gradient: the decoder's is the same for every beta,
     and the client segment's is g + beta * dR/dw, so beta = 0.5 lands half-way between 0 and 1."""
-    runs = {beta: _one_iteration(fashion_mnist, model, [16, 16], algorithm="locfedmix", optimizer="sgd", lr=0.1, fed=False,
-                                 loc_weight=beta)
+    runs = {beta: _one_iteration(fashion_mnist, model, [16, 16], algorithm="locfedmix", optimizer="sgd", lr=0.1,
+                                 fed=False, loc_weight=beta)
             for beta in (0.0, 0.5, 1.0)}
     decoders = {beta: after.clients["decoder"] for beta, (_, after, _) in runs.items()}
     before = runs[1.0][0].clients["decoder"]
@@ -235,7 +242,8 @@ def test_decoder_steps_along_dr_dh_unscaled_and_beta_weighs_only_the_client_pull
     lowers = {beta: after.clients["lower"] for beta, (_, after, _) in runs.items()}
     halfway = jax.tree.map(lambda a, b: (a + b) / 2, lowers[0.0], lowers[1.0])
     assert_trees_close(lowers[0.5], halfway, **step)
-    pulled = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(lowers[0.0]), jax.tree.leaves(lowers[1.0])))
+    pairs = zip(jax.tree.leaves(lowers[0.0]), jax.tree.leaves(lowers[1.0]))
+    pulled = max(float(jnp.max(jnp.abs(a - b))) for a, b in pairs)
     assert pulled > 1e-6  # beta does move the client segment
 
 
@@ -247,7 +255,8 @@ def test_sflv2_update_ratio_is_the_whole_iterations_server_update(fashion_mnist,
     expected = update / np.linalg.norm(flat(before.server))
     # A float32 parameter holds its value to EPS32 / 2 relative, before and after: the update's norm, a difference
     # of parameters here and a sum of steps in the metric, is known to 2 EPS32 ||theta|| / ||update||.
-    np.testing.assert_allclose(float(metrics["server_rel"]), expected, rtol=2 * EPS32 * np.linalg.norm(flat(after.server)) / update)
+    rtol = 2 * EPS32 * np.linalg.norm(flat(after.server)) / update
+    np.testing.assert_allclose(float(metrics["server_rel"]), expected, rtol=rtol)
 
 
 def _metrics_without_counts(metrics):
@@ -259,8 +268,8 @@ def test_epoch_mode_with_equal_clients_is_the_wrap_mode(fashion_mnist, model, al
     """Every client's epoch is the round's, so both modes compute the same (up to renormalising weights)."""
     out = {}
     for mode in ("wrap", "epoch"):
-        data, ctx = make_run(fashion_mnist, model, [16, 16, 16], algorithm=algorithm, round_mode=mode, **SGD)
-        out[mode] = one_round(data, ctx)
+        data, ctx, config = make_run(fashion_mnist, model, [16, 16, 16], algorithm=algorithm, round_mode=mode, **SGD)
+        out[mode] = one_round(data, ctx, config)
     assert_trees_close(out["wrap"][0], out["epoch"][0], **ROUND)
     assert_trees_close(_metrics_without_counts(out["wrap"][1]), _metrics_without_counts(out["epoch"][1]), **ROUND)
 
@@ -270,8 +279,8 @@ def test_epoch_mode_equals_a_loop_over_each_iterations_participants(fashion_mnis
     """Client 0 has 3 batches, client 1 one: after iteration 1 the round goes on with client 0 alone,
     which is a one-client step on client 0's slice of the state, written out here iteration by iteration."""
     sizes, key = [24, 8], jax.random.key(7)
-    data, ctx = make_run(fashion_mnist, model, sizes, round_mode="epoch", **options, **SGD)
-    algorithm = build(ctx)
+    data, ctx, config = make_run(fashion_mnist, model, sizes, round_mode="epoch", **options, **SGD)
+    algorithm = build(config, ctx)
     start = algorithm.init(jax.random.key(0))
     expected_state, _ = jit(algorithm.round)(start, data, key)
 
@@ -280,8 +289,8 @@ def test_epoch_mode_equals_a_loop_over_each_iterations_participants(fashion_mnis
     batch_key, step_key = jax.random.split(key)
     indices = round_batches(batch_key, data, ctx.iterations, BATCH)
     keys = jax.random.split(step_key, ctx.iterations)
-    recipe = recipe_for(ctx.config)
-    both = jit(make_step(dataclasses.replace(ctx, config=dataclasses.replace(ctx.config, round_mode="wrap")), recipe, *optimizers(ctx, recipe)))
+    recipe = recipe_for(config)
+    both = jit(make_step(dataclasses.replace(ctx, round_mode="wrap"), recipe, *optimizers(ctx, recipe)))
     ctx_one = dataclasses.replace(ctx, num_clients=1)
     alone = jit(make_step(ctx_one, recipe, *optimizers(ctx_one, recipe)))  # compiled: op by op took 30 s
     images, labels = gather(data, indices[0])
@@ -292,7 +301,8 @@ def test_epoch_mode_equals_a_loop_over_each_iterations_participants(fashion_mnis
         sliced = state._replace(clients=client(state.clients, 0), client_opt=client(state.client_opt, 0))
         sliced, _ = alone(sliced, images, labels, jnp.ones(1), keys[t])
         merge = lambda one, full: jax.tree.map(lambda a, b: b.at[0].set(a[0]), one, full)
-        state = sliced._replace(clients=merge(sliced.clients, state.clients), client_opt=merge(sliced.client_opt, state.client_opt))
+        state = sliced._replace(clients=merge(sliced.clients, state.clients),
+                                client_opt=merge(sliced.client_opt, state.client_opt))
     assert ctx.iterations == 3
     assert_trees_close(expected_state.clients, state.clients, **ROUND)
     assert_trees_close(expected_state.server, state.server, **ROUND)
@@ -301,7 +311,7 @@ def test_epoch_mode_equals_a_loop_over_each_iterations_participants(fashion_mnis
 def test_partners_are_drawn_among_the_active_clients():
     active = jnp.array([True, True, True, False, False, True])
     for seed in range(20):
-        partners = np.asarray(blocks.draw_partners(jax.random.key(seed), 6, 3, active))
+        partners = np.asarray(numerics.draw_partners(jax.random.key(seed), 6, 3, active))
         for i, row in enumerate(partners):
             assert i not in row and len(set(row)) == 3
             assert all(active[j] for j in row), (i, row)  # every client has at least 3 other active clients

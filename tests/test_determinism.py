@@ -11,7 +11,7 @@ import numpy as np
 
 from cli_runs import TINY, environment, metrics, run
 from lfmsl.core.batching import make_client_data, round_batches
-from lfmsl.core.blocks import smashed_mixup
+from lfmsl.core.numerics import smashed_mixup
 from lfmsl.core.partition import partition
 import pytest
 

@@ -9,8 +9,7 @@ import pytest
 
 from lfmsl import algorithms, models
 
-from lfmsl.core import blocks, executors
-from lfmsl.algorithms.base import Context
+from lfmsl.core import executors, numerics
 from lfmsl.core.batching import make_client_data
 from lfmsl.config import Config
 from lfmsl.errors import UsageError
@@ -57,7 +56,7 @@ def one_round(algorithm: str, executor: str, conv: str, clients: int = 5, batch:
     n = clients * batch * iterations
     parts = list(np.arange(n).reshape(clients, -1))
     data = make_client_data(rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, n), parts)
-    algorithm = algorithms.build(Context(config, model, clients, iterations, executor))
+    algorithm = algorithms.build(config, algorithms.context(config, model, clients, iterations, executor))
     key = jax.random.key(0)
     return jit(algorithm.round)(jit(algorithm.init)(key), data, key)
 
@@ -74,7 +73,7 @@ def test_executors_give_the_same_client_gradients(conv):
 
     def one(p, x):
         s = model.client.apply({"params": p["lower"]}, x)
-        return s, blocks.reconstruction_loss(model.decoder.apply({"params": p["decoder"]}, s), x)
+        return s, numerics.reconstruction_loss(model.decoder.apply({"params": p["decoder"]}, s), x)
 
     @functools.partial(jit, static_argnums=0)
     def run(spec, stacked, images, cotangent):

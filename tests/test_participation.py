@@ -154,7 +154,7 @@ def test_k_equal_to_n_is_todays_run_and_the_wrapper_with_all_clients_changes_not
     assert records(simulation("locfedmix", 4, None)) == records(every)
     # The gather and scatter themselves, with every client drawn, against the plain round, bit for bit.
     sim = simulation("locfedmix", 4, None)
-    wrapped = participation.sampled(sim.algorithm, algorithms.build(sim.context), sim.run_key)
+    wrapped = participation.sampled(sim.algorithm, algorithms.build(sim.config, sim.context), sim.run_key)
     key = sim.round_key(0)
     plain = fast_jit.jit(sim.algorithm.round)(sim.state, sim.data, key)
     everyone = jnp.arange(4, dtype=jnp.int32)

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from lfmsl import models
-from lfmsl.algorithms import build
-from lfmsl.algorithms.base import Context
+from lfmsl.algorithms import build, context
 from lfmsl.config import Config
 from lfmsl.experiments.leakage import auxiliary_indices, measured_rounds, probe_indices
 from lfmsl.models.heads import Decoder
@@ -93,7 +92,7 @@ def lowered_round(**options) -> str:
     from lfmsl.core.batching import make_client_data
 
     data = make_client_data(np.zeros((8, 28, 28, 1), np.uint8), np.zeros(8, np.int32), [np.arange(4), np.arange(4, 8)])
-    algorithm = build(Context(config, model, 2, 1, "vmap"))
+    algorithm = build(config, context(config, model, 2, 1, "vmap"))
     state = jax.eval_shape(algorithm.init, jax.random.key(0))
     return jax.jit(algorithm.round).lower(state, data, jax.random.key(1)).as_text()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from lfmsl.core.blocks import RECONSTRUCTION_LOSSES
+from lfmsl.core.numerics import RECONSTRUCTION_LOSSES
 from lfmsl.datasets import DATASETS
 from lfmsl.errors import UsageError
 from lfmsl.core.executors import parse_executor

@@ -1,8 +1,8 @@
 """The algorithms: one module each, registered by name (`registry`). Importing this package
-imports every module in this folder, so each registers itself: a new algorithm is one new file.
-The built-in ones come first, in the order the command line, tables and figures list them.
+imports every module in this folder, so each registers itself: a new algorithm is one new file,
+which says itself where it is listed (`Entry.order`) and what it is to the experiments (`Entry.role`).
 
-A parallel split algorithm is a `split.Recipe` of the parts in `parts.py`; sequential SL,
+A parallel split algorithm is a `split.Recipe` of the rules in `rules.py`; sequential SL,
 centralized training and FedAvg are written out on their own.
 """
 
@@ -11,21 +11,19 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from lfmsl.algorithms.base import Algorithm, Context, State
-from lfmsl.algorithms.registry import Entry, Exchange, build, exchange, get, inert_options, label, names, register, validate, without_inert
+from lfmsl.algorithms.base import Algorithm, Context, Optimisers, State
+from lfmsl.algorithms.checks import inert_options, validate, without_inert
+from lfmsl.algorithms.exchanges import Exchange
+from lfmsl.algorithms.registry import Entry, build, context, exchange, get, label, names, register
 from lfmsl.algorithms.split import Recipe, recipe_for
 
-__all__ = ["Algorithm", "Context", "State", "Entry", "Exchange", "Recipe", "recipe_for", "build", "exchange", "get", "inert_options", "label", "names",
-           "register", "validate", "without_inert"]
-
-_BUILT_IN = ("sl", "psl", "sflv1", "sflv2", "locsplitfed", "locfedmix", "sglr", "mix2sfl", "centralized", "fedavg")
-_MACHINERY = ("base", "registry", "parts", "split", "participation")  # the modules algorithms are made of, not algorithms
+__all__ = ["Algorithm", "Context", "Optimisers", "State", "Entry", "Exchange", "Recipe", "recipe_for", "build",
+           "context", "exchange", "get", "inert_options", "label", "names", "register", "validate", "without_inert"]
 
 
 def _import_all() -> None:
-    found = sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in _BUILT_IN + _MACHINERY)
-    for name in _BUILT_IN + tuple(found):
-        importlib.import_module(f"{__name__}.{name}")
+    for module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+        importlib.import_module(f"{__name__}.{module}")
 
 
 _import_all()

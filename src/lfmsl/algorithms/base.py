@@ -15,7 +15,6 @@ import jax.numpy as jnp
 import optax
 
 from lfmsl.core.batching import ClientData, gather, round_active, round_batches
-from lfmsl.config import Config
 from lfmsl.models import SplitModel
 
 PyTree = Any
@@ -33,18 +32,39 @@ class State(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class Context:
-    """Static facts of a run that shape the computation (hashable, known before tracing)."""
+class Optimisers:
+    """How every model part steps: optax's transformation for a learning rate, and the client's and the
+    server's rates. Algorithms build their transformations from it, so none reads the configuration."""
 
-    config: Config
+    make: Callable[[float], optax.GradientTransformation]  # optax.adam, optax.sgd, ...
+    client_lr: float
+    server_lr: float
+
+    def client(self) -> optax.GradientTransformation:
+        return self.make(self.client_lr)
+
+    def server(self, scale: int = 1) -> optax.GradientTransformation:
+        """The server's transformation; `scale` multiplies its learning rate (SGLR: by the number of clients)."""
+        return self.make(self.server_lr * scale)
+
+    def full_model(self) -> optax.GradientTransformation:
+        """The transformation on {'lower', 'upper'} with the client and server learning rates respectively."""
+        return optax.multi_transform({"lower": self.client(), "upper": self.server()},
+                                     lambda params: {name: name for name in params})
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """The facts of a run that shape every algorithm's computation, as explicit values (hashable, known
+    before tracing). An algorithm's own settings (mixup, averaging interval, ...) its builder hands in."""
+
     model: SplitModel
     num_clients: int
     iterations: int  # iterations per round
     executor: str  # a resolved executor spec, never 'auto'
-
-    @property
-    def avg_every(self) -> int:
-        return self.config.avg_every or self.iterations
+    batch_size: int
+    round_mode: str  # "wrap": every client does the largest client's iterations; "epoch": its own epoch
+    optimisers: Optimisers
 
 
 class Algorithm(NamedTuple):
@@ -61,20 +81,7 @@ class Algorithm(NamedTuple):
 StepFn = Callable[[State, jax.Array, jax.Array, jax.Array, jax.Array], tuple[State, Metrics]]
 
 
-OPTIMIZERS = {"adam": optax.adam, "sgd": optax.sgd}
-
-
-def make_optimizer(config: Config, learning_rate: float) -> optax.GradientTransformation:
-    """The optimiser of every model part [default: Adam, learning rate 1e-3]."""
-    return OPTIMIZERS[config.optimizer](learning_rate)
-
-
-def full_model_optimizer(config: Config) -> optax.GradientTransformation:
-    """The optimiser on {'lower', 'upper'} with the client and server learning rates respectively."""
-    return optax.multi_transform(
-        {"lower": make_optimizer(config, config.resolved_client_lr), "upper": make_optimizer(config, config.resolved_server_lr)},
-        lambda params: {name: name for name in params},
-    )
+OPTIMIZERS = {"adam": optax.adam, "sgd": optax.sgd}  # --optimizer
 
 
 def stacked_init(optimizer: optax.GradientTransformation, stacked_params: PyTree) -> PyTree:
@@ -87,21 +94,28 @@ def stacked_update(optimizer: optax.GradientTransformation, grads: PyTree, opt_s
     return jax.vmap(optimizer.update)(grads, opt_state, params)
 
 
-def scan_round(step: StepFn, ctx: Context, state: State, data: ClientData, key: jax.Array, weights: jax.Array | None = None) -> tuple[State, Metrics]:
+def scan_round(step: StepFn, ctx: Context, state: State, data: ClientData, key: jax.Array,
+               weights: jax.Array | None = None, relay: jax.Array | None = None) -> tuple[State, Metrics]:
     """One round: draw the batches from `key`, then `lax.scan` the step over the iterations.
 
     `step(state, images [N,B,...], labels [N,B], weights [N], key)` returns per-iteration
     metrics; losses and update sizes are averaged over the round, `client_drift` is taken
     at the last iteration (before that iteration's averaging). With `--round-mode epoch` and
     several clients, or clients failing (`data.present`), the step also gets `active` [N]: which
-    clients take part in that iteration.
+    clients take part in that iteration. With `relay` (the order in which sequential SL hands the
+    model on), the clients take turns instead, one per step, each for its own epoch.
     """
     batch_key, step_key = jax.random.split(key)
-    indices = round_batches(batch_key, data, ctx.iterations, ctx.config.batch_size)
-    keys = jax.random.split(step_key, ctx.iterations)
+    indices = round_batches(batch_key, data, ctx.iterations, ctx.batch_size)  # [I, N, B]
+    if relay is not None:  # client by client: [N * I, 1, B]
+        indices = indices.transpose(1, 0, 2)[relay].reshape(-1, 1, ctx.batch_size)
+    keys = jax.random.split(step_key, indices.shape[0])
     weights = data.weights if weights is None else weights
-    active = round_active(data, ctx.iterations, ctx.config.batch_size, ctx.config.round_mode == "epoch" and ctx.num_clients > 1)
     # None: every client takes part in every iteration (one learner's epoch is the round)
+    own_epochs = ctx.round_mode == "epoch" and (ctx.num_clients > 1 or relay is not None)
+    active = round_active(data, ctx.iterations, ctx.batch_size, own_epochs)
+    if active is not None and relay is not None:
+        active = active.T[relay].reshape(-1, 1)
     inputs = (indices, keys) if active is None else (indices, keys, active)
 
     def body(state: State, inputs):

@@ -11,14 +11,16 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lfmsl.core import blocks
-from lfmsl.algorithms.base import Algorithm, Context, State, full_model_optimizer, scan_round
-from lfmsl.algorithms.registry import Entry, Exchange, register
+from lfmsl.core import numerics
+from lfmsl.algorithms.base import Algorithm, Context, State, scan_round
+from lfmsl.algorithms.exchanges import Exchange
+from lfmsl.algorithms.registry import Entry, register
+from lfmsl.config import Config
 from lfmsl.models import init_params
 
 
-def build(ctx: Context) -> Algorithm:
-    optimizer = full_model_optimizer(ctx.config)
+def build(config: Config, ctx: Context) -> Algorithm:
+    optimizer = ctx.optimisers.full_model()
     model = ctx.model
 
     def init(key):
@@ -28,17 +30,18 @@ def build(ctx: Context) -> Algorithm:
 
     def step(state, images, labels, weights, key):
         images, labels = images.reshape((-1,) + images.shape[2:]), labels.reshape(-1)
-        loss_fn = lambda p: blocks.cross_entropy(model.logits(p["lower"], p["upper"], images), labels)
+        loss_fn = lambda p: numerics.cross_entropy(model.logits(p["lower"], p["upper"], images), labels)
         loss, grads = jax.value_and_grad(loss_fn)(state.clients)
         updates, opt_state = optimizer.update(grads, state.client_opt, state.clients)
         params = optax.apply_updates(state.clients, updates)
         return State(params, opt_state, {}, {}, state.step + 1), {"train_loss": loss}
 
     def eval_pairs(state, data, ids):
-        single = blocks.broadcast_clients(state.clients, 1)
+        single = numerics.broadcast_clients(state.clients, 1)
         return single["lower"], single["upper"]
 
     return Algorithm(init, lambda s, d, k: scan_round(step, ctx, s, d, k), eval_pairs, personal=False)
 
 
-ENTRY = register(Entry("centralized", "centralized", build, exchange=lambda config: Exchange(schedule="central", grads_down=False)))
+ENTRY = register(Entry("centralized", "centralized", build, order=90, role="reference",
+                       exchange=lambda config: Exchange(schedule="central", grads_down=False)))

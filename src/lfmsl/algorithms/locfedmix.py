@@ -6,17 +6,18 @@ Each part switches off on its own (--no-loc, --no-fed, --no-mix): with all three
 
 from __future__ import annotations
 
-from lfmsl.algorithms import parts
-from lfmsl.algorithms.registry import register, require_mix_partners
+from lfmsl.algorithms import rules
+from lfmsl.algorithms.checks import require_mix_partners
+from lfmsl.algorithms.registry import register
 from lfmsl.algorithms.split import Recipe, averaging, split_entry
 from lfmsl.config import Config
 
 
 def recipe(config: Config) -> Recipe:
-    mixup = parts.Mixup(config.mix_partners, config.mix_alpha) if config.mix else None
-    local = parts.DecoderRegulariser(config.loc_weight, config.loc_loss) if config.loc else None
+    mixup = rules.Mixup(config.mix_partners, config.mix_alpha) if config.mix else None
+    local = rules.DecoderRegulariser(config.loc_weight, config.loc_loss) if config.loc else None
     averaged = ("decoder",) if config.loc and config.average_decoders else ()
-    return Recipe(server=parts.SharedServer(mixup), downlink=parts.client_grad_rule(config.client_grad), local=local,
+    return Recipe(server=rules.SharedServer(mixup), downlink=rules.client_grad_rule(config.client_grad), local=local,
                   averaging=averaging(config, *averaged) if config.fed else None)
 
 
@@ -39,5 +40,7 @@ def check(config: Config) -> None:
 
 ENTRY = register(split_entry(
     "locfedmix", "LocFedMix-SL", recipe, switched_off=switched_off, check=check,
-    reads=frozenset({"mix", "loc", "fed", "mix_alpha", "mix_partners", "loc_weight", "loc_loss", "average_decoders", "client_grad", "avg_every"}),
+    reads=frozenset({"mix", "loc", "fed", "mix_alpha", "mix_partners", "loc_weight", "loc_loss", "average_decoders",
+                     "client_grad", "avg_every"}),
+    order=60, role="paper",
 ))

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lfmsl.algorithms.base import Algorithm, State
-from lfmsl.core import blocks
+from lfmsl.core import numerics
 from lfmsl.core.batching import ClientData
 
 PyTree = Any
@@ -127,6 +127,6 @@ def _from_current_average(start: State, state: State, per_client: PyTree, averag
     def one(mine, leaf, split, shared):
         if not (split and shared):
             return mine
-        return jnp.broadcast_to(blocks.weighted_average(leaf[previous], weights), mine.shape)
+        return jnp.broadcast_to(numerics.weighted_average(leaf[previous], weights), mine.shape)
 
     return jax.tree.map(one, start, state, per_client, averaged)

@@ -6,14 +6,14 @@ Clients keep their own lower segments; each receives the gradient that --client-
 
 from __future__ import annotations
 
-from lfmsl.algorithms import parts
+from lfmsl.algorithms import rules
 from lfmsl.algorithms.registry import register
 from lfmsl.algorithms.split import Recipe, split_entry
 from lfmsl.config import Config
 
 
 def recipe(config: Config) -> Recipe:
-    return Recipe(server=parts.SharedServer(), downlink=parts.client_grad_rule(config.client_grad))
+    return Recipe(server=rules.SharedServer(), downlink=rules.client_grad_rule(config.client_grad))
 
 
-ENTRY = register(split_entry("psl", "PSL", recipe, reads=frozenset({"client_grad"})))
+ENTRY = register(split_entry("psl", "PSL", recipe, reads=frozenset({"client_grad"}), order=20, role="paper"))

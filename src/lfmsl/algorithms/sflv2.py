@@ -3,14 +3,16 @@ client models averaged every T_c iterations [default: once per round]."""
 
 from __future__ import annotations
 
-from lfmsl.algorithms import parts
+from lfmsl.algorithms import rules
 from lfmsl.algorithms.registry import register
 from lfmsl.algorithms.split import Recipe, averaging, split_entry
 from lfmsl.config import Config
 
 
 def recipe(config: Config) -> Recipe:
-    return Recipe(server=parts.SequentialServer(), downlink=parts.client_grad_rule(config.client_grad), averaging=averaging(config))
+    return Recipe(server=rules.SequentialServer(), downlink=rules.client_grad_rule(config.client_grad),
+                  averaging=averaging(config))
 
 
-ENTRY = register(split_entry("sflv2", "SplitFed V2", recipe, reads=frozenset({"client_grad", "avg_every"})))
+ENTRY = register(split_entry("sflv2", "SplitFed V2", recipe, reads=frozenset({"client_grad", "avg_every"}), order=40,
+                             role="paper"))

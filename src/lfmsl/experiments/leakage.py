@@ -16,7 +16,7 @@ import numpy as np
 from lfmsl.algorithms import exchange
 from lfmsl.algorithms.base import Algorithm, State
 from lfmsl.config import Config
-from lfmsl.core import blocks
+from lfmsl.core import numerics
 from lfmsl.core.batching import ClientData, gather
 from lfmsl.errors import UsageError
 from lfmsl.models import SplitModel
@@ -68,13 +68,13 @@ class Leakage:
         if self.relayed:
             held, own = jax.tree.map(lambda leaf: leaf[0], lower), jax.tree.map(lambda leaf: leaf[jnp.zeros_like(self.clients)], lower)
         else:
-            held, own = blocks.weighted_average(lower, data.weights), jax.tree.map(lambda leaf: leaf[self.clients], lower)
+            held, own = numerics.weighted_average(lower, data.weights), jax.tree.map(lambda leaf: leaf[self.clients], lower)
         probes, _ = gather(data, self.probes)
         noise_key, attack_key = jax.random.split(self.key)
         smashed = jax.vmap(lambda p, x: model.client.apply({"params": p}, x))(own, probes)
         observed = attacks.Observed(probes, attacks.add_noise(smashed, config.smash_noise, noise_key))
-        decoder = blocks.weighted_average(state.clients["decoder"], data.weights) if "decoder" in self.attacks else None
-        server = blocks.weighted_average(state.server, data.weights) if self.averages_server else state.server
+        decoder = numerics.weighted_average(state.clients["decoder"], data.weights) if "decoder" in self.attacks else None
+        server = numerics.weighted_average(state.server, data.weights) if self.averages_server else state.server
         aux_images, aux_labels = gather(data, self.aux)
         knowledge = attacks.Knowledge(server, held if "inverse" in self.attacks else None, decoder, aux_images, aux_labels)
         return attacks.measure(model, self.attacks, observed, knowledge, attack_key, config.attack_steps, config.attack_lr,

@@ -19,10 +19,10 @@ import numpy as np
 from lfmsl import algorithms, datasets
 
 from lfmsl.core import memory
-from lfmsl.algorithms.base import Algorithm, Context, State
+from lfmsl.algorithms.base import Algorithm, State
 from lfmsl.core.batching import ClientData, active_per_iteration, client_iterations, iterations_per_round, make_client_data
 from lfmsl.algorithms import participation, validate
-from lfmsl.algorithms.registry import participants_per_round
+from lfmsl.algorithms.checks import participants_per_round
 from lfmsl.config import Config
 from lfmsl.io.data import Dataset
 from lfmsl.errors import UsageError
@@ -99,10 +99,10 @@ def require_state_fits(configs: list[Config]) -> None:
         shape = datasets.spec(config.dataset)
         model = get_model(config.model or shape.default_model, shape.image_shape, shape.num_classes, config.conv, config.cut)
         learners = 1 if algorithms.exchange(config).schedule == "central" else config.clients
-        context = Context(config=config, model=model, num_clients=learners, iterations=1,
-                          executor=resolve(config.executor, num_clients=learners))
+        context = algorithms.context(config, model, num_clients=learners, iterations=1,
+                                     executor=resolve(config.executor, num_clients=learners))
         try:
-            memory.require_state_fit(jax.eval_shape(algorithms.build(context).init, jax.random.key(0)), learners)
+            memory.require_state_fit(jax.eval_shape(algorithms.build(config, context).init, jax.random.key(0)), learners)
         except UsageError as error:
             raise UsageError(f"the grid's {config.algorithm} run with {config.clients} clients cannot fit: {error}") from None
 
@@ -126,9 +126,9 @@ class Simulation:
         self.data: ClientData = self.placement.data(make_client_data(dataset.x_train, dataset.y_train, learners))
         test = np.arange(len(dataset.y_test)) if config.test_size is None else stratified_subset(dataset.y_test, min(config.test_size, len(dataset.y_test)), config.seed)
         self.test: TestData = self.placement.replicate(make_test_data(dataset.x_test[test], dataset.y_test[test]))
-        self.context = Context(
-            config=config,
-            model=self.model,
+        self.context = algorithms.context(
+            config,
+            self.model,
             num_clients=len(learners),
             iterations=iterations_per_round([len(p) for p in learners], config.batch_size),
             executor=resolve(config.executor, num_clients=self.per_round),  # the clients that run at once
@@ -182,10 +182,10 @@ class Simulation:
     def _build(self) -> Algorithm:
         """The algorithm; where K < N clients take part in a round, its round built for K run on the
         participants of the N clients (participation.py)."""
-        full = algorithms.build(self.context)
+        full = algorithms.build(self.config, self.context)
         if not self.sampling:
             return participation.with_failures(full) if self.fails else full
-        part = algorithms.build(dataclasses.replace(self.context, num_clients=self.per_round))
+        part = algorithms.build(self.config, dataclasses.replace(self.context, num_clients=self.per_round))
         return participation.sampled(full, part, self.run_key)
 
     def round_key(self, round_index: int) -> jax.Array:

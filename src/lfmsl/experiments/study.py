@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from lfmsl.experiments import sweep
-from lfmsl.algorithms import without_inert
+from lfmsl.algorithms import exchange, names, without_inert
 from lfmsl.config import Config
 
-SPLIT_ALGORITHMS = ("sl", "psl", "sflv1", "sflv2", "locsplitfed", "locfedmix")
-LATER_ALGORITHMS = ("sglr", "mix2sfl")
-IMBALANCE_ALGORITHMS = ("psl", "sflv1", "sflv2", "locsplitfed", "locfedmix")
+SPLIT_ALGORITHMS = names(role="paper")  # the paper's comparison, in the order the algorithms list themselves
+LATER_ALGORITHMS = names(role="later")
+# the imbalance is between a server and clients that train side by side
+IMBALANCE_ALGORITHMS = tuple(a for a in SPLIT_ALGORITHMS if exchange(Config(algorithm=a)).schedule == "parallel")
 SGD_RATES = (0.01, 0.03, 0.1)
 NON_IID = "dirichlet:0.3"
 

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lfmsl.core.blocks import cross_entropy
+from lfmsl.core.numerics import cross_entropy
 from lfmsl.models import SplitModel
 from lfmsl.privacy.measures import bias_corrected_distance_correlation, distance_correlation, reconstruction_scores
 from lfmsl.privacy.threats import ATTACKS

@@ -1,12 +1,12 @@
-"""The parts a parallel split algorithm is made of, each a small typed value with explicit settings.
+"""The rules a parallel split algorithm is made of, each a small typed value with explicit settings.
 
-A `Recipe` (see `split.py`) picks one of each:
+A `Recipe` (see `split.py`) picks one rule of each kind:
 - a **server rule**: `SharedServer` (one step on the combined loss, optionally with `Mixup`),
   `PerClientServer` (SFL-V1's server copies) or `SequentialServer` (SFL-V2);
-- a **downlink rule**: what each client receives from its own-loss gradient (`downlink(name)`);
-- a **local part** on the client: `DecoderRegulariser` (LocFedMix-SL's Loc) or `AuxClassifier`
+- a **downlink rule**: what each client receives from its own-loss gradient (`client_grad_rule(name)`);
+- a **local loss** on the client: `DecoderRegulariser` (LocFedMix-SL's Loc) or `AuxClassifier`
   (LocSplitFed), or none;
-- **averaging**: which client parts are averaged and how often, or none.
+- **averaging**: which of the clients' model parts are averaged and how often, or none.
 Every factory refuses a name it does not know: there is no silent default.
 """
 
@@ -19,12 +19,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lfmsl.core import blocks
+from lfmsl.core import numerics
 from lfmsl.algorithms.base import Context, PyTree
 from lfmsl.core.executors import map_clients
 
 # ---------------------------------------------------------------------------------------------
-# Local parts: what a client computes besides its smashed data.
+# Local losses: what a client computes besides its smashed data, with a model part of its own.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,12 +38,14 @@ class DecoderRegulariser:
     part = "decoder"  # its parameters' key in a client's pytree
 
     def __post_init__(self):
-        if self.loss_kind not in blocks.RECONSTRUCTION_LOSSES:
-            raise ValueError(f"unknown reconstruction loss {self.loss_kind!r}; known: {', '.join(blocks.RECONSTRUCTION_LOSSES)}")
+        if self.loss_kind not in numerics.RECONSTRUCTION_LOSSES:
+            known = ", ".join(numerics.RECONSTRUCTION_LOSSES)
+            raise ValueError(f"unknown reconstruction loss {self.loss_kind!r}; known: {known}")
 
     def loss(self, ctx: Context, params: PyTree, smashed: jax.Array, images: jax.Array, labels: jax.Array) -> jax.Array:
-        reconstruction = ctx.model.decoder.apply({"params": params[self.part]}, blocks.scale_gradient(smashed, self.weight))
-        return blocks.reconstruction_loss(reconstruction, images, self.loss_kind)
+        pulled = numerics.scale_gradient(smashed, self.weight)
+        reconstruction = ctx.model.decoder.apply({"params": params[self.part]}, pulled)
+        return numerics.reconstruction_loss(reconstruction, images, self.loss_kind)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,10 +55,10 @@ class AuxClassifier:
     part = "aux"
 
     def loss(self, ctx: Context, params: PyTree, smashed: jax.Array, images: jax.Array, labels: jax.Array) -> jax.Array:
-        return blocks.cross_entropy(ctx.model.aux.apply({"params": params[self.part]}, smashed), labels)
+        return numerics.cross_entropy(ctx.model.aux.apply({"params": params[self.part]}, smashed), labels)
 
 
-LocalPart = DecoderRegulariser | AuxClassifier
+LocalLoss = DecoderRegulariser | AuxClassifier
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,31 +108,34 @@ class SharedServer:
     mixup: Mixup | None = None
     copies = False  # one server model, not one per client
 
-    def step(self, ctx: Context, optimizer: optax.GradientTransformation, params: PyTree, opt_state: PyTree, batch: ServerBatch) -> ServerStep:
+    def step(self, ctx: Context, optimizer: optax.GradientTransformation, params: PyTree, opt_state: PyTree,
+             batch: ServerBatch) -> ServerStep:
         smashed, labels, weights, key, active = batch
         mixup = self.mixup
 
         def loss_fn(params, smashed):
-            per_client = jax.vmap(blocks.cross_entropy)(server_logits(ctx, params, smashed), labels)
+            per_client = jax.vmap(numerics.cross_entropy)(server_logits(ctx, params, smashed), labels)
             total = weights @ per_client
             if mixup is not None:
                 with jax.named_scope("mixup"):
-                    mixed, soft, partners = blocks.smashed_mixup(
-                        key, jax.lax.stop_gradient(smashed), labels, ctx.model.num_classes, mixup.partners, mixup.alpha, active
+                    mixed, soft, partners = numerics.smashed_mixup(
+                        key, jax.lax.stop_gradient(smashed), labels, ctx.model.num_classes, mixup.partners, mixup.alpha,
+                        active,
                     )
                 num_clients = smashed.shape[0]
                 mixed_logits = server_logits(ctx, params, mixed).reshape(num_clients, -1, ctx.model.num_classes)
                 if active is None:
-                    mixed_loss = jax.vmap(blocks.cross_entropy)(mixed_logits, soft.reshape(mixed_logits.shape))
+                    mixed_loss = jax.vmap(numerics.cross_entropy)(mixed_logits, soft.reshape(mixed_logits.shape))
                 else:  # the mean over the partners that are active themselves
                     pairs = mixed_logits.reshape(num_clients, mixup.partners, -1, ctx.model.num_classes)
-                    pair_loss = jax.vmap(jax.vmap(blocks.cross_entropy))(pairs, soft.reshape(pairs.shape))
+                    pair_loss = jax.vmap(jax.vmap(numerics.cross_entropy))(pairs, soft.reshape(pairs.shape))
                     partner_on = active[partners].astype(pair_loss.dtype)
                     mixed_loss = jnp.sum(pair_loss * partner_on, 1) / jnp.maximum(partner_on.sum(1), 1.0)
                 total = total + weights @ mixed_loss  # mean over n_s * B = (1/n_s) sum over partners
             return total, per_client
 
-        (_, per_client), (grad_params, grad_smashed) = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)(params, smashed)
+        value_and_grad = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)
+        (_, per_client), (grad_params, grad_smashed) = value_and_grad(params, smashed)
         expanded = weights.reshape((-1,) + (1,) * (smashed.ndim - 1))
         if active is None:
             own = grad_smashed / expanded
@@ -138,11 +143,12 @@ class SharedServer:
             own = jnp.where(expanded > 0, grad_smashed / jnp.where(expanded > 0, expanded, 1.0), 0.0)
         with jax.named_scope("server_optimizer"):
             updates, new_opt_state = optimizer.update(grad_params, opt_state, params)
-            rel = blocks.relative_update(updates, params)
+            rel = numerics.relative_update(updates, params)
             new_params = optax.apply_updates(params, updates)
         if active is not None:
             steps = jnp.any(active)
-            new_params, new_opt_state = jax.tree.map(lambda n, o: jnp.where(steps, n, o), (new_params, new_opt_state), (params, opt_state))
+            new_params, new_opt_state = jax.tree.map(lambda n, o: jnp.where(steps, n, o), (new_params, new_opt_state),
+                                                     (params, opt_state))
         return ServerStep(new_params, new_opt_state, own, per_client, rel)
 
 
@@ -150,11 +156,11 @@ def single_server_step(ctx: Context, optimizer, params, opt_state, smashed, labe
     """A server step on one client's batch, as in plain SL."""
 
     def loss_fn(params, smashed):
-        return blocks.cross_entropy(server_logits(ctx, params, smashed), labels)
+        return numerics.cross_entropy(server_logits(ctx, params, smashed), labels)
 
     loss, (grad_params, grad_smashed) = jax.value_and_grad(loss_fn, argnums=(0, 1))(params, smashed)
     updates, opt_state = optimizer.update(grad_params, opt_state, params)
-    rel = blocks.relative_update(updates, params)
+    rel = numerics.relative_update(updates, params)
     return optax.apply_updates(params, updates), opt_state, grad_smashed, loss, rel
 
 
@@ -164,14 +170,17 @@ class PerClientServer:
 
     copies = True  # one server model per client (a leading clients axis)
 
-    def step(self, ctx: Context, optimizer: optax.GradientTransformation, params: PyTree, opt_state: PyTree, batch: ServerBatch) -> ServerStep:
+    def step(self, ctx: Context, optimizer: optax.GradientTransformation, params: PyTree, opt_state: PyTree,
+             batch: ServerBatch) -> ServerStep:
         step = lambda p, o, s, y: single_server_step(ctx, optimizer, p, o, s, y)
-        new_params, new_opt_state, own, per_client, rel = map_clients(step, ctx.executor)(params, opt_state, batch.smashed, batch.labels)
+        stepped = map_clients(step, ctx.executor)(params, opt_state, batch.smashed, batch.labels)
+        new_params, new_opt_state, own, per_client, rel = stepped
         active = batch.active
         if active is None:
             return ServerStep(new_params, new_opt_state, own, per_client, jnp.mean(rel))
-        new_params, new_opt_state = blocks.keep_active(active, (new_params, new_opt_state), (params, opt_state))
-        return ServerStep(new_params, new_opt_state, own, per_client, jnp.sum(rel * active) / jnp.maximum(active.sum(), 1))
+        new_params, new_opt_state = numerics.keep_active(active, (new_params, new_opt_state), (params, opt_state))
+        active_rel = jnp.sum(rel * active) / jnp.maximum(active.sum(), 1)
+        return ServerStep(new_params, new_opt_state, own, per_client, active_rel)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,7 +192,8 @@ class SequentialServer:
 
     copies = False
 
-    def step(self, ctx: Context, optimizer: optax.GradientTransformation, params: PyTree, opt_state: PyTree, batch: ServerBatch) -> ServerStep:
+    def step(self, ctx: Context, optimizer: optax.GradientTransformation, params: PyTree, opt_state: PyTree,
+             batch: ServerBatch) -> ServerStep:
         smashed, labels, active = batch.smashed, batch.labels, batch.active
         order = jax.random.permutation(batch.key, smashed.shape[0])
 
@@ -198,7 +208,7 @@ class SequentialServer:
         (new_params, opt_state), (grads, losses) = jax.lax.scan(body, (params, opt_state), order)
         own = jnp.zeros_like(smashed).at[order].set(grads)
         per_client = jnp.zeros_like(losses).at[order].set(losses)
-        rel = blocks.relative_update(jax.tree.map(jnp.subtract, new_params, params), params)
+        rel = numerics.relative_update(jax.tree.map(jnp.subtract, new_params, params), params)
         return ServerStep(new_params, opt_state, own, per_client, rel)
 
 
@@ -231,7 +241,8 @@ def global_gradient() -> Downlink:
 
 def mean_gradient() -> Downlink:
     """SGLR: every client receives the delta-weighted average of the clients' gradients."""
-    return Downlink("mean", True, lambda own, weights, key: jnp.broadcast_to(jnp.tensordot(weights, own, axes=1), own.shape))
+    return Downlink("mean", True,
+                    lambda own, weights, key: jnp.broadcast_to(jnp.tensordot(weights, own, axes=1), own.shape))
 
 
 def gradmix(fraction: float) -> Downlink:
@@ -245,7 +256,8 @@ def gradmix(fraction: float) -> Downlink:
         chosen = max(1, round(fraction * num_clients))
         in_subset = jnp.zeros(num_clients, bool).at[jax.random.permutation(key, num_clients)[:chosen]].set(True)
         subset_weights = jnp.where(in_subset, weights, 0.0)
-        subset_mean = jnp.tensordot(subset_weights / jnp.maximum(subset_weights.sum(), jnp.finfo(own.dtype).tiny), own, axes=1)
+        subset_share = subset_weights / jnp.maximum(subset_weights.sum(), jnp.finfo(own.dtype).tiny)
+        subset_mean = jnp.tensordot(subset_share, own, axes=1)
         return jnp.where(_expand(in_subset, own), subset_mean[None], own)
 
     return Downlink("gradmix", True, receive)

@@ -1,4 +1,4 @@
-"""Small building blocks that the algorithms compose: losses, mixup, averaging, metrics.
+"""The numerical helpers that the algorithms compose: losses, mixup, averaging, update sizes.
 
 Every function here is pure and works on pytrees whose leaves carry a leading clients axis
 where the docstring says so, so the algorithms stay short and share one implementation.
