@@ -11,7 +11,7 @@ import dataclasses
 import itertools
 import sys
 
-from lfmsl.experiments import figures, sweep
+from lfmsl.experiments import figures, script_options, sweep
 
 from lfmsl.reporting import plots
 
@@ -27,11 +27,11 @@ def switches_label(config) -> str:
 
 
 def main(argv=None) -> int:
-    p = figures.parser("ablations", __doc__, datasets="fashion_mnist", rounds=3, train_size=3000, clients="20")
+    p = script_options.parser("ablations", __doc__, datasets="fashion_mnist", rounds=3, train_size=3000, clients="20")
     p.add_argument("--studies", type=lambda t: t.split(","), default=list(STUDIES), help=f"comma list of {', '.join(STUDIES)} (default: all)")
-    args = figures.parse(p, argv)
+    args = script_options.parse(p, argv)
     clients = max(args.clients)
-    base = figures.base_config(args, algorithm="locfedmix", clients=clients)
+    base = script_options.base_config(args, algorithm="locfedmix", clients=clients)
     partners = [k for k in PARTNERS if k < clients]
     switches = [(False,) * 3, (True,) * 3] if args.quick else list(itertools.product((False, True), repeat=3))
     quick = lambda values, default: [default] if args.quick else values  # --quick: PSL and LocFedMix-SL only
@@ -42,8 +42,8 @@ def main(argv=None) -> int:
         "avg_every": [dataclasses.replace(base, avg_every=t) for t in quick(INTERVALS, None)],
     }
     studies = {name: configs for name, configs in studies.items() if name in args.studies}
-    configs = [s for study in studies.values() for c in study for s in figures.seeds_of(c, args.seeds)]
-    runs = figures.run(args, list(dict.fromkeys(configs)))
+    configs = [s for study in studies.values() for c in study for s in script_options.seeds_of(c, args.seeds)]
+    runs = script_options.run(args, list(dict.fromkeys(configs)))
     groups = sweep.by_config(runs)
     args.out.mkdir(parents=True, exist_ok=True)
     dataset = base.dataset
@@ -75,4 +75,4 @@ def c_iterations(runs) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(figures.entry(main))
+    sys.exit(script_options.entry(main))

@@ -10,24 +10,26 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-from lfmsl.experiments import figures, sweep
+from lfmsl.config import Config
+from lfmsl.experiments import figures, script_options, sweep
+from lfmsl.experiments.flags import add_flags
 from lfmsl.reporting import plots
 
 
 def main(argv=None) -> int:
-    p = figures.parser("cross_device", __doc__, datasets="fashion_mnist", rounds=10, train_size=None, clients="1000",
-                       algorithms="psl,sflv2,locfedmix")
-    p.add_argument("--per-round", type=figures.int_list, default=[10, 50, 100], help="comma list of K, the clients drawn per round (default: 10,50,100)")
-    p.add_argument("--dropout", type=float, default=0.3, help="the failing condition's --dropout (default: 0.3)")
-    p.add_argument("--device-spread", type=float, default=1.0, help="the failing condition's --device-spread (default: 1.0)")
-    args = figures.parse(p, argv)
+    p = script_options.parser("cross_device", __doc__, datasets="fashion_mnist", rounds=10, train_size=None, clients="1000",
+                              algorithms="psl,sflv2,locfedmix")
+    varied = p.add_argument_group("what the figure varies: the clients per round, and the failing condition's devices")
+    add_flags(p, Config, ("clients_per_round", "dropout", "device_spread"), lists=("clients_per_round",), into=varied,
+              renamed={"clients_per_round": "per_round"}, defaults=dict(clients_per_round=[10, 50, 100], dropout=0.3, device_spread=1.0))
+    args = script_options.parse(p, argv)
     if args.quick:
         args.per_round = [2]
-    base = figures.base_config(args, target_accuracy=args.target_accuracy)
+    base = script_options.base_config(args, target_accuracy=args.target_accuracy)
     conditions = {"ideal devices": {}, f"dropout {args.dropout}, spread {args.device_spread}": dict(dropout=args.dropout, device_spread=args.device_spread)}
     configs = [dataclasses.replace(base, algorithm=a, clients=n, clients_per_round=k, seed=s, **changes)
                for changes in conditions.values() for a in args.algorithm for n in args.clients for k in args.per_round for s in args.seeds]
-    runs = figures.run(args, configs)
+    runs = script_options.run(args, configs)
     rows = sweep.aggregate(runs, keys=["algorithm", "clients", "clients_per_round", "dropout", "device_spread"])
     series = {}
     for name, changes in conditions.items():
@@ -48,4 +50,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(figures.entry(main))
+    sys.exit(script_options.entry(main))

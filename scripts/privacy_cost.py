@@ -22,16 +22,15 @@ import numpy as np
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from lfmsl.experiments.figures import int_list
+    from lfmsl.config import Config
+    from lfmsl.experiments.flags import add_flags
 
     p = argparse.ArgumentParser(prog="scripts/privacy_cost.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--algorithms", type=lambda t: [x.strip() for x in t.split(",") if x.strip()], default=["locfedmix", "psl"])
-    p.add_argument("--clients", type=int_list, default=[10, 100], help="comma list of client counts (default: 10,100)")
-    p.add_argument("--samples-per-client", type=int, default=300)
-    p.add_argument("--rounds", type=int, default=10, help="rounds of the run the measurements are set against (default: 10)")
-    p.add_argument("--privacy-every", type=int, default=5)
-    p.add_argument("--attack-steps", type=int, default=300)
-    p.add_argument("--repeats", type=int, default=3)
+    add_flags(p, Config, ("algorithm", "clients", "samples_per_client", "rounds", "privacy_every", "attack_steps"),
+              lists=("algorithm", "clients"), renamed={"algorithm": "algorithms"},
+              defaults=dict(algorithm=["locfedmix", "psl"], clients=[10, 100], samples_per_client=300, rounds=10, privacy_every=5,
+                            attack_steps=300))
+    p.add_argument("--repeats", type=int, default=3, help="times each is timed; the median is reported (default: 3)")
     p.add_argument("--quick", action="store_true", help="2 clients of 32 samples, 5 attack steps, one repeat: seconds")
     return p.parse_args(argv)
 
@@ -81,6 +80,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from lfmsl.experiments import figures
+    from lfmsl.experiments import script_options
 
-    sys.exit(figures.entry(main))
+    sys.exit(script_options.entry(main))

@@ -11,18 +11,18 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-from lfmsl.experiments import figures, sweep
+from lfmsl.experiments import figures, script_options, sweep
 
 from lfmsl.reporting import plots
 
 
 def main(argv=None) -> int:
-    args = figures.parse(figures.parser("scalability", __doc__, datasets="fashion_mnist,mnist", rounds=3, train_size=3000,
+    args = script_options.parse(script_options.parser("scalability", __doc__, datasets="fashion_mnist,mnist", rounds=3, train_size=3000,
                                         clients="2,10,50"), argv)
-    base = figures.base_config(args)
+    base = script_options.base_config(args)
     configs = [dataclasses.replace(base, dataset=d, algorithm=a, clients=n, seed=s)
                for d in args.dataset for a in args.algorithm for n in args.clients for s in args.seeds]
-    runs = figures.run(args, configs)
+    runs = script_options.run(args, configs)
     args.out.mkdir(parents=True, exist_ok=True)
     sections = []
     for dataset in args.dataset:
@@ -45,4 +45,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(figures.entry(main))
+    sys.exit(script_options.entry(main))

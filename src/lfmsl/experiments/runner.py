@@ -1,12 +1,12 @@
-"""`lfmsl run` and `lfmsl.run`: validate, load, simulate with a progress bar and checkpoints, write the outputs.
+"""`lfmsl.run`: validate, load, simulate with a progress bar and checkpoints, write the outputs.
 
-`run` (exported as `lfmsl.run`) is the library's way to run a simulation; the command line, the
-sweep, the scripts and the notebook all go through it. `execute`, underneath it, is the one way
-a run happens, fresh or resumed.
+`run` is the one way a run happens, fresh or resumed: the command line, the sweep, the scripts
+and the notebook all go through it, with a `Config` (what to simulate) and a `RunOptions` (how).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -17,14 +17,13 @@ from lfmsl.io import checkpoint, outputs
 from lfmsl.algorithms import validate
 from lfmsl.config import Config
 from lfmsl.core.backend import check_backend
+from lfmsl.experiments.run_options import RunOptions
 from lfmsl.errors import DiskFull, Diverged, UsageError, disk_full, first_line, plural
 from lfmsl.costs.latency import summary_fields
 from lfmsl.io.rundir import RunDir
+from lfmsl.io.data import Dataset
 from lfmsl.io.runlock import RunLock
 from lfmsl.stopping import StopRequests
-
-DEFAULT_CHECKPOINT_EVERY = 1  # rounds: a save costs well under 1% of a CPU round (docs/DETERMINISM.md)
-
 
 def describe(record: dict) -> str:
     accuracy = f"acc {100 * record['test_accuracy']:.2f}%"
@@ -47,68 +46,35 @@ class RunResult(NamedTuple):
     path: Path  # the run folder
 
 
-def run(config: Config, out: str | Path | None = None, resume: bool = False, **options: Any) -> RunResult:
+def run(config: Config, out: str | Path | None = None, resume: bool = False, options: RunOptions | None = None, *,
+        dataset: Dataset | None = None, **settings: Any) -> RunResult:
     """Run one simulation of `config` into the folder `out`; its round records and summary.
 
     `out=None` is a new folder under runs/ (as `lfmsl run` does), because a run always keeps its
     metrics, summary and checkpoints: it can be resumed and read later (pass a temporary folder
     for a throwaway run). `out` must hold no run, unless `resume`: then a stopped run of the same
-    configuration there continues from its last checkpoint (a larger `rounds` extends it), and a
-    finished one returns at once. `options` are `execute`'s: `progress`, `manual_dir`, `data_dir`,
-    `checkpoint_every`, `dataset` (already loaded), `allow_divergence`, `how_to_continue`.
-    """
-    folder = RunDir(out) if out is not None else RunDir.new("runs", config.algorithm, config.dataset)
-    summary = execute(config, folder.path, resume=resume, **options)
-    return RunResult(folder.metrics(), summary, folder.path)
-
-
-def run_command(config: Config, out: Path | None = None, resume: Path | None = None, distributed: bool = False, **options: Any) -> int:
-    """`lfmsl run`: a fresh run into `out`, or the run in `resume` continued; `options` as for `run`."""
-    if distributed:  # before JAX touches a device
-        from lfmsl.core.sharding import initialize_distributed
-
-        initialize_distributed()
-    run(config, resume or out, resume=resume is not None, **options)
-    return 0
-
-
-def execute(
-    config: Config,
-    out_dir: str | Path,
-    *,
-    resume: bool = False,
-    progress: bool = True,
-    manual_dir: str | Path | None = None,
-    data_dir: str | Path | None = None,
-    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
-    dataset=None,
-    allow_divergence: bool = False,
-    how_to_continue: str | None = None,
-) -> dict:
-    """Run `config` into `out_dir` and return its summary.
-
+    configuration there continues from its newest checkpoint (a larger `rounds` extends it) with
+    the data folders it was started with unless others are given, and a finished one
+    (`RunDir.finished`) returns at once, without any work. `options` says how the run is carried
+    out (`RunOptions`); `settings` are its fields one by one (`progress=False`), given on top.
     `dataset`, when given, is the loaded `config.dataset` (a sweep loads each dataset once).
 
-    Holds `out_dir` for this process throughout (`runlock.RunLock`: another writer is refused).
-    Fresh when `out_dir` holds no run. With `resume`, a run of the same configuration in
-    `out_dir` continues from its newest checkpoint (a larger `rounds` extends it) with the data
-    folders it was started with unless others are given, and a finished one (`RunDir.finished`)
-    returns its summary without any work. Raises UsageError when `out_dir` holds a
-    run of another configuration (or any run, without `resume`), Diverged when a loss becomes
-    NaN or infinite or explodes (unless `allow_divergence`), Interrupted after SIGINT or SIGTERM at the next safe point (the last completed round saved);
-    its message ends with `how_to_continue` (by default: `lfmsl run --resume` of the folder).
-    A resumed run with no checkpoint to continue from does not start again at round 1 over
-    rounds already in metrics.jsonl or checkpoints moved aside as unreadable: UsageError says what is there.
+    Every option is checked here, once, before any folder is made or data loaded. Holds `out`
+    for this process throughout (`runlock.RunLock`: another writer is refused). Raises UsageError
+    when `out` holds a run of another configuration (or any run, without `resume`), Diverged when
+    a loss becomes NaN or infinite or explodes (unless `options.allow_divergence`), Interrupted
+    after SIGINT or SIGTERM at the next safe point (the last completed round saved); its message
+    ends with `options.how_to_continue` (by default: `lfmsl run --resume` of the folder). A
+    resumed run with no checkpoint to continue from does not start again at round 1 over rounds
+    already in metrics.jsonl or checkpoints moved aside as unreadable: UsageError says what is there.
     """
-    validate(config)  # every option is checked before any work starts
+    options = dataclasses.replace(options or RunOptions(), **settings)
+    validate(config)
     check_backend()  # and the platform asked for in JAX_PLATFORMS can start
-    if not (isinstance(checkpoint_every, int) and checkpoint_every >= 1):
-        raise UsageError(f"--checkpoint-every must be a positive number of rounds, got {checkpoint_every}")
-    folder = RunDir(out_dir)
+    folder = RunDir(out) if out is not None else RunDir.new("runs", config.algorithm, config.dataset)
     created = not folder.path.exists()
     try:
-        return _execute_locked(config, folder, resume, progress, manual_dir, data_dir, checkpoint_every, dataset, allow_divergence,
-                               how_to_continue)
+        summary = _run_locked(config, folder, resume, options, dataset)
     except UsageError:
         if created:  # a run refused before it wrote its configuration leaves no folder behind
             folder.discard_unstarted()
@@ -117,23 +83,28 @@ def execute(
         if not disk_full(error):
             raise
         started = folder.config() is not None
-        then = (how_to_continue or f"continue with: lfmsl run --resume {folder.path}") if started else "run the same command again"
+        then = _how_to_continue(options, folder) if started else "run the same command again"
         if not started and created:
             folder.discard_unstarted()
         raise DiskFull(f"no space left on the disk of {folder.path} ({first_line(error, 120)}); nothing finished is lost: "
                        f"free some space, then {then}") from None
+    return RunResult(folder.metrics(), summary, folder.path)
 
 
-def _execute_locked(config: Config, folder: RunDir, resume: bool, progress: bool, manual_dir, data_dir, checkpoint_every: int, dataset,
-                    allow_divergence: bool, how_to_continue: str | None) -> dict:
+def _how_to_continue(options: RunOptions, folder: RunDir) -> str:
+    return options.how_to_continue or f"continue with: lfmsl run --resume {folder.path}"
+
+
+def _run_locked(config: Config, folder: RunDir, resume: bool, options: RunOptions, dataset: Dataset | None) -> dict:
     with StopRequests() as stop, RunLock(folder.path):  # signals only set a flag, read at safe points; one writer per folder
         finished = _open_run_dir(config, folder, resume)
         if finished is not None:
             log(f"lfmsl: the run in {folder.path} already finished its {config.rounds} rounds; nothing to do")
             return finished
+        sources = {"manual_dir": options.manual_dir, "data_dir": options.data_dir}
         if resume:  # the data folders the run was started with, unless given
             recorded = folder.sources()
-            manual_dir, data_dir = manual_dir or recorded.get("manual_dir"), data_dir or recorded.get("data_dir")
+            sources = {name: given or recorded.get(name) for name, given in sources.items()}
         store = checkpoint.Checkpoints(folder.path)
         try:
             if not store.steps():
@@ -141,9 +112,8 @@ def _execute_locked(config: Config, folder: RunDir, resume: bool, progress: bool
             if dataset is None:
                 from lfmsl.io.data import load_dataset
 
-                dataset = load_dataset(config.dataset, manual_dir=manual_dir, data_dir=data_dir)
-            return _execute(config, folder, store, progress, dataset, {"manual_dir": manual_dir, "data_dir": data_dir}, checkpoint_every, stop,
-                            allow_divergence, how_to_continue)
+                dataset = load_dataset(config.dataset, **sources)
+            return _simulate(config, folder, store, dataset, sources, options, stop)
         finally:
             store.close()
 
@@ -156,12 +126,12 @@ def _open_run_dir(config: Config, folder: RunDir, resume: bool) -> dict | None:
     return None
 
 
-def _execute(config: Config, folder: RunDir, store: checkpoint.Checkpoints, progress: bool, dataset, sources: dict, every: int,
-             stop: StopRequests, allow_divergence: bool, how_to_continue: str | None = None) -> dict:
+def _simulate(config: Config, folder: RunDir, store: checkpoint.Checkpoints, dataset: Dataset, sources: dict, options: RunOptions,
+              stop: StopRequests) -> dict:
     from lfmsl.experiments.simulation import Simulation
 
-    out = folder.path
-    resume_hint = how_to_continue or f"continue with: lfmsl run --resume {out}"
+    out, how_to_continue = folder.path, options.how_to_continue
+    resume_hint = _how_to_continue(options, folder)
     stop.check(f"while loading the data; nothing was lost; {resume_hint if how_to_continue or folder.config() else 'start the run again'}")
     steps = store.steps()
     if steps:
@@ -186,10 +156,11 @@ def _execute(config: Config, folder: RunDir, store: checkpoint.Checkpoints, prog
         simulation.compile()
         log(f"lfmsl: compiled in {simulation.compile_time_s:.1f} s (executor {simulation.context.executor})")
     stop.check(f"before round {start + 1} of {config.rounds}; nothing was lost; {resume_hint}")
-    progress_bar = _progress_bar(config.rounds, start, progress)
+    progress_bar = _progress_bar(config.rounds, start, options.progress)
     started = time.perf_counter()
     try:
-        history = _run_rounds(simulation, store, folder, history, every, stop, progress_bar, allow_divergence, board=board)
+        history = _run_rounds(simulation, store, folder, history, options.checkpoint_every, stop, progress_bar, options.allow_divergence,
+                              board=board)
     finally:
         board.close()
         if progress_bar is not None:
