@@ -28,7 +28,8 @@ def switches_label(config) -> str:
 
 def main(argv=None) -> int:
     p = script_options.parser("ablations", __doc__, datasets="fashion_mnist", rounds=3, train_size=3000, clients="20")
-    p.add_argument("--studies", type=lambda t: t.split(","), default=list(STUDIES), help=f"comma list of {', '.join(STUDIES)} (default: all)")
+    p.add_argument("--studies", type=lambda t: t.split(","), default=list(STUDIES),
+                   help=f"comma list of {', '.join(STUDIES)} (default: all)")
     args = script_options.parse(p, argv)
     clients = max(args.clients)
     base = script_options.base_config(args, algorithm="locfedmix", clients=clients)
@@ -49,7 +50,8 @@ def main(argv=None) -> int:
     dataset = base.dataset
     sections = []
     for study, study_configs in studies.items():
-        rows = sweep.aggregate([r for c in study_configs for r in groups[c]], keys=["mix", "loc", "fed"] if study == "switches" else [study])
+        keys = ["mix", "loc", "fed"] if study == "switches" else [study]
+        rows = sweep.aggregate([r for c in study_configs for r in groups[c]], keys=keys)
         accuracy = [100 * row["final_test_accuracy_mean"] for row in rows]
         spread = [100 * row["final_test_accuracy_std"] for row in rows]
         title = f"LocFedMix-SL ablation: {study} ({dataset}, {clients} clients, {args.rounds} rounds)"
@@ -58,12 +60,13 @@ def main(argv=None) -> int:
             plots.bar_plot(labels, accuracy, args.out / "switches.png", "final test accuracy (%)", title, spread)
         else:
             x = [getattr(c, study) or c_iterations(groups[c]) for c in study_configs]
-            xlabel = {"mix_alpha": "mixup Beta(alpha, alpha) parameter alpha", "mix_partners": "mixing partners per client n_s",
+            xlabel = {"mix_alpha": "mixup Beta(alpha, alpha) parameter alpha",
+                      "mix_partners": "mixing partners per client n_s",
                       "avg_every": "averaging interval T_c (iterations)"}[study]
-            plots.line_plot({"LocFedMix-SL": (x, accuracy, spread)}, args.out / f"{study}.png", xlabel, "final test accuracy (%)",
-                            title, logx=study != "mix_partners", xticks=x)
-        sections.append((study, sweep.markdown_table(rows, ["final_test_accuracy", "best_test_accuracy", "sim_latency_s", "comm_bytes"])
-                         + f"\n![{study}]({'switches' if study == 'switches' else study}.png)\n"))
+            plots.line_plot({"LocFedMix-SL": (x, accuracy, spread)}, args.out / f"{study}.png", xlabel,
+                            "final test accuracy (%)", title, logx=study != "mix_partners", xticks=x)
+        table = sweep.markdown_table(rows, ["final_test_accuracy", "best_test_accuracy", "sim_latency_s", "comm_bytes"])
+        sections.append((study, table + f"\n![{study}]({'switches' if study == 'switches' else study}.png)\n"))
     path = figures.write_report(args.out, "ablations", "Ablations of LocFedMix-SL", runs, sections)
     print(path.read_text())
     return 0

@@ -14,7 +14,8 @@ from lfmsl.experiments import script_options
 
 
 def main(argv=None) -> int:
-    return script_options.curves_main("convergence", __doc__, "round", "round (one local epoch of every client)", "Convergence: accuracy against rounds", argv)
+    return script_options.curves_main("convergence", __doc__, "round", "round (one local epoch of every client)",
+                                      "Convergence: accuracy against rounds", argv)
 
 
 if __name__ == "__main__":

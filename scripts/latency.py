@@ -16,7 +16,8 @@ from lfmsl.experiments import script_options
 
 
 def main(argv=None) -> int:
-    return script_options.curves_main("latency", __doc__, "sim_latency_s", "simulated latency (s, log scale)", "Accuracy against simulated latency", argv)
+    return script_options.curves_main("latency", __doc__, "sim_latency_s", "simulated latency (s, log scale)",
+                                      "Accuracy against simulated latency", argv)
 
 
 if __name__ == "__main__":

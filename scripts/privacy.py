@@ -26,7 +26,8 @@ def main(argv=None) -> int:
     from lfmsl.reporting.privacy_report import write_report
 
     scales = lambda quick: privacy_study.Scale.quick() if quick else privacy_study.Scale()
-    return script_options.study_main(argv, "privacy", __doc__, privacy_study.PARTS, scales, privacy_study.run_study, write_report)
+    return script_options.study_main(argv, "privacy", __doc__, privacy_study.PARTS, scales, privacy_study.run_study,
+                                     write_report)
 
 
 if __name__ == "__main__":

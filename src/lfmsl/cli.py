@@ -44,25 +44,30 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
 
     parser = _Parser(prog="lfmsl", description="Simulate parallel split learning: LocFedMix-SL and its baselines.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    run = commands.add_parser("run", help="run one simulation", description="Run one simulation and write its metrics, summary and plot.")
+    run = commands.add_parser("run", help="run one simulation",
+                              description="Run one simulation and write its metrics, summary and plot.")
     add_flags(run, Config)
     if explicit_only:
         run.set_defaults(**dict.fromkeys(Config.__dataclass_fields__, _NOT_GIVEN))
     g = run.add_argument_group(IO)
-    g.add_argument("--out", type=_folder, default=None, metavar="DIR", help="output folder (default: a new folder under runs/)")
+    g.add_argument("--out", type=_folder, default=None, metavar="DIR",
+                   help="output folder (default: a new folder under runs/)")
     g.add_argument("--resume", type=_folder, default=None, metavar="DIR",
-                   help="continue the stopped run in DIR with the configuration it was started with; options given as well "
-                        "must match it, except a larger --rounds, which extends the run")
+                   help="continue the stopped run in DIR with the configuration it was started with; options given as "
+                        "well must match it, except a larger --rounds, which extends the run")
     add_flags(run, RunOptions, into=g)
     g.add_argument("--distributed", action="store_true",
-                   help="join jax.distributed first (one process per host of a TPU pod slice or GPU cluster; see docs/SCALING.md)")
-    sweep = commands.add_parser("sweep", help="run a grid of simulations and tabulate them",
-                                description="Run every combination of the comma-separated option values (e.g. --algorithm psl,locfedmix "
-                                            "--clients 10,50 --seed 0,1), one folder per run, skipping runs already finished, "
-                                            "then write results.csv and results.md with the mean and std over seeds.")
+                   help="join jax.distributed first (one process per host of a TPU pod slice or GPU cluster; see "
+                        "docs/SCALING.md)")
+    sweep = commands.add_parser(
+        "sweep", help="run a grid of simulations and tabulate them",
+        description="Run every combination of the comma-separated option values (e.g. --algorithm psl,locfedmix "
+                    "--clients 10,50 --seed 0,1), one folder per run, skipping runs already finished, then write "
+                    "results.csv and results.md with the mean and std over seeds.")
     add_flags(sweep, Config, lists=True)
     g = sweep.add_argument_group(IO)
-    g.add_argument("--out", type=_folder, required=True, metavar="DIR", help="folder of the sweep: one subfolder per run, and the tables")
+    g.add_argument("--out", type=_folder, required=True, metavar="DIR",
+                   help="folder of the sweep: one subfolder per run, and the tables")
     add_flags(sweep, RunOptions, ("manual_dir", "data_dir", "allow_divergence"), into=g)
     g.add_argument("--progress", action="store_true", help="a progress bar per run (default: one line per run)")
     return parser
@@ -86,7 +91,8 @@ def run_config(args: argparse.Namespace, argv: Sequence[str] | None) -> Config:
             raise folder.not_resumable(found)
         raise UsageError(f"{args.resume} holds no run to resume (no {CONFIG_FILE}); start one with --out {args.resume}")
     given = build_parser(explicit_only=True).parse_args(sys.argv[1:] if argv is None else argv)
-    return dataclasses.replace(stored, **{name: value for name, value in values_of(given, Config).items() if value is not _NOT_GIVEN})
+    given_values = {name: value for name, value in values_of(given, Config).items() if value is not _NOT_GIVEN}
+    return dataclasses.replace(stored, **given_values)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -110,7 +116,8 @@ def _dispatch(argv: Sequence[str] | None) -> int:
     from lfmsl.experiments.run_options import RunOptions
     from lfmsl.experiments.runner import run
 
-    run(config, args.resume or args.out, resume=args.resume is not None, options=RunOptions(**values_of(args, RunOptions)))
+    options = RunOptions(**values_of(args, RunOptions))
+    run(config, args.resume or args.out, resume=args.resume is not None, options=options)
     return 0
 
 

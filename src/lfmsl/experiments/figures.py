@@ -14,10 +14,11 @@ from lfmsl import algorithms
 from lfmsl.experiments import sweep
 from lfmsl.io.atomic import write_text
 
-LABELS = {name: algorithms.label(name) for name in algorithms.names()}  # in registration order, which fixes each one's colour
+# In registration order, which fixes each one's colour.
+LABELS = {name: algorithms.label(name) for name in algorithms.names()}
 
-SETTINGS = ("dataset", "clients", "rounds", "train_size", "samples_per_client", "test_size", "batch_size", "partition", "lr", "eval_clients",
-            "latency_profile", "seed")
+SETTINGS = ("dataset", "clients", "rounds", "train_size", "samples_per_client", "test_size", "batch_size", "partition",
+            "lr", "eval_clients", "latency_profile", "seed")
 
 
 def settings_line(runs: Sequence[sweep.Run]) -> str:
@@ -37,7 +38,8 @@ def settings_line(runs: Sequence[sweep.Run]) -> str:
     return "; ".join(parts) + f"; simulated devices and links: {', '.join(profiles)}"
 
 
-def write_report(out: Path, name: str, title: str, runs: Sequence[sweep.Run], sections: Sequence[tuple[str, str]]) -> Path:
+def write_report(out: Path, name: str, title: str, runs: Sequence[sweep.Run],
+                 sections: Sequence[tuple[str, str]]) -> Path:
     """`<name>.md`: a title, the settings of `runs`, then (heading, body) sections."""
     out.mkdir(parents=True, exist_ok=True)
     text = [f"# {title}", "", f"Settings: {settings_line(runs)}.", ""]
@@ -48,7 +50,8 @@ def write_report(out: Path, name: str, title: str, runs: Sequence[sweep.Run], se
     return path
 
 
-def curves_report(args: argparse.Namespace, runs: Sequence[sweep.Run], name: str, x_key: str, xlabel: str, title: str) -> Path:
+def curves_report(args: argparse.Namespace, runs: Sequence[sweep.Run], name: str, x_key: str, xlabel: str,
+                  title: str) -> Path:
     """Test accuracy against `x_key` per algorithm (mean over seeds), and the table of the targets."""
     from lfmsl.costs.latency import summary_fields
 
@@ -59,7 +62,8 @@ def curves_report(args: argparse.Namespace, runs: Sequence[sweep.Run], name: str
     for dataset in dict.fromkeys(r.config.dataset for r in runs):
         series, lines = {}, []
         groups = sweep.by_config([r for r in runs if r.config.dataset == dataset])
-        for key, group in sorted(groups.items(), key=lambda item: list(LABELS).index(item[0].algorithm)):  # same colours as scalability
+        # In LABELS' order, so each algorithm has the colour it has in scalability's figure.
+        for key, group in sorted(groups.items(), key=lambda item: list(LABELS).index(item[0].algorithm)):
             histories = [sweep.history(r) for r in group]
             length = min(len(h) for h in histories)
             x = np.mean([[rec[x_key] for rec in h[:length]] for h in histories], axis=0)
@@ -68,15 +72,19 @@ def curves_report(args: argparse.Namespace, runs: Sequence[sweep.Run], name: str
             reached = [summary_fields(h, args.target_accuracy) for h in histories]
             hit = [f for f in reached if f["rounds_to_target"] is not None]
             mean = lambda k: float(np.mean([f[k] for f in hit])) if hit else None
-            lines.append((LABELS[key.algorithm], key.clients, len(group), float(y[:, -1].mean()), float(y.max(1).mean()), length,
-                          mean("rounds_to_target"), mean("sim_latency_to_target_s"), float(np.mean([h[length - 1]["sim_latency_s"] for h in histories])),
-                          float(np.mean([h[length - 1]["comm_bytes"] for h in histories])) / 1e6, f"{len(hit)}/{len(group)}"))
+            at_end = lambda k: float(np.mean([h[length - 1][k] for h in histories]))
+            lines.append((LABELS[key.algorithm], key.clients, len(group), float(y[:, -1].mean()),
+                          float(y.max(1).mean()), length, mean("rounds_to_target"), mean("sim_latency_to_target_s"),
+                          at_end("sim_latency_s"), at_end("comm_bytes") / 1e6, f"{len(hit)}/{len(group)}"))
         figure = f"{name}_{dataset}.png"
         from lfmsl.reporting import plots
 
-        plots.line_plot(series, args.out / figure, xlabel, "test accuracy (%)", f"{title} on {dataset}", logx=x_key == "sim_latency_s")
-        header = ["algorithm", "clients", "seeds", "final acc (%)", "best acc (%)", "rounds", f"rounds to {100 * args.target_accuracy:g}%",
-                  f"sim. latency to {100 * args.target_accuracy:g}% (s)", "sim. latency, all rounds (s)", "comm. (MB)", "seeds reaching target"]
+        plots.line_plot(series, args.out / figure, xlabel, "test accuracy (%)", f"{title} on {dataset}",
+                        logx=x_key == "sim_latency_s")
+        target = f"{100 * args.target_accuracy:g}%"
+        header = ["algorithm", "clients", "seeds", "final acc (%)", "best acc (%)", "rounds", f"rounds to {target}",
+                  f"sim. latency to {target} (s)", "sim. latency, all rounds (s)", "comm. (MB)",
+                  "seeds reaching target"]
         table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for line in lines:
             table.append("| " + " | ".join(_fmt(v) for v in line) + " |")

@@ -35,8 +35,9 @@ def _shown(value: Any) -> str:
     return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
-def _help(option: Option, choices: Sequence[str] | None, default: Any, is_switch: bool, overridden: bool) -> str:
-    text = option.help.format(choices=", ".join(choices or ()))
+def _help(option: Option, choices: Sequence[str] | None, default: Any, is_switch: bool, overridden: bool,
+          note: str = "") -> str:
+    text = option.help.format(choices=", ".join(choices or ())) + note
     if is_switch:
         return text
     declared = option.default_help is not None and (not overridden or default is None)
@@ -84,7 +85,8 @@ def add_flags(parser: argparse.ArgumentParser, owner: type = Config, names: Iter
     """Add a flag for each field of `owner` (or those in `names`) to `parser`, in the help groups
     they are declared in (or all into the argument group `into`).
 
-    lists: True, or the names whose flag takes a comma list. defaults: a parser's own defaults
+    lists: True (every flag takes a comma list, as the parser's description says), or the names
+    whose flag takes one, which their help then says. defaults: a parser's own defaults
     (a script's), shown in the help. renamed: a flag name for a field (`seed` -> `--seeds`); the
     parsed value is under that name too.
     """
@@ -106,8 +108,9 @@ def add_flags(parser: argparse.ArgumentParser, owner: type = Config, names: Iter
                                        action="store_false" if default else "store_true",
                                        help=_help(option, choices, default, True, name in defaults))
             continue
+        note = "; a comma list runs each" if name in listed and lists is not True else ""
         how: dict[str, Any] = dict(dest=dest, default=default, metavar=option.metavar,
-                                   help=_help(option, choices, default, False, name in defaults))
+                                   help=_help(option, choices, default, False, name in defaults, note))
         if name in listed:
             how["type"] = parse_list(owner, name)
         else:

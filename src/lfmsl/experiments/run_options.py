@@ -34,7 +34,13 @@ class RunOptions:
         False, IO,
         help=("go on when the training loss explodes while staying finite (above 1e3, or 100 times round 1's); by "
               "default the run stops there with exit status 3, as on a NaN loss, which always stops"))
-    how_to_continue: str | None = None  # the end of the message of an interrupted run; None: `lfmsl run --resume` of its folder
+    how_to_continue: str | None = None  # ends an interrupted run's message; None: `lfmsl run --resume` of its folder
+
+    def load_dataset(self, name: str):
+        """The dataset `name`, from the data folders these options name."""
+        from lfmsl.io.data import load_dataset
+
+        return load_dataset(name, manual_dir=self.manual_dir, data_dir=self.data_dir)
 
     def __post_init__(self):
         if not POSITIVE_INT.accepts(self.checkpoint_every):

@@ -86,8 +86,8 @@ def run(config: Config, out: str | Path | None = None, resume: bool = False, opt
         then = _how_to_continue(options, folder) if started else "run the same command again"
         if not started and created:
             folder.discard_unstarted()
-        raise DiskFull(f"no space left on the disk of {folder.path} ({first_line(error, 120)}); nothing finished is lost: "
-                       f"free some space, then {then}") from None
+        raise DiskFull(f"no space left on the disk of {folder.path} ({first_line(error, 120)}); nothing finished is "
+                       f"lost: free some space, then {then}") from None
     return RunResult(folder.metrics(), summary, folder.path)
 
 
@@ -96,24 +96,23 @@ def _how_to_continue(options: RunOptions, folder: RunDir) -> str:
 
 
 def _run_locked(config: Config, folder: RunDir, resume: bool, options: RunOptions, dataset: Dataset | None) -> dict:
-    with StopRequests() as stop, RunLock(folder.path):  # signals only set a flag, read at safe points; one writer per folder
+    # Signals only set a flag, read at safe points; one writer per folder.
+    with StopRequests() as stop, RunLock(folder.path):
         finished = _open_run_dir(config, folder, resume)
         if finished is not None:
             log(f"lfmsl: the run in {folder.path} already finished its {config.rounds} rounds; nothing to do")
             return finished
-        sources = {"manual_dir": options.manual_dir, "data_dir": options.data_dir}
         if resume:  # the data folders the run was started with, unless given
             recorded = folder.sources()
-            sources = {name: given or recorded.get(name) for name, given in sources.items()}
+            options = dataclasses.replace(options, manual_dir=options.manual_dir or recorded.get("manual_dir"),
+                                          data_dir=options.data_dir or recorded.get("data_dir"))
         store = checkpoint.Checkpoints(folder.path)
         try:
             if not store.steps():
                 folder.check_nothing_lost_by_restarting()
             if dataset is None:
-                from lfmsl.io.data import load_dataset
-
-                dataset = load_dataset(config.dataset, **sources)
-            return _simulate(config, folder, store, dataset, sources, options, stop)
+                dataset = options.load_dataset(config.dataset)
+            return _simulate(config, folder, store, dataset, options, stop)
         finally:
             store.close()
 
@@ -121,25 +120,27 @@ def _run_locked(config: Config, folder: RunDir, resume: bool, options: RunOption
 def _open_run_dir(config: Config, folder: RunDir, resume: bool) -> dict | None:
     """Create or check the run folder; the summary of a run there that is already finished."""
     if resume and folder.config() is not None:
-        return folder.finished(config, lambda message: log(f"lfmsl: {message}"))  # refuses a run of another configuration
+        # Refuses a run of another configuration.
+        return folder.finished(config, lambda message: log(f"lfmsl: {message}"))
     folder.create()  # refuses a folder that holds a run
     return None
 
 
-def _simulate(config: Config, folder: RunDir, store: checkpoint.Checkpoints, dataset: Dataset, sources: dict, options: RunOptions,
+def _simulate(config: Config, folder: RunDir, store: checkpoint.Checkpoints, dataset: Dataset, options: RunOptions,
               stop: StopRequests) -> dict:
     from lfmsl.experiments.simulation import Simulation
 
     out, how_to_continue = folder.path, options.how_to_continue
     resume_hint = _how_to_continue(options, folder)
-    stop.check(f"while loading the data; nothing was lost; {resume_hint if how_to_continue or folder.config() else 'start the run again'}")
+    then = resume_hint if how_to_continue or folder.config() else "start the run again"
+    stop.check(f"while loading the data; nothing was lost; {then}")
     steps = store.steps()
     if steps:
         folder.check_rounds(steps[-1], config.rounds)
-    log(f"lfmsl: {config.algorithm} on {config.dataset}, {plural(config.clients, 'client')}, {plural(config.rounds, 'round')} -> {out}"
-        + outputs.numerics_note())
+    log(f"lfmsl: {config.algorithm} on {config.dataset}, {plural(config.clients, 'client')}, "
+        f"{plural(config.rounds, 'round')} -> {out}" + outputs.numerics_note())
     simulation = Simulation(config, dataset)  # data-dependent checks happen here, before compiling
-    folder.write_config(config, sources)
+    folder.write_config(config, {"manual_dir": options.manual_dir, "data_dir": options.data_dir})
     snapshot = store.latest(simulation.state) if steps else None
     history = []
     if snapshot is not None:
@@ -152,15 +153,16 @@ def _simulate(config: Config, folder: RunDir, store: checkpoint.Checkpoints, dat
     start = len(history)
 
     if start < config.rounds:
-        log(f"lfmsl: {simulation.context.iterations} iterations per round, executor {simulation.context.executor}; compiling...")
+        log(f"lfmsl: {simulation.context.iterations} iterations per round, executor {simulation.context.executor}; "
+            "compiling...")
         simulation.compile()
         log(f"lfmsl: compiled in {simulation.compile_time_s:.1f} s (executor {simulation.context.executor})")
     stop.check(f"before round {start + 1} of {config.rounds}; nothing was lost; {resume_hint}")
     progress_bar = _progress_bar(config.rounds, start, options.progress)
     started = time.perf_counter()
     try:
-        history = _run_rounds(simulation, store, folder, history, options.checkpoint_every, stop, progress_bar, options.allow_divergence,
-                              board=board)
+        history = _run_rounds(simulation, store, folder, history, options.checkpoint_every, stop, progress_bar,
+                              options.allow_divergence, board=board)
     finally:
         board.close()
         if progress_bar is not None:
@@ -186,25 +188,29 @@ def _simulate(config: Config, folder: RunDir, store: checkpoint.Checkpoints, dat
         **outputs.environment(),
     }
     folder.write_summary(summary)
-    outputs.plot_accuracy({config.algorithm: history}, folder.plot_path, f"{config.algorithm} on {config.dataset}, {config.clients} clients")
+    outputs.plot_accuracy({config.algorithm: history}, folder.plot_path,
+                          f"{config.algorithm} on {config.dataset}, {config.clients} clients")
     if simulation.privacy_images:
         from lfmsl.reporting.plots import image_grid
 
         folder.write_privacy_images(simulation.privacy_images)
         image_grid(simulation.privacy_images, folder.privacy_plot_path,
-                   f"{config.algorithm}: client {int(simulation.leakage.clients[0])}'s inputs and what the server rebuilt (round {len(history)})")
+                   f"{config.algorithm}: client {int(simulation.leakage.clients[0])}'s inputs and what the server "
+                   f"rebuilt (round {len(history)})")
     log(
-        f"lfmsl: done. final accuracy {100 * summary['final_test_accuracy']:.2f}%, best {100 * summary['best_test_accuracy']:.2f}% "
+        f"lfmsl: done. final accuracy {100 * summary['final_test_accuracy']:.2f}%, "
+        f"best {100 * summary['best_test_accuracy']:.2f}% "
         f"(round {summary['best_round']}), {summary['total_wall_time_s']:.1f} s for {plural(len(history), 'round')} "
         f"+ {simulation.compile_time_s:.1f} s compile; simulated latency {summary['sim_latency_s']:.3g} s, "
         f"{summary['comm_bytes'] / 1e6:.4g} MB sent. Outputs in {out}"
     )
-    stop.check("after the run finished; every output is written" + (f"; {how_to_continue}" if how_to_continue else ""))  # the caller learns of it all the same
+    # The caller learns of a stop request all the same.
+    stop.check("after the run finished; every output is written" + (f"; {how_to_continue}" if how_to_continue else ""))
     return summary
 
 
-def _run_rounds(simulation, store: checkpoint.Checkpoints, folder: RunDir, history: list[dict], every: int, stop: StopRequests, progress_bar,
-                allow_divergence: bool = False, board=None) -> list[dict]:
+def _run_rounds(simulation, store: checkpoint.Checkpoints, folder: RunDir, history: list[dict], every: int,
+                stop: StopRequests, progress_bar, allow_divergence: bool = False, board=None) -> list[dict]:
     """Rounds in segments that end at each checkpoint: the state after a segment is saved before
     the next round donates its buffers. Stops early, saved, when `stop` says so."""
     config = simulation.config
@@ -244,7 +250,8 @@ def check_loss(record: dict, first_train_loss: float | None, config: Config, sto
                allow_divergence: bool = False) -> None:
     """Stop at the first NaN or infinite loss, or a training loss that exploded while staying
     finite (unless `allow_divergence`), naming the round and the likely cause."""
-    losses = ["train_loss", "test_loss"] + sorted(k for k in record if k.endswith("loss") and k not in ("train_loss", "test_loss"))
+    named = ("train_loss", "test_loss")
+    losses = list(named) + sorted(k for k in record if k.endswith("loss") and k not in named)
     for name in losses:
         value = record.get(name, 0.0)
         if not math.isfinite(value):
@@ -257,14 +264,13 @@ def check_loss(record: dict, first_train_loss: float | None, config: Config, sto
         limit = min(limit, EXPLOSION * first_train_loss)
     if loss > limit and not allow_divergence:
         first = f" ({loss / first_train_loss:.3g} times round 1's {first_train_loss:.3g})" if first_train_loss else ""
-        raise Diverged(f"the training loss exploded to {loss:.3g} in round {record['round']}{first}; {_likely_cause(config, store)}; "
-                       "pass --allow-divergence to let the run go on regardless")
+        raise Diverged(f"the training loss exploded to {loss:.3g} in round {record['round']}{first}; "
+                       f"{_likely_cause(config, store)}; pass --allow-divergence to let the run go on regardless")
 
 
 def _likely_cause(config: Config, store: checkpoint.Checkpoints) -> str:
-    rates = f"--lr {config.lr}" + "".join(
-        f", --{flag} {rate}" for flag, rate in (("client-lr", config.client_lr), ("server-lr", config.server_lr)) if rate is not None
-    )
+    own = (("client-lr", config.client_lr), ("server-lr", config.server_lr))
+    rates = f"--lr {config.lr}" + "".join(f", --{flag} {rate}" for flag, rate in own if rate is not None)
     steps = store.steps()
     kept = (f"the last good checkpoint (round {steps[-1]}) is in {store.directory}"
             if steps else "there is no checkpoint yet (it diverged before the first one)")

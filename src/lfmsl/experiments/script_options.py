@@ -22,9 +22,10 @@ from lfmsl.experiments.study import SPLIT_ALGORITHMS
 from lfmsl.errors import UsageError
 
 SPLIT_BASELINES = SPLIT_ALGORITHMS  # the paper's comparison: what the scripts run by default
-QUICK = dict(rounds=1, train_size=120, samples_per_client=None, test_size=200, clients=[3], eval_clients=2, target_accuracy=0.3)
-SHARED = ("dataset", "algorithm", "clients", "rounds", "train_size", "samples_per_client", "test_size", "seed", "eval_clients",
-          "target_accuracy")
+QUICK = dict(rounds=1, train_size=120, samples_per_client=None, test_size=200, clients=[3], eval_clients=2,
+             target_accuracy=0.3)
+SHARED = ("dataset", "algorithm", "clients", "rounds", "train_size", "samples_per_client", "test_size", "seed",
+          "eval_clients", "target_accuracy")
 LISTS = ("dataset", "algorithm", "clients", "seed")  # a script runs each of their values
 RENAMED = {"seed": "seeds"}
 
@@ -37,16 +38,18 @@ def parser(name: str, description: str, *, datasets: str, rounds: int, train_siz
            test_size: int | None = 2000, algorithms: str = ",".join(SPLIT_BASELINES)) -> argparse.ArgumentParser:
     """The options every script has, with the script's own defaults."""
     p = argparse.ArgumentParser(prog=f"scripts/{name}.py", description=description)
-    defaults = dict(dataset=_str_list(datasets), algorithm=_str_list(algorithms), clients=list(map(int, _str_list(clients))), rounds=rounds,
-                    train_size=train_size, test_size=test_size, seed=[0], eval_clients=4, target_accuracy=0.8)
+    defaults = dict(dataset=_str_list(datasets), algorithm=_str_list(algorithms),
+                    clients=[int(n) for n in _str_list(clients)], rounds=rounds, train_size=train_size,
+                    test_size=test_size, seed=[0], eval_clients=4, target_accuracy=0.8)
     add_flags(p, Config, SHARED, lists=LISTS, defaults=defaults, renamed=RENAMED)
     g = p.add_argument_group("input and output")
     g.add_argument("--from-runs", type=Path, nargs="+", default=None, metavar="DIR",
-                   help="plot finished run folders (each with summary.json; folders of folders are searched one level down) "
-                        "instead of running")
+                   help="plot finished run folders (each with summary.json; folders of folders are searched one level "
+                        "down) instead of running")
     g.add_argument("--from-clients", type=int, default=None, metavar="N",
                    help="with --from-runs: only the runs with N clients")
-    g.add_argument("--runs-dir", type=Path, default=Path("runs") / name, help=f"where the runs go (default: runs/{name})")
+    g.add_argument("--runs-dir", type=Path, default=Path("runs") / name,
+                   help=f"where the runs go (default: runs/{name})")
     g.add_argument("--out", type=Path, default=Path("docs") / "figures" / name,
                    help=f"where figures and tables go (default: docs/figures/{name})")
     g.add_argument("--quick", action="store_true",
@@ -67,8 +70,12 @@ def parse(p: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Na
 
 def base_config(args: argparse.Namespace, **overrides) -> Config:
     """The configuration all of a script's runs share, before what the script varies."""
-    sizes = dict(samples_per_client=args.samples_per_client, train_size=None) if args.samples_per_client else dict(train_size=args.train_size)
-    values = dict(dataset=args.dataset[0], rounds=args.rounds, test_size=args.test_size, eval_clients=args.eval_clients, **sizes)
+    if args.samples_per_client:
+        sizes = dict(samples_per_client=args.samples_per_client, train_size=None)
+    else:
+        sizes = dict(train_size=args.train_size)
+    values = dict(dataset=args.dataset[0], rounds=args.rounds, test_size=args.test_size, eval_clients=args.eval_clients,
+                  **sizes)
     values.update(overrides)
     return Config(**values)
 
@@ -78,18 +85,12 @@ def run_options(args: argparse.Namespace) -> RunOptions:
     return RunOptions(**values_of(args, RunOptions), progress=False)
 
 
-def loader(options: RunOptions) -> Callable[[str], object]:
-    from lfmsl.io.data import load_dataset
-
-    return lambda name: load_dataset(name, manual_dir=options.manual_dir, data_dir=options.data_dir)
-
-
 def run(args: argparse.Namespace, configs: Sequence[Config]) -> list[sweep.Run]:
     """Run (or find finished) every configuration under --runs-dir."""
     from lfmsl.experiments.runner import log
 
     options = run_options(args)
-    return sweep.run_sweep(configs, args.runs_dir, loader(options), options, log=log)
+    return sweep.run_sweep(configs, args.runs_dir, options.load_dataset, options, log=log)
 
 
 def seeds_of(config: Config, seeds: Sequence[int]) -> list[Config]:
@@ -126,19 +127,22 @@ def curves_main(name: str, description: str, x_key: str, xlabel: str, title: str
     return 0
 
 
-def study_main(argv: Sequence[str] | None, name: str, description: str, parts: Sequence[str], scales: Callable[[bool], object],
-               run_study: Callable, write_report: Callable) -> int:
+def study_main(argv: Sequence[str] | None, name: str, description: str, parts: Sequence[str],
+               scales: Callable[[bool], object], run_study: Callable, write_report: Callable) -> int:
     """The whole of a study script (scripts/reproduce.py, scripts/privacy.py): its parts in order into
     results/<name> (finished runs skipped, interrupted ones resumed), then its report from whatever has finished.
-    `scales(quick)` is the study's size; `run_study(scale, results, load, parts, log)`, `write_report(scale, results)`."""
-    p = argparse.ArgumentParser(prog=f"scripts/{name}.py", description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    `scales(quick)` is the study's size; `run_study(scale, results, load, parts, log)`,
+    `write_report(scale, results)`."""
+    p = argparse.ArgumentParser(prog=f"scripts/{name}.py", description=description,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", type=Path, default=Path("results") / name,
                    help=f"folder of the study: runs/ and the report (default: results/{name})")
     p.add_argument("--parts", type=_str_list, default=list(parts),
                    help=f"comma list of parts to run, of {', '.join(parts)} (default: all, in that order)")
     p.add_argument("--quick", action="store_true",
                    help="the same study shrunk to seconds per run (2 or 3 clients, 16 samples each, 2 rounds, 2 seeds)")
-    p.add_argument("--report-only", action="store_true", help="run nothing: write the report from the runs that have finished")
+    p.add_argument("--report-only", action="store_true",
+                   help="run nothing: write the report from the runs that have finished")
     add_flags(p, RunOptions, ("manual_dir", "data_dir"), into=p)
     args = p.parse_args(argv)
     unknown = [part for part in args.parts if part not in parts]
@@ -148,7 +152,7 @@ def study_main(argv: Sequence[str] | None, name: str, description: str, parts: S
 
     scale = scales(args.quick)
     if not args.report_only:
-        run_study(scale, args.results, loader(run_options(args)), args.parts, log=log)
+        run_study(scale, args.results, run_options(args).load_dataset, args.parts, log=log)
     log(f"{name}: report in {write_report(scale, args.results)}")
     return 0
 
