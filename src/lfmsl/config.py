@@ -116,6 +116,11 @@ def option_of(owner: type, name: str) -> Option:
     return owner.__dataclass_fields__[name].metadata["option"]
 
 
+def _profile_override(metavar: str, help: str) -> Any:
+    """A latency option whose default is the --latency-profile's value."""
+    return option(None, LATENCY, metavar=metavar, kind=POSITIVE, default_help="the profile's", help=help)
+
+
 def _attacks(text: str):
     from lfmsl.privacy.threats import parse_attacks
 
@@ -134,14 +139,14 @@ class Config:
     cut: int | None = option(
         None, SIMULATE, metavar="K", kind=POSITIVE_INT, default_help="the model's",
         help=("the client segment is the model's first K blocks, the server the rest: cnn 1-3 (conv 32 | conv 64 | "
-              "Dense 128 | Dense classes; default 2), allconv 1-5 (conv 16, pool | conv 16 | conv 32, pool | conv "
-              "32 | conv 64 | pool, Dense classes; default 2), resnet18 1-3 (stem and stage 1 | stage 2 | stage 3 |"
-              " stage 4, Dense classes; default 1)"))
+              "Dense 128 | Dense classes; default 2), allconv 1-5 (conv 16, pool | conv 16 | conv 32, pool | "
+              "conv 32 | conv 64 | pool, Dense classes; default 2), resnet18 1-3 (stem and stage 1 | stage 2 | "
+              "stage 3 | stage 4, Dense classes; default 1)"))
     clients: int = option(100, SIMULATE, metavar="N", kind=POSITIVE_INT, help="number of clients")
     clients_per_round: int | None = option(
         None, SIMULATE, metavar="K", kind=POSITIVE_INT, default_help="all N",
-        help=("K distinct clients drawn uniformly each round, from (seed, round) alone, train in it; the others sit"
-              " it out"))
+        help=("K distinct clients drawn uniformly each round, from (seed, round) alone, train in it; the others "
+              "sit it out"))
     dropout: float = option(
         0.0, SIMULATE, metavar="P", kind=PROBABILITY,
         help=("each participant fails during a round with probability P, drawn from (seed, round): its updates are "
@@ -217,27 +222,19 @@ class Config:
         "default", LATENCY, metavar="NAME", choices=tuple(PROFILES),
         default_help="default: clients 10 GFLOP/s, server 1 TFLOP/s, 100 Mbit/s up and down",
         help="device speeds and link rates: {choices}")
-    client_flops: float | None = option(
-        None, LATENCY, metavar="FLOPS", kind=POSITIVE, default_help="the profile's",
-        help="client speed in FLOP/s, e.g. 1e10")
-    server_flops: float | None = option(
-        None, LATENCY, metavar="FLOPS", kind=POSITIVE, default_help="the profile's",
-        help="server speed in FLOP/s, e.g. 1e12")
-    uplink_mbps: float | None = option(
-        None, LATENCY, metavar="MBPS", kind=POSITIVE, default_help="the profile's",
-        help="each client's uplink in Mbit/s")
-    downlink_mbps: float | None = option(
-        None, LATENCY, metavar="MBPS", kind=POSITIVE, default_help="the profile's",
-        help="each client's downlink in Mbit/s")
+    client_flops: float | None = _profile_override("FLOPS", "client speed in FLOP/s, e.g. 1e10")
+    server_flops: float | None = _profile_override("FLOPS", "server speed in FLOP/s, e.g. 1e12")
+    uplink_mbps: float | None = _profile_override("MBPS", "each client's uplink in Mbit/s")
+    downlink_mbps: float | None = _profile_override("MBPS", "each client's downlink in Mbit/s")
     target_accuracy: float | None = option(
         None, LATENCY, metavar="A", kind=FRACTION, default_help="none",
-        help=("report the first round, simulated latency and wall time reaching test accuracy A, a fraction such as"
-              " 0.85"))
+        help=("report the first round, simulated latency and wall time reaching test accuracy A, a fraction such "
+              "as 0.85"))
     overlap: bool = option(
         True, LATENCY,
-        help=("time the client's local work serially: LocFedMix-SL's decoder pass after the server's answer instead"
-              " of during the wait for it, LocSplitFed's client, uplink and server one after another instead of as "
-              "a pipeline (default: overlapped)"))
+        help=("time the client's local work serially: LocFedMix-SL's decoder pass after the server's answer "
+              "instead of during the wait for it, LocSplitFed's client, uplink and server one after another instead "
+              "of as a pipeline (default: overlapped)"))
     device_spread: float = option(
         0.0, LATENCY, metavar="S", kind=NON_NEGATIVE, default_help="0, every client alike",
         help=("slow devices: each client's compute speed, uplink and downlink rate are the profile's times a "
@@ -262,9 +259,9 @@ class Config:
               "out (--samples-per-client or --train-size)"))
     attacks: str = option(
         "auto", PRIVACY, metavar="LIST", spec=_attacks,
-        help=("comma-separated of decoder (the averaged decoder), inverse (an inverse network of the client segment"
-              " the server holds), shadow (a shadow client segment trained through the server's, then its inverse),"
-              " or auto: every one the algorithm allows"))
+        help=("comma-separated of decoder (the averaged decoder), inverse (an inverse network of the client "
+              "segment the server holds), shadow (a shadow client segment trained through the server's, then its "
+              "inverse), or auto: every one the algorithm allows"))
     attack_steps: int = option(
         300, PRIVACY, metavar="S", kind=POSITIVE_INT,
         help="Adam steps of each network an attack trains, batches of 64")
