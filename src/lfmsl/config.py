@@ -82,7 +82,8 @@ class Option:
     value (a switch's help does not). choices: the allowed values, from their owner; "{choices}" in the
     help lists them. kind: a `Kind` for numbers. spec: a parser that raises UsageError on a bad
     value, for strings with a grammar (`--partition dirichlet:0.3`). default_help: the help's words for
-    a default that depends on other options (`--client-lr`: "--lr").
+    a default that depends on other options (`--client-lr`: "--lr"). rule: what a bad value's message
+    says of the option where "must be <kind>" says too little.
     """
 
     group: str
@@ -92,6 +93,7 @@ class Option:
     kind: Kind | None = None
     spec: Callable[[str], Any] | None = None
     default_help: str | None = None
+    rule: str | None = None
 
     def check(self, name: str, value: Any, default: Any) -> None:
         """Raise UsageError when `value` is not one this option takes (None only where the default is None)."""
@@ -99,7 +101,7 @@ class Option:
             return
         flag = "--" + name.replace("_", "-")
         if self.kind is not None and not self.kind.accepts(value):
-            raise UsageError(f"{flag} must be {self.kind.expected}, got {value!r}")
+            raise UsageError(f"{flag} {self.rule or 'must be ' + self.kind.expected}, got {value!r}")
         if self.choices is not None and value not in self.choices:
             raise UsageError(f"{flag} must be one of {', '.join(self.choices)}, got {value!r}")
         if self.spec is not None:
@@ -149,6 +151,7 @@ class Config:
               "sit it out"))
     dropout: float = option(
         0.0, SIMULATE, metavar="P", kind=PROBABILITY,
+        rule="is the probability that a participant fails during a round, from 0 up to (not including) 1",
         help=("each participant fails during a round with probability P, drawn from (seed, round): its updates are "
               "discarded and its smashed data never reaches the server"))
     rounds: int = option(
@@ -237,6 +240,7 @@ class Config:
               "of as a pipeline (default: overlapped)"))
     device_spread: float = option(
         0.0, LATENCY, metavar="S", kind=NON_NEGATIVE, default_help="0, every client alike",
+        rule="is a log-standard-deviation: zero or a positive number",
         help=("slow devices: each client's compute speed, uplink and downlink rate are the profile's times a "
               "log-normal factor exp(S z), drawn once from the seed; synchronous rounds wait for the slowest "
               "participant"))
