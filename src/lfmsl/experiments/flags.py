@@ -31,18 +31,19 @@ def flag_name(name: str, default: Any = None) -> str:
     return f"--{'no-' if default is True else ''}{name.replace('_', '-')}"
 
 
-def _shown(value: Any) -> str:
-    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+def _default_text(option: Option, declared: Any, default: Any) -> str | None:
+    """What the help says the default is: None for a switch, the declaration's words where the
+    parser keeps the declared default (or sets none), else the value."""
+    if isinstance(declared, bool):
+        return None
+    if option.default_help is not None and (default == declared or default is None):
+        return option.default_help
+    return ",".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
 
 
-def _help(option: Option, choices: Sequence[str] | None, default: Any, is_switch: bool, overridden: bool,
-          note: str = "") -> str:
+def _help(option: Option, choices: Sequence[str] | None, default_text: str | None, note: str = "") -> str:
     text = option.help.format(choices=", ".join(choices or ())) + note
-    if is_switch:
-        return text
-    declared = option.default_help is not None and (not overridden or default is None)
-    shown = option.default_help if declared else _shown(default)
-    return f"{text} (default: {shown})"
+    return text if default_text is None else f"{text} (default: {default_text})"
 
 
 def parse_value(owner: type, name: str) -> Callable[[str], Any]:
@@ -98,24 +99,19 @@ def add_flags(parser: argparse.ArgumentParser, owner: type = Config, names: Iter
     groups: dict[str, Any] = {}
     for name in sorted(chosen, key=lambda n: order.get(option_of(owner, n).group, len(order))):
         option, declared = option_of(owner, name), fields[name].default
-        title = option.group
-        if title not in groups:
-            groups[title] = into or parser.add_argument_group(title)
-        default, dest = defaults.get(name, declared), renamed.get(name, name)
-        choices = choices_of(owner, name)
-        if isinstance(declared, bool):
-            groups[title].add_argument(flag_name(dest, default), dest=dest, default=default,
-                                       action="store_false" if default else "store_true",
-                                       help=_help(option, choices, default, True, name in defaults))
-            continue
+        if option.group not in groups:
+            groups[option.group] = into or parser.add_argument_group(option.group)
+        default, dest, choices = defaults.get(name, declared), renamed.get(name, name), choices_of(owner, name)
         note = "; a comma list runs each" if name in listed and lists is not True else ""
-        how: dict[str, Any] = dict(dest=dest, default=default, metavar=option.metavar,
-                                   help=_help(option, choices, default, False, name in defaults, note))
-        if name in listed:
-            how["type"] = parse_list(owner, name)
+        text = _help(option, choices, _default_text(option, declared, default), note)
+        how: dict[str, Any] = dict(dest=dest, default=default, help=text)
+        if isinstance(declared, bool):
+            how["action"] = "store_false" if default else "store_true"
+        elif name in listed:
+            how.update(type=parse_list(owner, name), metavar=option.metavar)
         else:
-            how.update(type=parse_value(owner, name), choices=choices)
-        groups[title].add_argument(flag_name(dest), **how)
+            how.update(type=parse_value(owner, name), choices=choices, metavar=option.metavar)
+        groups[option.group].add_argument(flag_name(dest, default), **how)
 
 
 def values_of(args: argparse.Namespace, owner: type) -> dict[str, Any]:
