@@ -229,7 +229,8 @@ def test_stop_request_ends_the_loop_after_the_round_in_flight_and_saves_it(tmp_p
 def test_run_lets_a_sweep_skip_finished_runs_and_refuses_other_configurations(reference_run, tmp_path, no_work):
     out = copy_run(reference_run, tmp_path)
     config = RunDir(out).config()
-    summary = runner.run(config, out, resume=True, options=RunOptions(progress=False)).summary  # finished: returned without any work
+    # Finished: returned without any work.
+    summary = runner.run(config, out, resume=True, options=RunOptions(progress=False)).summary
     assert summary["rounds_completed"] == 5 and summary["config"] == config.to_dict()
     with pytest.raises(UsageError, match=r"another configuration: --clients 8 \(the run has 4\)\. "):
         runner.run(dataclasses.replace(config, clients=8), out, resume=True)
