@@ -11,7 +11,7 @@ import dataclasses
 import itertools
 import sys
 
-from lfmsl.experiments import figures, sweep
+from lfmsl.experiments import figures, script_options, sweep
 
 from lfmsl.reporting import plots
 
@@ -27,11 +27,12 @@ def switches_label(config) -> str:
 
 
 def main(argv=None) -> int:
-    p = figures.parser("ablations", __doc__, datasets="fashion_mnist", rounds=3, train_size=3000, clients="20")
-    p.add_argument("--studies", type=lambda t: t.split(","), default=list(STUDIES), help=f"comma list of {', '.join(STUDIES)} (default: all)")
-    args = figures.parse(p, argv)
+    p = script_options.parser("ablations", __doc__, datasets="fashion_mnist", rounds=3, train_size=3000, clients="20")
+    p.add_argument("--studies", type=lambda t: t.split(","), default=list(STUDIES),
+                   help=f"comma list of {', '.join(STUDIES)} (default: all)")
+    args = script_options.parse(p, argv)
     clients = max(args.clients)
-    base = figures.base_config(args, algorithm="locfedmix", clients=clients)
+    base = script_options.base_config(args, algorithm="locfedmix", clients=clients)
     partners = [k for k in PARTNERS if k < clients]
     switches = [(False,) * 3, (True,) * 3] if args.quick else list(itertools.product((False, True), repeat=3))
     quick = lambda values, default: [default] if args.quick else values  # --quick: PSL and LocFedMix-SL only
@@ -42,14 +43,15 @@ def main(argv=None) -> int:
         "avg_every": [dataclasses.replace(base, avg_every=t) for t in quick(INTERVALS, None)],
     }
     studies = {name: configs for name, configs in studies.items() if name in args.studies}
-    configs = [s for study in studies.values() for c in study for s in figures.seeds_of(c, args.seeds)]
-    runs = figures.run(args, list(dict.fromkeys(configs)))
+    configs = [s for study in studies.values() for c in study for s in script_options.seeds_of(c, args.seeds)]
+    runs = script_options.run(args, list(dict.fromkeys(configs)))
     groups = sweep.by_config(runs)
     args.out.mkdir(parents=True, exist_ok=True)
     dataset = base.dataset
     sections = []
     for study, study_configs in studies.items():
-        rows = sweep.aggregate([r for c in study_configs for r in groups[c]], keys=["mix", "loc", "fed"] if study == "switches" else [study])
+        keys = ["mix", "loc", "fed"] if study == "switches" else [study]
+        rows = sweep.aggregate([r for c in study_configs for r in groups[c]], keys=keys)
         accuracy = [100 * row["final_test_accuracy_mean"] for row in rows]
         spread = [100 * row["final_test_accuracy_std"] for row in rows]
         title = f"LocFedMix-SL ablation: {study} ({dataset}, {clients} clients, {args.rounds} rounds)"
@@ -58,12 +60,13 @@ def main(argv=None) -> int:
             plots.bar_plot(labels, accuracy, args.out / "switches.png", "final test accuracy (%)", title, spread)
         else:
             x = [getattr(c, study) or c_iterations(groups[c]) for c in study_configs]
-            xlabel = {"mix_alpha": "mixup Beta(alpha, alpha) parameter alpha", "mix_partners": "mixing partners per client n_s",
+            xlabel = {"mix_alpha": "mixup Beta(alpha, alpha) parameter alpha",
+                      "mix_partners": "mixing partners per client n_s",
                       "avg_every": "averaging interval T_c (iterations)"}[study]
-            plots.line_plot({"LocFedMix-SL": (x, accuracy, spread)}, args.out / f"{study}.png", xlabel, "final test accuracy (%)",
-                            title, logx=study != "mix_partners", xticks=x)
-        sections.append((study, sweep.markdown_table(rows, ["final_test_accuracy", "best_test_accuracy", "sim_latency_s", "comm_bytes"])
-                         + f"\n![{study}]({'switches' if study == 'switches' else study}.png)\n"))
+            plots.line_plot({"LocFedMix-SL": (x, accuracy, spread)}, args.out / f"{study}.png", xlabel,
+                            "final test accuracy (%)", title, logx=study != "mix_partners", xticks=x)
+        table = sweep.markdown_table(rows, ["final_test_accuracy", "best_test_accuracy", "sim_latency_s", "comm_bytes"])
+        sections.append((study, table + f"\n![{study}]({'switches' if study == 'switches' else study}.png)\n"))
     path = figures.write_report(args.out, "ablations", "Ablations of LocFedMix-SL", runs, sections)
     print(path.read_text())
     return 0
@@ -75,4 +78,4 @@ def c_iterations(runs) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(figures.entry(main))
+    sys.exit(script_options.entry(main))

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import sys
 
-from lfmsl.experiments import figures
+from lfmsl.experiments import script_options
 
 
 def main(argv=None) -> int:
-    return figures.curves_main("convergence", __doc__, "round", "round (one local epoch of every client)", "Convergence: accuracy against rounds", argv)
+    return script_options.curves_main("convergence", __doc__, "round", "round (one local epoch of every client)",
+                                      "Convergence: accuracy against rounds", argv)
 
 
 if __name__ == "__main__":
-    sys.exit(figures.entry(main))
+    sys.exit(script_options.entry(main))

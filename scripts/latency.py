@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import sys
 
-from lfmsl.experiments import figures
+from lfmsl.experiments import script_options
 
 
 def main(argv=None) -> int:
-    return figures.curves_main("latency", __doc__, "sim_latency_s", "simulated latency (s, log scale)", "Accuracy against simulated latency", argv)
+    return script_options.curves_main("latency", __doc__, "sim_latency_s", "simulated latency (s, log scale)",
+                                      "Accuracy against simulated latency", argv)
 
 
 if __name__ == "__main__":
-    sys.exit(figures.entry(main))
+    sys.exit(script_options.entry(main))

@@ -19,15 +19,16 @@ from __future__ import annotations
 
 import sys
 
-from lfmsl.experiments import figures, privacy_study
+from lfmsl.experiments import privacy_study, script_options
 
 
 def main(argv=None) -> int:
     from lfmsl.reporting.privacy_report import write_report
 
     scales = lambda quick: privacy_study.Scale.quick() if quick else privacy_study.Scale()
-    return figures.study_main(argv, "privacy", __doc__, privacy_study.PARTS, scales, privacy_study.run_study, write_report)
+    return script_options.study_main(argv, "privacy", __doc__, privacy_study.PARTS, scales, privacy_study.run_study,
+                                     write_report)
 
 
 if __name__ == "__main__":
-    sys.exit(figures.entry(main))
+    sys.exit(script_options.entry(main))

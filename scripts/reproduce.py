@@ -24,15 +24,15 @@ from __future__ import annotations
 
 import sys
 
-from lfmsl.experiments import figures, study
+from lfmsl.experiments import script_options, study
 
 
 def main(argv=None) -> int:
     from lfmsl.reporting.study_report import write_report
 
     scales = lambda quick: study.Scale.quick() if quick else study.Scale()
-    return figures.study_main(argv, "reproduce", __doc__, study.PARTS, scales, study.run_study, write_report)
+    return script_options.study_main(argv, "reproduce", __doc__, study.PARTS, scales, study.run_study, write_report)
 
 
 if __name__ == "__main__":
-    sys.exit(figures.entry(main))
+    sys.exit(script_options.entry(main))

@@ -20,7 +20,9 @@ from lfmsl.io import checkpoint
 from lfmsl.config import Config
 from lfmsl.errors import Diverged, UsageError
 from lfmsl.io.rundir import RunDir
-from lfmsl.experiments.runner import _run_rounds, execute
+from lfmsl.experiments.run_options import RunOptions
+from lfmsl.experiments import runner
+from lfmsl.experiments.runner import _run_rounds
 from lfmsl.stopping import StopRequests
 
 
@@ -225,15 +227,16 @@ def test_stop_request_ends_the_loop_after_the_round_in_flight_and_saves_it(tmp_p
 
 
 @pytest.mark.slow
-def test_execute_lets_a_sweep_skip_finished_runs_and_refuses_other_configurations(reference_run, tmp_path, no_work):
+def test_run_lets_a_sweep_skip_finished_runs_and_refuses_other_configurations(reference_run, tmp_path, no_work):
     out = copy_run(reference_run, tmp_path)
     config = RunDir(out).config()
-    summary = execute(config, out, resume=True, progress=False)  # finished: returned without any work
+    # Finished: returned without any work.
+    summary = runner.run(config, out, resume=True, options=RunOptions(progress=False)).summary
     assert summary["rounds_completed"] == 5 and summary["config"] == config.to_dict()
     with pytest.raises(UsageError, match=r"another configuration: --clients 8 \(the run has 4\)\. "):
-        execute(dataclasses.replace(config, clients=8), out, resume=True)
+        runner.run(dataclasses.replace(config, clients=8), out, resume=True)
     with pytest.raises(UsageError, match="already holds config.json, metrics.jsonl, summary.json, checkpoints of a run"):
-        execute(config, out, resume=False)
+        runner.run(config, out, resume=False)
 
 
 @pytest.fixture

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import dataclasses
+import io
 import json
 import os
 import subprocess
@@ -25,13 +29,15 @@ def test_run_writes_metrics_summary_and_plot(tmp_path, manual_data_dir, tfds_dat
     result = run_cli(
         ["run", "--algorithm", "psl", "--clients", "4", "--rounds", "2", "--train-size", "400", "--batch-size", "16",
          "--eval-clients", "0", "--test-size", "2000", "--out", str(out), "--no-progress",
-         "--manual-dir", str(manual_data_dir), "--data-dir", str(tfds_data_dir)], compile_cache_environment(compile_cache)
+         "--manual-dir", str(manual_data_dir), "--data-dir", str(tfds_data_dir)],
+        compile_cache_environment(compile_cache),
     )
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in records] == [1, 2]
     for record in records:
-        for field in ("test_accuracy", "train_loss", "wall_time_s", "update_ratio", "client_drift", "test_accuracy_std"):
+        for field in ("test_accuracy", "train_loss", "wall_time_s", "update_ratio", "client_drift",
+                      "test_accuracy_std"):
             assert field in record
         assert 0.0 <= record["test_accuracy_min"] <= record["test_accuracy"] <= record["test_accuracy_max"] <= 1.0
     assert records[1]["wall_time_s"] > records[0]["wall_time_s"] > 0
@@ -83,13 +89,56 @@ def test_more_clients_than_samples_is_refused(capsys, tmp_path, manual_data_dir,
     assert code == 2 and "lfmsl: error: --clients 50 is more than the 20 training samples" in err
 
 
+def run_help() -> str:
+    with pytest.raises(SystemExit), contextlib.redirect_stdout(io.StringIO()) as text:
+        build_parser().parse_args(["run", "--help"])
+    return text.getvalue()
+
+
 def test_help_explains_every_option():
-    text = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
-    for flag in ("--algorithm", "--dataset", "--clients", "--rounds", "--batch-size", "--partition", "--train-size", "--seed", "--out",
-                 "--executor", "--no-mix", "--no-loc", "--no-fed", "--mix-alpha", "--mix-partners", "--avg-every", "--loc-weight",
-                 "--lr", "--client-lr", "--server-lr", "--manual-dir"):
+    text = run_help()
+    for flag in ("--algorithm", "--dataset", "--clients", "--rounds", "--batch-size", "--partition", "--train-size",
+                 "--seed", "--out", "--executor", "--no-mix", "--no-loc", "--no-fed", "--mix-alpha", "--mix-partners",
+                 "--avg-every", "--loc-weight", "--lr", "--client-lr", "--server-lr", "--manual-dir"):
         assert flag in text
-    assert "default" in text
+    assert "--mix-alpha A         mixup lam ~ Beta(A, A) (default: 1.0)" in text
+    assert "--client-lr CLIENT_LR\n                        client-side learning rate (default: --lr)" in text
+
+
+def test_every_option_is_a_flag_of_run_and_sweep():
+    """The flags are generated from the Config fields: none is left out, and each parses to its default."""
+    from lfmsl.config import Config
+
+    for command in ("run", "sweep"):
+        args = vars(build_parser().parse_args([command, "--out", "x"]))
+        parsed = {name: args[name] for name in Config.__dataclass_fields__}
+        if command == "sweep":  # argparse passes a text default through the flag's type: a list of one
+            parsed = {name: value[0] if isinstance(value, list) else value for name, value in parsed.items()}
+        assert parsed == Config().to_dict()
+
+
+def test_a_declared_field_becomes_a_flag_with_its_help_kind_and_comma_list():
+    """What a new option needs: one field with its declaration."""
+    from lfmsl.config import POSITIVE_INT, option
+    from lfmsl.experiments.flags import add_flags
+
+    @dataclasses.dataclass(frozen=True)
+    class Toy:
+        widgets: int = option(3, "toys", metavar="W", kind=POSITIVE_INT, help="widgets per client")
+        shiny: bool = option(True, "toys", help="dull widgets")
+        colour: str = option("red", "toys", choices=("red", "blue"), help="one of {choices}")
+
+    single, lists = argparse.ArgumentParser(), argparse.ArgumentParser()
+    add_flags(single, Toy)
+    add_flags(lists, Toy, lists=True)
+    text = single.format_help()
+    assert "widgets per client (default: 3)" in text and "one of red, blue (default: red)" in text
+    assert vars(single.parse_args(["--widgets", "5", "--no-shiny"])) == {"widgets": 5, "shiny": False, "colour": "red"}
+    assert lists.parse_args(["--widgets", "1,2", "--colour", "blue,red"]).widgets == [1, 2]
+    for parser, argv in ((single, ["--widgets", "0"]), (single, ["--colour", "green"]), (lists, ["--widgets", "1,0"]),
+                         (lists, ["--colour", "red,green"])):
+        with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
+            parser.parse_args(argv)
 
 
 @pytest.mark.slow
@@ -107,8 +156,8 @@ def test_cifar10_runs_end_to_end_on_tfds_mock_data(tmp_path, monkeypatch, compil
     with tfds.testing.mock_data(num_examples=24, policy=tfds.testing.MockPolicy.USE_CODE):
         data.load_dataset("cifar10", manual_dir=tmp_path, data_dir=tmp_path)
     out = tmp_path / "run"
-    done = run(["--dataset", "cifar10", "--clients", "2", "--rounds", "1", "--batch-size", "4", "--conv", "patches", "--data-dir", tmp_path,
-                "--out", out, "--no-progress"], environment(compile_cache, fast_compile=True))
+    done = run(["--dataset", "cifar10", "--clients", "2", "--rounds", "1", "--batch-size", "4", "--conv", "patches",
+                "--data-dir", tmp_path, "--out", out, "--no-progress"], environment(compile_cache, fast_compile=True))
     assert done.returncode == 0, done.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["resolved"]["model"] == "resnet18" and summary["resolved"]["iterations_per_round"] == 3

@@ -30,7 +30,8 @@ def test_a_bad_number_list_is_one_line_naming_the_flag(name, flag, capsys):
         load(name).main([flag, "10,x"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert f"argument {flag}: expected a comma list of whole numbers" in err and "Traceback" not in err
+    assert f"argument {flag}: expected a comma list, each a positive integer, got '10,x'" in err
+    assert "Traceback" not in err
 
 
 @pytest.mark.slow

@@ -176,10 +176,10 @@ def test_a_study_refuses_an_unknown_part(script, capsys):
 
 
 def test_the_scripts_take_samples_per_client():
-    from lfmsl.experiments import figures
+    from lfmsl.experiments import script_options
 
-    args = figures.parse(figures.parser("x", "", datasets="fashion_mnist", rounds=2, train_size=3000, clients="10"),
-                         ["--samples-per-client", "300"])
-    config = figures.base_config(args, clients=20)
+    parser = script_options.parser("x", "", datasets="fashion_mnist", rounds=2, train_size=3000, clients="10")
+    args = script_options.parse(parser, ["--samples-per-client", "300"])
+    config = script_options.base_config(args, clients=20)
     assert (config.samples_per_client, config.train_size) == (300, None)
     validate(config)

@@ -105,4 +105,4 @@ def run_study(scale: Scale, results: Path, load: Callable[[str], object], parts:
               log: Callable[[str], None] = print) -> dict[str, list[sweep.Run]]:
     """Run (or find finished) the parts in order; returns each part's runs."""
     runs_dir = Path(results) / "runs"
-    return {part: sweep.run_sweep(configs_of(scale, part), runs_dir, load, progress=False, log=log) for part in parts}
+    return {part: sweep.run_sweep(configs_of(scale, part), runs_dir, load, log=log) for part in parts}

@@ -1,12 +1,12 @@
-"""`lfmsl run` and `lfmsl.run`: validate, load, simulate with a progress bar and checkpoints, write the outputs.
+"""`lfmsl.run`: validate, load, simulate with a progress bar and checkpoints, write the outputs.
 
-`run` (exported as `lfmsl.run`) is the library's way to run a simulation; the command line, the
-sweep, the scripts and the notebook all go through it. `execute`, underneath it, is the one way
-a run happens, fresh or resumed.
+`run` is the one way a run happens, fresh or resumed: the command line, the sweep, the scripts
+and the notebook all go through it, with a `Config` (what to simulate) and a `RunOptions` (how).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -17,14 +17,13 @@ from lfmsl.io import checkpoint, outputs
 from lfmsl.algorithms import validate
 from lfmsl.config import Config
 from lfmsl.core.backend import check_backend
+from lfmsl.experiments.run_options import RunOptions
 from lfmsl.errors import DiskFull, Diverged, UsageError, disk_full, first_line, plural
 from lfmsl.costs.latency import summary_fields
 from lfmsl.io.rundir import RunDir
+from lfmsl.io.data import Dataset
 from lfmsl.io.runlock import RunLock
 from lfmsl.stopping import StopRequests
-
-DEFAULT_CHECKPOINT_EVERY = 1  # rounds: a save costs well under 1% of a CPU round (docs/DETERMINISM.md)
-
 
 def describe(record: dict) -> str:
     accuracy = f"acc {100 * record['test_accuracy']:.2f}%"
@@ -47,68 +46,35 @@ class RunResult(NamedTuple):
     path: Path  # the run folder
 
 
-def run(config: Config, out: str | Path | None = None, resume: bool = False, **options: Any) -> RunResult:
+def run(config: Config, out: str | Path | None = None, resume: bool = False, options: RunOptions | None = None, *,
+        dataset: Dataset | None = None, **settings: Any) -> RunResult:
     """Run one simulation of `config` into the folder `out`; its round records and summary.
 
     `out=None` is a new folder under runs/ (as `lfmsl run` does), because a run always keeps its
     metrics, summary and checkpoints: it can be resumed and read later (pass a temporary folder
     for a throwaway run). `out` must hold no run, unless `resume`: then a stopped run of the same
-    configuration there continues from its last checkpoint (a larger `rounds` extends it), and a
-    finished one returns at once. `options` are `execute`'s: `progress`, `manual_dir`, `data_dir`,
-    `checkpoint_every`, `dataset` (already loaded), `allow_divergence`, `how_to_continue`.
-    """
-    folder = RunDir(out) if out is not None else RunDir.new("runs", config.algorithm, config.dataset)
-    summary = execute(config, folder.path, resume=resume, **options)
-    return RunResult(folder.metrics(), summary, folder.path)
-
-
-def run_command(config: Config, out: Path | None = None, resume: Path | None = None, distributed: bool = False, **options: Any) -> int:
-    """`lfmsl run`: a fresh run into `out`, or the run in `resume` continued; `options` as for `run`."""
-    if distributed:  # before JAX touches a device
-        from lfmsl.core.sharding import initialize_distributed
-
-        initialize_distributed()
-    run(config, resume or out, resume=resume is not None, **options)
-    return 0
-
-
-def execute(
-    config: Config,
-    out_dir: str | Path,
-    *,
-    resume: bool = False,
-    progress: bool = True,
-    manual_dir: str | Path | None = None,
-    data_dir: str | Path | None = None,
-    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
-    dataset=None,
-    allow_divergence: bool = False,
-    how_to_continue: str | None = None,
-) -> dict:
-    """Run `config` into `out_dir` and return its summary.
-
+    configuration there continues from its newest checkpoint (a larger `rounds` extends it) with
+    the data folders it was started with unless others are given, and a finished one
+    (`RunDir.finished`) returns at once, without any work. `options` says how the run is carried
+    out (`RunOptions`); `settings` are its fields one by one (`progress=False`), given on top.
     `dataset`, when given, is the loaded `config.dataset` (a sweep loads each dataset once).
 
-    Holds `out_dir` for this process throughout (`runlock.RunLock`: another writer is refused).
-    Fresh when `out_dir` holds no run. With `resume`, a run of the same configuration in
-    `out_dir` continues from its newest checkpoint (a larger `rounds` extends it) with the data
-    folders it was started with unless others are given, and a finished one (`RunDir.finished`)
-    returns its summary without any work. Raises UsageError when `out_dir` holds a
-    run of another configuration (or any run, without `resume`), Diverged when a loss becomes
-    NaN or infinite or explodes (unless `allow_divergence`), Interrupted after SIGINT or SIGTERM at the next safe point (the last completed round saved);
-    its message ends with `how_to_continue` (by default: `lfmsl run --resume` of the folder).
-    A resumed run with no checkpoint to continue from does not start again at round 1 over
-    rounds already in metrics.jsonl or checkpoints moved aside as unreadable: UsageError says what is there.
+    Every option is checked here, once, before any folder is made or data loaded. Holds `out`
+    for this process throughout (`runlock.RunLock`: another writer is refused). Raises UsageError
+    when `out` holds a run of another configuration (or any run, without `resume`), Diverged when
+    a loss becomes NaN or infinite or explodes (unless `options.allow_divergence`), Interrupted
+    after SIGINT or SIGTERM at the next safe point (the last completed round saved); its message
+    ends with `options.how_to_continue` (by default: `lfmsl run --resume` of the folder). A
+    resumed run with no checkpoint to continue from does not start again at round 1 over rounds
+    already in metrics.jsonl or checkpoints moved aside as unreadable: UsageError says what is there.
     """
-    validate(config)  # every option is checked before any work starts
+    options = dataclasses.replace(options or RunOptions(), **settings)
+    validate(config)
     check_backend()  # and the platform asked for in JAX_PLATFORMS can start
-    if not (isinstance(checkpoint_every, int) and checkpoint_every >= 1):
-        raise UsageError(f"--checkpoint-every must be a positive number of rounds, got {checkpoint_every}")
-    folder = RunDir(out_dir)
+    folder = RunDir(out) if out is not None else RunDir.new("runs", config.algorithm, config.dataset)
     created = not folder.path.exists()
     try:
-        return _execute_locked(config, folder, resume, progress, manual_dir, data_dir, checkpoint_every, dataset, allow_divergence,
-                               how_to_continue)
+        summary = _run_locked(config, folder, resume, options, dataset)
     except UsageError:
         if created:  # a run refused before it wrote its configuration leaves no folder behind
             folder.discard_unstarted()
@@ -117,33 +83,36 @@ def execute(
         if not disk_full(error):
             raise
         started = folder.config() is not None
-        then = (how_to_continue or f"continue with: lfmsl run --resume {folder.path}") if started else "run the same command again"
+        then = _how_to_continue(options, folder) if started else "run the same command again"
         if not started and created:
             folder.discard_unstarted()
-        raise DiskFull(f"no space left on the disk of {folder.path} ({first_line(error, 120)}); nothing finished is lost: "
-                       f"free some space, then {then}") from None
+        raise DiskFull(f"no space left on the disk of {folder.path} ({first_line(error, 120)}); nothing finished is "
+                       f"lost: free some space, then {then}") from None
+    return RunResult(folder.metrics(), summary, folder.path)
 
 
-def _execute_locked(config: Config, folder: RunDir, resume: bool, progress: bool, manual_dir, data_dir, checkpoint_every: int, dataset,
-                    allow_divergence: bool, how_to_continue: str | None) -> dict:
-    with StopRequests() as stop, RunLock(folder.path):  # signals only set a flag, read at safe points; one writer per folder
+def _how_to_continue(options: RunOptions, folder: RunDir) -> str:
+    return options.how_to_continue or f"continue with: lfmsl run --resume {folder.path}"
+
+
+def _run_locked(config: Config, folder: RunDir, resume: bool, options: RunOptions, dataset: Dataset | None) -> dict:
+    # Signals only set a flag, read at safe points; one writer per folder.
+    with StopRequests() as stop, RunLock(folder.path):
         finished = _open_run_dir(config, folder, resume)
         if finished is not None:
             log(f"lfmsl: the run in {folder.path} already finished its {config.rounds} rounds; nothing to do")
             return finished
         if resume:  # the data folders the run was started with, unless given
             recorded = folder.sources()
-            manual_dir, data_dir = manual_dir or recorded.get("manual_dir"), data_dir or recorded.get("data_dir")
+            options = dataclasses.replace(options, manual_dir=options.manual_dir or recorded.get("manual_dir"),
+                                          data_dir=options.data_dir or recorded.get("data_dir"))
         store = checkpoint.Checkpoints(folder.path)
         try:
             if not store.steps():
                 folder.check_nothing_lost_by_restarting()
             if dataset is None:
-                from lfmsl.io.data import load_dataset
-
-                dataset = load_dataset(config.dataset, manual_dir=manual_dir, data_dir=data_dir)
-            return _execute(config, folder, store, progress, dataset, {"manual_dir": manual_dir, "data_dir": data_dir}, checkpoint_every, stop,
-                            allow_divergence, how_to_continue)
+                dataset = options.load_dataset(config.dataset)
+            return _simulate(config, folder, store, dataset, options, stop)
         finally:
             store.close()
 
@@ -151,25 +120,27 @@ def _execute_locked(config: Config, folder: RunDir, resume: bool, progress: bool
 def _open_run_dir(config: Config, folder: RunDir, resume: bool) -> dict | None:
     """Create or check the run folder; the summary of a run there that is already finished."""
     if resume and folder.config() is not None:
-        return folder.finished(config, lambda message: log(f"lfmsl: {message}"))  # refuses a run of another configuration
+        # Refuses a run of another configuration.
+        return folder.finished(config, lambda message: log(f"lfmsl: {message}"))
     folder.create()  # refuses a folder that holds a run
     return None
 
 
-def _execute(config: Config, folder: RunDir, store: checkpoint.Checkpoints, progress: bool, dataset, sources: dict, every: int,
-             stop: StopRequests, allow_divergence: bool, how_to_continue: str | None = None) -> dict:
+def _simulate(config: Config, folder: RunDir, store: checkpoint.Checkpoints, dataset: Dataset, options: RunOptions,
+              stop: StopRequests) -> dict:
     from lfmsl.experiments.simulation import Simulation
 
-    out = folder.path
-    resume_hint = how_to_continue or f"continue with: lfmsl run --resume {out}"
-    stop.check(f"while loading the data; nothing was lost; {resume_hint if how_to_continue or folder.config() else 'start the run again'}")
+    out, how_to_continue = folder.path, options.how_to_continue
+    resume_hint = _how_to_continue(options, folder)
+    then = resume_hint if how_to_continue or folder.config() else "start the run again"
+    stop.check(f"while loading the data; nothing was lost; {then}")
     steps = store.steps()
     if steps:
         folder.check_rounds(steps[-1], config.rounds)
-    log(f"lfmsl: {config.algorithm} on {config.dataset}, {plural(config.clients, 'client')}, {plural(config.rounds, 'round')} -> {out}"
-        + outputs.numerics_note())
+    log(f"lfmsl: {config.algorithm} on {config.dataset}, {plural(config.clients, 'client')}, "
+        f"{plural(config.rounds, 'round')} -> {out}" + outputs.numerics_note())
     simulation = Simulation(config, dataset)  # data-dependent checks happen here, before compiling
-    folder.write_config(config, sources)
+    folder.write_config(config, {"manual_dir": options.manual_dir, "data_dir": options.data_dir})
     snapshot = store.latest(simulation.state) if steps else None
     history = []
     if snapshot is not None:
@@ -182,14 +153,16 @@ def _execute(config: Config, folder: RunDir, store: checkpoint.Checkpoints, prog
     start = len(history)
 
     if start < config.rounds:
-        log(f"lfmsl: {simulation.context.iterations} iterations per round, executor {simulation.context.executor}; compiling...")
+        log(f"lfmsl: {simulation.context.iterations} iterations per round, executor {simulation.context.executor}; "
+            "compiling...")
         simulation.compile()
         log(f"lfmsl: compiled in {simulation.compile_time_s:.1f} s (executor {simulation.context.executor})")
     stop.check(f"before round {start + 1} of {config.rounds}; nothing was lost; {resume_hint}")
-    progress_bar = _progress_bar(config.rounds, start, progress)
+    progress_bar = _progress_bar(config.rounds, start, options.progress)
     started = time.perf_counter()
     try:
-        history = _run_rounds(simulation, store, folder, history, every, stop, progress_bar, allow_divergence, board=board)
+        history = _run_rounds(simulation, store, folder, history, options.checkpoint_every, stop, progress_bar,
+                              options.allow_divergence, board=board)
     finally:
         board.close()
         if progress_bar is not None:
@@ -215,25 +188,29 @@ def _execute(config: Config, folder: RunDir, store: checkpoint.Checkpoints, prog
         **outputs.environment(),
     }
     folder.write_summary(summary)
-    outputs.plot_accuracy({config.algorithm: history}, folder.plot_path, f"{config.algorithm} on {config.dataset}, {config.clients} clients")
+    outputs.plot_accuracy({config.algorithm: history}, folder.plot_path,
+                          f"{config.algorithm} on {config.dataset}, {config.clients} clients")
     if simulation.privacy_images:
         from lfmsl.reporting.plots import image_grid
 
         folder.write_privacy_images(simulation.privacy_images)
         image_grid(simulation.privacy_images, folder.privacy_plot_path,
-                   f"{config.algorithm}: client {int(simulation.leakage.clients[0])}'s inputs and what the server rebuilt (round {len(history)})")
+                   f"{config.algorithm}: client {int(simulation.leakage.clients[0])}'s inputs and what the server "
+                   f"rebuilt (round {len(history)})")
     log(
-        f"lfmsl: done. final accuracy {100 * summary['final_test_accuracy']:.2f}%, best {100 * summary['best_test_accuracy']:.2f}% "
+        f"lfmsl: done. final accuracy {100 * summary['final_test_accuracy']:.2f}%, "
+        f"best {100 * summary['best_test_accuracy']:.2f}% "
         f"(round {summary['best_round']}), {summary['total_wall_time_s']:.1f} s for {plural(len(history), 'round')} "
         f"+ {simulation.compile_time_s:.1f} s compile; simulated latency {summary['sim_latency_s']:.3g} s, "
         f"{summary['comm_bytes'] / 1e6:.4g} MB sent. Outputs in {out}"
     )
-    stop.check("after the run finished; every output is written" + (f"; {how_to_continue}" if how_to_continue else ""))  # the caller learns of it all the same
+    # The caller learns of a stop request all the same.
+    stop.check("after the run finished; every output is written" + (f"; {how_to_continue}" if how_to_continue else ""))
     return summary
 
 
-def _run_rounds(simulation, store: checkpoint.Checkpoints, folder: RunDir, history: list[dict], every: int, stop: StopRequests, progress_bar,
-                allow_divergence: bool = False, board=None) -> list[dict]:
+def _run_rounds(simulation, store: checkpoint.Checkpoints, folder: RunDir, history: list[dict], every: int,
+                stop: StopRequests, progress_bar, allow_divergence: bool = False, board=None) -> list[dict]:
     """Rounds in segments that end at each checkpoint: the state after a segment is saved before
     the next round donates its buffers. Stops early, saved, when `stop` says so."""
     config = simulation.config
@@ -273,7 +250,8 @@ def check_loss(record: dict, first_train_loss: float | None, config: Config, sto
                allow_divergence: bool = False) -> None:
     """Stop at the first NaN or infinite loss, or a training loss that exploded while staying
     finite (unless `allow_divergence`), naming the round and the likely cause."""
-    losses = ["train_loss", "test_loss"] + sorted(k for k in record if k.endswith("loss") and k not in ("train_loss", "test_loss"))
+    named = ("train_loss", "test_loss")
+    losses = list(named) + sorted(k for k in record if k.endswith("loss") and k not in named)
     for name in losses:
         value = record.get(name, 0.0)
         if not math.isfinite(value):
@@ -286,14 +264,13 @@ def check_loss(record: dict, first_train_loss: float | None, config: Config, sto
         limit = min(limit, EXPLOSION * first_train_loss)
     if loss > limit and not allow_divergence:
         first = f" ({loss / first_train_loss:.3g} times round 1's {first_train_loss:.3g})" if first_train_loss else ""
-        raise Diverged(f"the training loss exploded to {loss:.3g} in round {record['round']}{first}; {_likely_cause(config, store)}; "
-                       "pass --allow-divergence to let the run go on regardless")
+        raise Diverged(f"the training loss exploded to {loss:.3g} in round {record['round']}{first}; "
+                       f"{_likely_cause(config, store)}; pass --allow-divergence to let the run go on regardless")
 
 
 def _likely_cause(config: Config, store: checkpoint.Checkpoints) -> str:
-    rates = f"--lr {config.lr}" + "".join(
-        f", --{flag} {rate}" for flag, rate in (("client-lr", config.client_lr), ("server-lr", config.server_lr)) if rate is not None
-    )
+    own = (("client-lr", config.client_lr), ("server-lr", config.server_lr))
+    rates = f"--lr {config.lr}" + "".join(f", --{flag} {rate}" for flag, rate in own if rate is not None)
     steps = store.steps()
     kept = (f"the last good checkpoint (round {steps[-1]}) is in {store.directory}"
             if steps else "there is no checkpoint yet (it diverged before the first one)")

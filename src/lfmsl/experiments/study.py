@@ -127,7 +127,7 @@ def run_study(scale: Scale, results: Path, load: Callable[[str], object], parts:
     """Run (or find finished) the parts in order; returns each part's runs."""
     runs_dir = Path(results) / "runs"
     done: dict[str, list[sweep.Run]] = {}
-    run = lambda configs: sweep.run_sweep(configs, runs_dir, load, progress=False, log=log)
+    run = lambda configs: sweep.run_sweep(configs, runs_dir, load, log=log)
     if "a" in parts:
         done["a"] = run(scaling(scale))
     if "b" in parts:

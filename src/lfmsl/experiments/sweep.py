@@ -1,9 +1,9 @@
 """`lfmsl sweep`: a grid of runs in one process, one folder each, and a table over seeds.
 
 Every configuration flag takes a comma list (`--algorithm psl,locfedmix --clients 10,50
---seed 0,1 --mix-alpha 0.5,1`); the grid is their product. Each run gets a folder named from
-its options that differ from the defaults, so a re-run of the same or a larger grid finds the
-runs that already finished (`RunDir.finished`) and skips them.
+--seed 0,1 --mix-alpha 0.5,1`; `lfmsl.experiments.flags`); the grid is their product. Each run
+gets a folder named from its options that differ from the defaults, so a re-run of the same or a
+larger grid finds the runs that already finished (`RunDir.finished`) and skips them.
 Each dataset is loaded once. The table (results.csv, results.md) has one row per
 configuration with the mean and standard deviation over seeds.
 """
@@ -25,6 +25,8 @@ from lfmsl.io.atomic import remove_leftovers, write_text
 from lfmsl.algorithms import inert_options, validate, without_inert
 from lfmsl.config import Config
 from lfmsl.core.backend import check_backend
+from lfmsl.experiments.flags import values_of
+from lfmsl.experiments.run_options import RunOptions
 from lfmsl.errors import UsageError
 from lfmsl.io.rundir import RunDir
 
@@ -54,24 +56,6 @@ class Run:
     exit_code: int = 0  # of a run that failed: 2 for a usage error, 3 for a diverged loss
 
 
-def listify(parser: argparse.ArgumentParser) -> None:
-    """Make every valued configuration flag accept a comma list, each item checked as before."""
-    fields = {f.name for f in dataclasses.fields(Config)}
-    for action in parser._actions:
-        if action.dest not in fields or action.nargs == 0:
-            continue
-        convert, choices = action.type or str, action.choices
-
-        def parse_list(text: str, convert=convert, choices=choices, flag=action.option_strings[0]) -> list:
-            items = [convert(item.strip()) for item in text.split(",") if item.strip()]
-            bad = [item for item in items if choices is not None and item not in choices]
-            if not items or bad:
-                raise argparse.ArgumentTypeError(f"{flag}: expected a comma list of {', '.join(map(str, choices or ['values']))}")
-            return items
-
-        action.type, action.choices = parse_list, None
-
-
 def grid(values: dict, log: Callable[[str], None] = lambda message: None) -> list[Config]:
     """The product of every list-valued option; scalars are the same in every run.
 
@@ -94,19 +78,22 @@ def run_name(config: Config) -> str:
         value = getattr(config, field.name)
         if field.name in NAMED or value == getattr(DEFAULTS, field.name):
             continue
-        parts.append(f"{'no-' if value is False else ''}{field.name.replace('_', '-')}" + ("" if isinstance(value, bool) else f"={value}"))
+        name = f"{'no-' if value is False else ''}{field.name.replace('_', '-')}"
+        parts.append(name if isinstance(value, bool) else f"{name}={value}")
     return "_".join(parts).replace("/", "-").replace(":", "-")
 
 
-def run_sweep(configs: Sequence[Config], out: Path, load: Callable[[str], object], progress: bool = False,
-              log: Callable[[str], None] = print, allow_divergence: bool = False) -> list[Run]:
-    """Run every configuration not yet finished under `out`, loading each dataset once. A run
-    that another process is running (two sweeps over one grid) is skipped, not waited for, and tried
-    once more at the end (the other may have finished or stopped it); one that fails (diverged,
-    damaged beyond repair, another run in its folder) is named, and the others go on."""
-    for config in configs:
+def run_sweep(configs: Sequence[Config], out: Path, load: Callable[[str], object],
+              options: RunOptions = RunOptions(progress=False), log: Callable[[str], None] = print) -> list[Run]:
+    """Run every configuration not yet finished under `out` through `lfmsl.run` with `options`,
+    loading each dataset once. The whole grid is checked before its first run. A run that another
+    process is running (two sweeps over one grid) is skipped, not waited for, and tried once more at
+    the end (the other may have finished or stopped it); one that fails (diverged, damaged beyond
+    repair, another run in its folder) is named, and the others go on."""
+    for config in configs:  # a bad combination anywhere in the grid is refused before the first run
         validate(config)
     check_backend()
+    options = dataclasses.replace(options, how_to_continue=CONTINUE)
     from lfmsl.experiments.simulation import require_state_fits
 
     require_state_fits(configs)
@@ -133,8 +120,8 @@ def run_sweep(configs: Sequence[Config], out: Path, load: Callable[[str], object
             log(f"lfmsl sweep: {run.path.name}")
             run.skipped = None
             with _failures(run, log):  # an interrupted run resumes from its checkpoint
-                run.summary = run_one(run.config, run.path, resume=True, progress=progress, dataset=dataset(run.config.dataset),
-                                      allow_divergence=allow_divergence, how_to_continue=CONTINUE).summary
+                run.summary = run_one(run.config, run.path, resume=True, options=options,
+                                      dataset=dataset(run.config.dataset)).summary
 
     with StopRequests() as stop:
         run_each(todo, stop)
@@ -242,7 +229,8 @@ def markdown_table(rows: Sequence[dict], metrics: Sequence[str] | None = None) -
     header = keys + ["seeds"] + [m[1] for m in chosen]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        cells = [str(row[k]) for k in keys] + [str(row["seeds"])] + [_cell(row, key, scale, fmt) for key, _, scale, fmt in chosen]
+        cells = [str(row[k]) for k in keys] + [str(row["seeds"])]
+        cells += [_cell(row, key, scale, fmt) for key, _, scale, fmt in chosen]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -299,12 +287,11 @@ def finished_runs(path: Path) -> list[Run]:
 
 def sweep_command(args: argparse.Namespace) -> int:
     """`lfmsl sweep`: run the grid, then write the tables."""
-    from lfmsl.io.data import load_dataset
     from lfmsl.experiments.runner import log
 
     configs = grid(vars(args), log)
-    runs = run_sweep(configs, args.out, lambda name: load_dataset(name, manual_dir=args.manual_dir, data_dir=args.data_dir),
-                     args.progress, log, args.allow_divergence)
+    options = RunOptions(**values_of(args, RunOptions))
+    runs = run_sweep(configs, args.out, options.load_dataset, options, log)
     rows = aggregate(runs)
     write_tables(rows, args.out)
     log(f"lfmsl sweep: tables in {args.out / 'results.csv'} and {args.out / 'results.md'}")
@@ -315,7 +302,7 @@ def sweep_command(args: argparse.Namespace) -> int:
     status = max((run.exit_code for run in runs), default=0)  # a failed run fails the sweep, after the others ran
     busy = still_running(runs)
     if busy and status == 0:  # two sweeps over one grid: the one that ends last writes the whole tables
-        log(f"lfmsl sweep: {len(busy)} of {len(runs)} runs are still running in another process, so these tables lack them; "
-            "run the same command again once it ends (finished runs are not run again)")
+        log(f"lfmsl sweep: {len(busy)} of {len(runs)} runs are still running in another process, so these tables lack "
+            "them; run the same command again once it ends (finished runs are not run again)")
         status = INCOMPLETE
     return status
