@@ -141,13 +141,3 @@ def build_round(config: Config, dataset: Dataset) -> BuiltRound:
     return BuiltRound(config, model, parts, active, costs, schedule, placement, data, context,
                       build_algorithm(context, schedule, run_key), init_key, run_key)
 
-
-def synthetic_dataset(num_clients: int, per_client: int, image_shape: tuple[int, int, int] = (28, 28, 1), num_classes: int = 10,
-                      seed: int = 0) -> Dataset:
-    """Random images and labels of a dataset's shapes (Fashion-MNIST's by default), `per_client` samples for each
-    client: what a round costs does not depend on the pixels, and nothing needs TensorFlow."""
-    rng = np.random.default_rng(seed)
-    count = num_clients * per_client
-    images = rng.integers(0, 256, (count, *image_shape), dtype=np.uint8)
-    labels = rng.integers(0, num_classes, count).astype(np.int32)
-    return Dataset("synthetic", images, labels, images[:per_client], labels[:per_client], num_classes)
