@@ -265,7 +265,7 @@ def spawn(spec: dict, args: argparse.Namespace) -> dict:
 def cost_plot(results: list[dict], path: Path) -> Path:
     """Round time and peak memory against the enrolled clients, one line per (algorithm, model, executor):
     how a round's cost grows with N (with --clients-per-round, at a fixed number of participants)."""
-    from lfmsl.reporting.plots import new_panels, save
+    from lfmsl.io.plots import new_panels, save
 
     lines: dict[str, list[dict]] = {}
     for r in results:

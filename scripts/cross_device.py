@@ -11,7 +11,7 @@ import dataclasses
 import sys
 
 from lfmsl.experiments import figures, sweep
-from lfmsl.reporting import plots
+from lfmsl.io import plots
 
 
 def main(argv=None) -> int:

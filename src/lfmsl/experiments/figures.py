@@ -172,7 +172,7 @@ def curves_report(args: argparse.Namespace, runs: Sequence[sweep.Run], name: str
                           mean("rounds_to_target"), mean("sim_latency_to_target_s"), float(np.mean([h[length - 1]["sim_latency_s"] for h in histories])),
                           float(np.mean([h[length - 1]["comm_bytes"] for h in histories])) / 1e6, f"{len(hit)}/{len(group)}"))
         figure = f"{name}_{dataset}.png"
-        from lfmsl.reporting import plots
+        from lfmsl.io import plots
 
         plots.line_plot(series, args.out / figure, xlabel, "test accuracy (%)", f"{title} on {dataset}", logx=x_key == "sim_latency_s")
         header = ["algorithm", "clients", "seeds", "final acc (%)", "best acc (%)", "rounds", f"rounds to {100 * args.target_accuracy:g}%",

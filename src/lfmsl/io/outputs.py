@@ -81,7 +81,7 @@ def plot_accuracy(curves: dict[str, Sequence[dict]], path: Path, title: str) -> 
     """Test accuracy over rounds, one line per named run (shaded min-max where clients differ)."""
     from matplotlib.ticker import MaxNLocator
 
-    from lfmsl.reporting.plots import new_axes, save
+    from lfmsl.io.plots import new_axes, save
 
     figure, axes = new_axes()
     for label, history in curves.items():

@@ -19,8 +19,8 @@ from lfmsl.experiments.leakage import measured_rounds
 from lfmsl.io.rundir import RunDir
 from lfmsl.privacy.threats import ATTACKS
 from lfmsl.reporting import stats
-from lfmsl.reporting.plots import image_grid, new_axes, save
-from lfmsl.reporting.study_report import describe, table
+from lfmsl.io.plots import image_grid, new_axes, save
+from lfmsl.reporting.tables import describe, table
 
 ATTACK_NAMES = tuple(ATTACKS)
 Cells = dict[Config, dict[int, sweep.Run]]

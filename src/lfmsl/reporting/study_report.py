@@ -4,150 +4,28 @@ Everything is recomputed from the run folders (config, metrics, summary), so the
 rewritten from the committed results alone, part-way through the study as well as at its end:
 a cell without all its seeds says how many it has, and a verdict needs at least two seeds.
 
-Per run: the final test accuracy; the area under the accuracy curve (the mean accuracy over the
-rounds, so a run that gets there sooner scores higher); the rounds and the simulated seconds to
-the regime's target accuracy. A run that never reaches the target counts as reaching it one
-round after its last, a lower bound that favours it, stated in the report.
+What a run says is in outcomes.py, the paired comparisons in verdicts.py, the Markdown in tables.py and
+the curves in study_figures.py; this module writes the prose around them, claim by claim.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
-
-from lfmsl.experiments import figures, study, sweep
-
-from lfmsl.reporting import plots, stats
-from lfmsl.io.atomic import write_text
 from lfmsl.config import Config
+from lfmsl.experiments import study
+from lfmsl.experiments.figures import LABELS
+from lfmsl.io import plots
+from lfmsl.io.atomic import write_text
+from lfmsl.reporting import stats
+from lfmsl.reporting.outcomes import TARGETS, Outcome, by_seed, load_cells, values
+from lfmsl.reporting.study_figures import accuracy_panels
+from lfmsl.reporting.tables import describe, table
+from lfmsl.reporting.verdicts import METRICS, comparison, verdict_cell
 
 OURS = "locfedmix"
-TARGETS = {"iid": 0.80, "non_iid": 0.75, "sgd": 0.70}  # fixed before the study's results were read
-LABELS = figures.LABELS
-COLOURS = {a: f"C{i}" for i, a in enumerate(LABELS)}  # one colour per algorithm in every figure
-
-
-def target_for(config: Config) -> float:
-    """The regime's target accuracy: Adam IID 80 %, label skew 75 %, SGD 70 %."""
-    if config.optimizer == "sgd":
-        return TARGETS["sgd"]
-    return TARGETS["iid"] if config.partition == "iid" else TARGETS["non_iid"]
-
-
-@dataclasses.dataclass(frozen=True)
-class Outcome:
-    """What one finished run says about the claims."""
-
-    curve: tuple[float, ...]  # test accuracy after each round
-    latency: tuple[float, ...]  # cumulative simulated seconds after each round
-    update_ratio: float  # mean over rounds
-    client_drift: float  # at the last round
-    target: float
-
-    @property
-    def final(self) -> float:
-        return self.curve[-1]
-
-    @property
-    def auc(self) -> float:
-        return float(np.mean(self.curve))
-
-    @property
-    def reached(self) -> bool:
-        return max(self.curve) >= self.target
-
-    @property
-    def rounds_to_target(self) -> float:
-        hit = [r for r, a in enumerate(self.curve, 1) if a >= self.target]
-        return float(hit[0]) if hit else float(len(self.curve) + 1)
-
-    @property
-    def latency_to_target(self) -> float:
-        r = int(self.rounds_to_target)
-        if r <= len(self.latency):
-            return self.latency[r - 1]
-        return self.latency[-1] * r / len(self.latency)  # one more round of the same length: a lower bound
-
-
-def outcome(run: sweep.Run) -> Outcome:
-    records = sweep.history(run)  # costs recomputed with the current ledger and latency model
-    ratios = [r["update_ratio"] for r in records if "update_ratio" in r]
-    return Outcome(tuple(r["test_accuracy"] for r in records), tuple(r["sim_latency_s"] for r in records),
-                   float(np.mean(ratios)) if ratios else math.nan, float(records[-1].get("client_drift", math.nan)), target_for(run.config))
-
-
-Cells = dict[Config, dict[int, Outcome]]  # a configuration with seed 0 -> {seed: outcome}
-
-
-def load_cells(runs_dir: Path) -> Cells:
-    """Every finished run under `runs_dir`, grouped by configuration over seeds."""
-    if not Path(runs_dir).is_dir():
-        return {}
-    return {key: {run.config.seed: outcome(run) for run in group} for key, group in sweep.by_config(sweep.finished_runs(runs_dir)).items()}
-
-
-def by_seed(cells: Cells, config: Config) -> dict[int, Outcome]:
-    """The outcomes of `config` over its seeds ({} if none has finished)."""
-    return cells.get(sweep.without_seed(config), {})
-
-
-def values(cells: Cells, config: Config, metric: Callable[[Outcome], float]) -> dict[int, float]:
-    return {seed: metric(o) for seed, o in by_seed(cells, config).items()}
-
-
-METRICS = {  # name -> (per-run value, scale for display, unit, claimed direction of ours minus theirs)
-    "final accuracy": (lambda o: o.final, 100.0, "points", 1),
-    "area under the accuracy curve": (lambda o: o.auc, 100.0, "points", 1),
-    "rounds to target": (lambda o: o.rounds_to_target, 1.0, "rounds", -1),
-    "simulated seconds to target": (lambda o: o.latency_to_target, 1.0, "s", -1),
-}
-
-
-def _num(x: float, scale: float = 1.0) -> str:
-    v = x * scale
-    return f"{v:.3g}" if abs(v) >= 1000 or (v != 0 and abs(v) < 0.01) else f"{v:.2f}"
-
-
-def describe(e: stats.Estimate | None, scale: float = 1.0, n_wanted: int | None = None) -> str:
-    """'mean ± half-width' (or the mean alone with one seed), and how many seeds if some are missing."""
-    if e is None:
-        return "-"
-    text = _num(e.mean, scale) if e.half_width is None else f"{_num(e.mean, scale)} ± {_num(e.half_width, scale)}"
-    return text + (f" ({e.n}/{n_wanted} seeds)" if n_wanted and e.n < n_wanted else "")
-
-
-def comparison(cells: Cells, ours: Config, theirs: Config, metric: str) -> tuple[stats.Estimate | None, str]:
-    """Ours minus theirs paired by seed, and the verdict. A time to the target is compared only on
-    the seeds where at least one of the two reaches it: where neither does, it says nothing."""
-    value, _, _, direction = METRICS[metric]
-    a, b = (by_seed(cells, c) for c in (ours, theirs))
-    seeds = [s for s in set(a) & set(b) if not metric.endswith("to target") or a[s].reached or b[s].reached]
-    d = stats.paired_difference({s: value(a[s]) for s in seeds}, {s: value(b[s]) for s in seeds})
-    if d is None and set(a) & set(b):
-        return None, NEITHER
-    return d, stats.verdict(d, direction)
-
-
-NEITHER = "neither reaches the target"
-
-
-def verdict_cell(d: stats.Estimate | None, verdict: str, scale: float) -> str:
-    if d is None:
-        return verdict if verdict == NEITHER else "no runs yet"
-    if d.interval is None:
-        return f"{_num(d.mean, scale)} (1 seed): {verdict}"
-    low, high = d.interval
-    return f"{_num(d.mean, scale)} [{_num(low, scale)}, {_num(high, scale)}]: **{verdict}**"
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
 
 
 class Report:
@@ -243,6 +121,13 @@ class Report:
                   for n in (min(self.scale.clients), max(self.scale.clients)))
         return {s: hi[s] - lo[s] for s in set(lo) & set(hi)}
 
+    def _curves(self, name: str, ns: Sequence[int], x_of: Callable[[Outcome], Sequence[float]], xlabel: str, title: str,
+                algorithms: Sequence[str] | None = None, config_of: Callable[[str, int], Config] | None = None) -> None:
+        """Accuracy curves into figures/`name` (study_figures.py); `config_of(algorithm, N)` names the runs
+        (default: those of (a))."""
+        config_of = config_of or (lambda a, n: study.base(self.scale, algorithm=a, clients=n))
+        accuracy_panels(self.cells, self.figures / name, ns, algorithms or self.scale.algorithms, config_of, x_of, xlabel, title)
+
     @property
     def quick(self) -> bool:
         return self.scale != study.Scale()
@@ -265,38 +150,6 @@ class Report:
         self._curves("convergence.png", ns, lambda o: range(1, len(o.curve) + 1), "round", "Convergence")
         text.append("![convergence](figures/convergence.png)\n")
         return "\n".join(text)
-
-    def _curves(self, name: str, ns: Sequence[int], x_of: Callable[[Outcome], Sequence[float]], xlabel: str, title: str,
-                algorithms: Sequence[str] | None = None, config_of: Callable[[str, int], Config] | None = None) -> None:
-        """Accuracy curves, one panel per N, mean over seeds with a 95 % band; `config_of(algorithm, N)`
-        names the runs (default: those of (a))."""
-        config_of = config_of or (lambda a, n: study.base(self.scale, algorithm=a, clients=n))
-        figure, axes = plots.new_panels(len(ns))
-        for ax, n in zip(axes, ns):
-            for a in algorithms or self.scale.algorithms:
-                group = self.cells.get(config_of(a, n), {})
-                if not group:
-                    continue
-                outcomes = list(group.values())
-                length = min(len(o.curve) for o in outcomes)
-                x = np.mean([list(x_of(o))[:length] for o in outcomes], axis=0)
-                y = 100 * np.array([o.curve[:length] for o in outcomes])
-                mean = y.mean(0)
-                ax.plot(x, mean, marker="o", markersize=3, label=LABELS[a], color=COLOURS[a])
-                if len(outcomes) > 1:
-                    half = stats.t975(len(outcomes) - 1) * y.std(0, ddof=1) / math.sqrt(len(outcomes))
-                    ax.fill_between(x, mean - half, mean + half, alpha=0.15, color=COLOURS[a])
-            if xlabel.startswith("simulated"):
-                ax.set_xscale("log")
-            ax.set_title(f"N = {n}")
-            ax.set_xlabel(xlabel)
-            ax.grid(alpha=0.3)
-        axes[0].set_ylabel("test accuracy (%), 95 % band")
-        handles = {label: handle for ax in axes for handle, label in zip(*ax.get_legend_handles_labels())}
-        if handles:
-            axes[0].legend(handles.values(), handles.keys(), fontsize="small", loc="lower right")
-        figure.suptitle(title)
-        plots.save(figure, self.figures / name)
 
     def latency(self) -> str:
         ns, hi = self.scale.clients, max(self.scale.clients)
