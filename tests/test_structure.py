@@ -74,7 +74,7 @@ LAYERS = [
     ("models",),
     ("core",),
     ("privacy",),
-    ("config",),
+    ("config", "privacy_options"),
     ("algorithms",),
     ("costs", "io"),
     ("experiments",),

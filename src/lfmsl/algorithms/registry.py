@@ -15,7 +15,7 @@ from typing import Callable
 from lfmsl.algorithms.base import Algorithm, Context
 from lfmsl.config import Config, check_options, flag
 from lfmsl.errors import UsageError
-from lfmsl.algorithms import privacy_options
+from lfmsl import privacy_options
 
 SCHEDULES = ("parallel", "relay", "local", "central")
 
