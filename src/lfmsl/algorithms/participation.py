@@ -119,11 +119,13 @@ def sampled(full: Algorithm, part: Algorithm, key: jax.Array) -> Algorithm:
     The round takes the participants' ids [K] and the previous round's [K] (the same at round 0) after
     its key, and with --dropout which of each survive [K]; the previous round is the last one with a
     survivor. Where the algorithm averages, `eval_pairs` takes the ids (and survivors) of the last
-    round run and scores their average. `key` is any key of the right kind: only the shapes of the two initial states are read."""
+    round run and scores their average. `key` is any key of the right kind: only the shapes of the two initial
+    states are read."""
     per_client = per_client_leaves(jax.eval_shape(full.init, key), jax.eval_shape(part.init, key))
     averages = bool(full.averaged) or full.averages_server
 
-    def round_fn(state: State, data: ClientData, key: jax.Array, ids: jax.Array, previous: jax.Array, *failures: jax.Array):
+    def round_fn(state: State, data: ClientData, key: jax.Array, ids: jax.Array, previous: jax.Array,
+                 *failures: jax.Array):
         alive, previous_alive = failures or (None, None)
         start = take(state, per_client, ids)
         if averages:
@@ -140,7 +142,8 @@ def sampled(full: Algorithm, part: Algorithm, key: jax.Array) -> Algorithm:
     return full._replace(round=round_fn, eval_pairs=eval_pairs)
 
 
-def _from_current_average(start: State, state: State, per_client: PyTree, averaged: State, weights: jax.Array, previous: jax.Array) -> State:
+def _from_current_average(start: State, state: State, per_client: PyTree, averaged: State, weights: jax.Array,
+                          previous: jax.Array) -> State:
     """The participants' averaged parts replaced by the previous participants' weighted average."""
     def one(mine, leaf, split, shared):
         if not (split and shared):
@@ -221,7 +224,8 @@ class Schedule:
         if not self.sampling:
             alive = self.survivors(round_index)
             return () if alive is None else (alive,)
-        (ids, *alive), (previous, *previous_alive) = self._drawn(round_index), self._drawn(self.last_run_before(round_index))
+        (ids, *alive) = self._drawn(round_index)
+        (previous, *previous_alive) = self._drawn(self.last_run_before(round_index))
         return (ids, previous, *alive, *previous_alive)
 
     def scored(self, round_index: int) -> tuple[np.ndarray, ...]:

@@ -126,17 +126,17 @@ class DeviceRounds:
         self._own_times: dict[int, np.ndarray] = {}  # asked for by the deadline, the round's time and its record
 
     @classmethod
-    def of(cls, config: Config, model: SplitModel, traffic: comm.Traffic, profile: Profile, sent: Exchange, iterations: int,
-           sizes: Sequence[int], own_epochs: bool = False) -> "DeviceRounds | None":
+    def of(cls, config: Config, model: SplitModel, traffic: comm.Traffic, profile: Profile, sent: Exchange,
+           iterations: int, sizes: Sequence[int], own_epochs: bool = False) -> "DeviceRounds | None":
         """The rounds of a run whose learners hold `sizes` samples, from its own traffic and profile, where
-        `config` (counting the participants only, run_costs.py's `counted`) puts them on devices of their own; else None.
-        `own_epochs`: each client does its own epoch (`--round-mode epoch`)."""
+        `config` (counting the participants only, run_costs.py's `counted`) puts them on devices of their own;
+        else None. `own_epochs`: each client does its own epoch (`--round-mode epoch`)."""
         if not config.device_spread and config.round_deadline is None:
             return None
         learners, per_round = len(sizes), round_size(config, len(sizes))
         own = np.array(client_iterations(sizes, config.batch_size)) if own_epochs else None
-        return cls(stages(config, model, traffic, profile, sent), draw(config.seed, learners, config.device_spread), iterations,
-                   lambda r: comm.averaging_steps(r, traffic.steps_per_round, traffic.avg_every),
+        return cls(stages(config, model, traffic, profile, sent), draw(config.seed, learners, config.device_spread),
+                   iterations, lambda r: comm.averaging_steps(r, traffic.steps_per_round, traffic.avg_every),
                    lambda r: comm.relay_handovers(r, config.clients),
                    lambda r: round_participants(config.seed, r, learners, per_round), own, config.round_deadline)
 
@@ -145,7 +145,8 @@ class DeviceRounds:
         if own is None:
             steps = self.iterations * iteration_seconds(self.stages, devices)
         else:
-            steps = sum(iteration_seconds(self.stages, Devices(*(a[own > t] for a in (devices.compute, devices.uplink, devices.downlink))))
+            each = (devices.compute, devices.uplink, devices.downlink)
+            steps = sum(iteration_seconds(self.stages, Devices(*(a[own > t] for a in each)))
                         for t in range(self.iterations))
         return (steps + self.averaging_steps(round_index) * average_seconds(self.stages, devices)
                 + self.relay_handovers(round_index) * relay_seconds(self.stages, devices))

@@ -46,7 +46,8 @@ BITS_PER_BYTE = 8
 def profile_for(config: Config) -> Profile:
     """The named profile with any value the configuration sets overriding it."""
     base = PROFILES[config.latency_profile]
-    overrides = {f.name: getattr(config, f.name) for f in dataclasses.fields(Profile) if getattr(config, f.name) is not None}
+    overrides = {f.name: getattr(config, f.name) for f in dataclasses.fields(Profile)
+                 if getattr(config, f.name) is not None}
     return dataclasses.replace(base, **overrides)
 
 
@@ -101,7 +102,8 @@ class Stages:
     relay_down: float  # and down to the next client
 
 
-def stages(config: Config, model: SplitModel, traffic: comm.Traffic, profile: Profile, sent: Exchange | None = None) -> Stages:
+def stages(config: Config, model: SplitModel, traffic: comm.Traffic, profile: Profile,
+           sent: Exchange | None = None) -> Stages:
     """The stage times of what `config.algorithm` exchanges (see the module docstring)."""
     sent = exchange(config) if sent is None else sent
     flops = forward_flops(model)
@@ -145,7 +147,8 @@ def timing(config: Config, model: SplitModel, traffic: comm.Traffic, profile: Pr
     mixed = n * st.mixed_per_client
     server = (n + mixed) * server_step  # SFL-V2's one-after-another sum is the same total
     if not st.grads_down:  # LocSplitFed: no download, no waiting: a pipeline of its three stages
-        return Timing(max(client + local_pass, up, server) if st.overlap else client + local_pass + up + server, per_average, 0.0)
+        pipeline = max(client + local_pass, up, server) if st.overlap else client + local_pass + up + server
+        return Timing(pipeline, per_average, 0.0)
     wait = up + server + down  # for the server's answer; the decoder's pass fits in it where it overlaps
     return Timing(client + (max(local_pass, wait) if st.overlap else local_pass + wait), per_average, 0.0)
 
@@ -154,7 +157,8 @@ def summary_fields(history: Sequence[dict], target: float | None) -> dict:
     """Total cost of a run and, with a target accuracy, what it took to reach it."""
     if not history:
         return {}
-    out = {"sim_latency_s": history[-1]["sim_latency_s"], "comm_bytes": history[-1]["comm_bytes"], "target_accuracy": target}
+    last = history[-1]
+    out = {"sim_latency_s": last["sim_latency_s"], "comm_bytes": last["comm_bytes"], "target_accuracy": target}
     reached = next((r for r in history if target is not None and r["test_accuracy"] >= target), None)
     out["rounds_to_target"] = reached["round"] if reached else None
     out["sim_latency_to_target_s"] = reached["sim_latency_s"] if reached else None

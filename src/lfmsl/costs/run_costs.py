@@ -41,14 +41,17 @@ class RunCosts:
         if self.active is None:
             self.iterations_seconds = iterations * self.timing.per_iteration
         else:
-            per_count = {a: timing(config, model, self.traffic, self.profile, a, self.exchange).per_iteration for a in set(self.active)}
+            per_count = {a: timing(config, model, self.traffic, self.profile, a, self.exchange).per_iteration
+                         for a in set(self.active)}
             self.iterations_seconds = math.fsum(per_count[a] for a in self.active)
         self.device_rounds = None if sizes is None else DeviceRounds.of(
-            config, model, self.traffic, self.profile, self.exchange, iterations, sizes, own_epochs=self.active is not None)
+            config, model, self.traffic, self.profile, self.exchange, iterations, sizes,
+            own_epochs=self.active is not None)
         self._rounds: list[tuple[dict[str, int], float]] = []
 
     @classmethod
-    def of(cls, config: Config, model: SplitModel, sizes: Sequence[int], active: Sequence[int] | None = None) -> "RunCosts":
+    def of(cls, config: Config, model: SplitModel, sizes: Sequence[int],
+           active: Sequence[int] | None = None) -> "RunCosts":
         """The costs of a run whose learners hold `sizes` samples, counting the participants of each round only."""
         return cls(counted(config), model, iterations_per_round(sizes, config.batch_size), active, sizes)
 
@@ -91,10 +94,13 @@ def counted(config: Config) -> Config:
     """The configuration whose clients the ledger and the latency model count: the K drawn per round
     where --clients-per-round draws fewer than all."""
     per_round = config.clients_per_round
-    return config if per_round is None or per_round >= config.clients else dataclasses.replace(config, clients=per_round)
+    if per_round is None or per_round >= config.clients:
+        return config
+    return dataclasses.replace(config, clients=per_round)
 
 
-def annotate(history: Sequence[dict], config: Config, iterations: int, active: Sequence[int] | None = None) -> list[dict]:
+def annotate(history: Sequence[dict], config: Config, iterations: int,
+             active: Sequence[int] | None = None) -> list[dict]:
     """Records with the cost fields added (for runs made before the ledger existed).
 
     Runs on devices of their own (--device-spread, --round-deadline) keep the fields they recorded:

@@ -27,7 +27,8 @@ def model_cut(item: str, flag: str = "--models") -> tuple[str, int | None]:
     """MODEL or MODEL:CUT as (name, cut or None); anything else is a UsageError naming `flag`."""
     name, _, cut = item.partition(":")
     if name not in MODELS or (cut and not (cut.isdigit() and cut_range(name)[0] <= int(cut) <= cut_range(name)[1])):
-        raise UsageError(f"{flag}: {item!r} is not MODEL or MODEL:CUT with a model of {', '.join(MODELS)} and a cut in its range")
+        raise UsageError(f"{flag}: {item!r} is not MODEL or MODEL:CUT with a model of {', '.join(MODELS)} and a cut "
+                         "in its range")
     return name, int(cut) if cut else None
 
 

@@ -38,17 +38,19 @@ def client_partition(config: Config, labels: np.ndarray) -> list[np.ndarray]:
         wanted = config.clients * config.samples_per_client
         if wanted > len(labels):
             raise UsageError(
-                f"--clients {config.clients} x --samples-per-client {config.samples_per_client} = {wanted} samples, but the "
-                f"training set has {len(labels)}; lower one of them"
+                f"--clients {config.clients} x --samples-per-client {config.samples_per_client} = {wanted} samples, "
+                f"but the training set has {len(labels)}; lower one of them"
             )
         pool = np.sort(stratified_subset(labels, wanted, config.seed))
     if config.train_size is not None:
         if config.train_size > len(labels):
-            raise UsageError(f"--train-size {config.train_size} is larger than the training set ({len(labels)} samples)")
+            raise UsageError(f"--train-size {config.train_size} is larger than the training set "
+                             f"({len(labels)} samples)")
         pool = np.sort(stratified_subset(labels, config.train_size, config.seed))
     if config.clients > len(pool):
         raise UsageError(
-            f"--clients {config.clients} is more than the {len(pool)} training samples; use fewer clients or a larger --train-size"
+            f"--clients {config.clients} is more than the {len(pool)} training samples; use fewer clients or a "
+            "larger --train-size"
         )
     parts = partition(labels[pool], config.clients, config.partition, config.seed)
     return [pool[p] for p in parts]
@@ -60,13 +62,14 @@ def check_batch_size(batch_size: int, sizes: list[int]) -> None:
     largest = max(sizes)
     if batch_size > largest:
         raise UsageError(
-            f"--batch-size {batch_size} is more than any client holds (at most {largest} samples), so every batch would repeat "
-            f"samples; use --batch-size {largest} or less, or give the clients more data (--samples-per-client, --train-size, fewer --clients)"
+            f"--batch-size {batch_size} is more than any client holds (at most {largest} samples), so every batch "
+            f"would repeat samples; use --batch-size {largest} or less, or give the clients more data "
+            "(--samples-per-client, --train-size, fewer --clients)"
         )
     smaller = sum(size < batch_size for size in sizes)
     if smaller:
-        print(f"lfmsl: {smaller} of {len(sizes)} clients hold fewer than --batch-size {batch_size} samples; their batches repeat samples",
-              file=sys.stderr)
+        print(f"lfmsl: {smaller} of {len(sizes)} clients hold fewer than --batch-size {batch_size} samples; their "
+              "batches repeat samples", file=sys.stderr)
 
 
 def build_algorithm(context: Context, schedule: participation.Schedule, key: jax.Array) -> Algorithm:
@@ -99,7 +102,8 @@ class BuiltRound:
     def with_executor(self, executor: str) -> "BuiltRound":
         """The same round run by another executor (the algorithm built anew)."""
         context = dataclasses.replace(self.context, executor=executor)
-        return dataclasses.replace(self, context=context, algorithm=build_algorithm(context, self.schedule, self.run_key))
+        algorithm = build_algorithm(context, self.schedule, self.run_key)
+        return dataclasses.replace(self, context=context, algorithm=algorithm)
 
     def round_key(self, round_index: int) -> jax.Array:
         """Round r's randomness depends on (seed, r) alone, so any round can be recomputed."""
@@ -117,25 +121,29 @@ class BuiltRound:
     def compile(self, state: State):
         """The round compiled ahead of time for `state`'s shapes; it donates the state it is given."""
         with self.placement.tracing():
-            return self.placement.jit_round(self.algorithm.round).lower(state, self.data, *self.round_inputs(0)).compile()
+            lowered = self.placement.jit_round(self.algorithm.round).lower(state, self.data, *self.round_inputs(0))
+            return lowered.compile()
 
 
 def build_round(config: Config, dataset: Dataset) -> BuiltRound:
     """The round of a run of `config` on `dataset` (validated beforehand: `lfmsl.algorithms.validate`)."""
-    model = get_model(config.model or default_model_for(config.dataset), dataset.image_shape, dataset.num_classes, config.conv, config.cut)
+    model = get_model(config.model or default_model_for(config.dataset), dataset.image_shape, dataset.num_classes,
+                      config.conv, config.cut)
     parts = client_partition(config, dataset.y_train)
     sent = algorithms.exchange(config)
     # A central learner (centralized training) sees the union of the clients' data.
     learners = [np.sort(np.concatenate(parts))] if sent.schedule == "central" else parts
     sizes = [len(p) for p in learners]
     check_batch_size(config.batch_size, sizes)
-    active = active_per_iteration(sizes, config.batch_size) if config.round_mode == "epoch" and len(learners) > 1 else None
+    own_epochs = config.round_mode == "epoch" and len(learners) > 1
+    active = active_per_iteration(sizes, config.batch_size) if own_epochs else None
     costs = RunCosts.of(config, model, sizes, active)
     schedule = participation.Schedule.of(config, len(learners), costs.on_time)
     # Clients split over all devices where there are several (sharding.py).
     placement = Placement(len(learners), split=sent.splits_clients, participants=schedule.per_round)
     data = placement.data(make_client_data(dataset.x_train, dataset.y_train, learners))
-    context = Context(config=config, model=model, num_clients=len(learners), iterations=iterations_per_round(sizes, config.batch_size),
+    context = Context(config=config, model=model, num_clients=len(learners),
+                      iterations=iterations_per_round(sizes, config.batch_size),
                       executor=resolve(config.executor, num_clients=schedule.per_round))  # the clients that run at once
     init_key, run_key = jax.random.split(jax.random.key(config.seed))
     return BuiltRound(config, model, parts, active, costs, schedule, placement, data, context,

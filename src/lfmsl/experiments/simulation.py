@@ -48,14 +48,16 @@ def require_state_fits(configs: list[Config]) -> None:
             largest[family] = config
     for config in largest.values():
         shape = datasets.spec(config.dataset)
-        model = get_model(config.model or shape.default_model, shape.image_shape, shape.num_classes, config.conv, config.cut)
+        model = get_model(config.model or shape.default_model, shape.image_shape, shape.num_classes, config.conv,
+                          config.cut)
         learners = 1 if algorithms.exchange(config).schedule == "central" else config.clients
         context = Context(config=config, model=model, num_clients=learners, iterations=1,
                           executor=resolve(config.executor, num_clients=learners))
         try:
             memory.require_state_fit(jax.eval_shape(algorithms.build(context).init, jax.random.key(0)), learners)
         except UsageError as error:
-            raise UsageError(f"the grid's {config.algorithm} run with {config.clients} clients cannot fit: {error}") from None
+            raise UsageError(f"the grid's {config.algorithm} run with {config.clients} clients cannot fit: "
+                             f"{error}") from None
 
 
 class Simulation:
@@ -63,16 +65,18 @@ class Simulation:
 
     def __init__(self, config: Config, dataset: Dataset):
         self.config = validate(config)
-        self._use(build_round(config, dataset))
-        self.parts, self.active, self.costs, self.run_key = self.built.parts, self.built.active, self.built.costs, self.built.run_key
-        self.model, self.schedule, self.placement, self.data = self.built.model, self.built.schedule, self.built.placement, self.built.data
-        test = np.arange(len(dataset.y_test)) if config.test_size is None else stratified_subset(dataset.y_test, min(config.test_size, len(dataset.y_test)), config.seed)
+        built = build_round(config, dataset)
+        self._use(built)
+        self.parts, self.active, self.costs, self.run_key = built.parts, built.active, built.costs, built.run_key
+        self.model, self.schedule, self.placement, self.data = built.model, built.schedule, built.placement, built.data
+        test = np.arange(len(dataset.y_test)) if config.test_size is None else stratified_subset(
+            dataset.y_test, min(config.test_size, len(dataset.y_test)), config.seed)
         self.test: TestData = self.placement.replicate(make_test_data(dataset.x_test[test], dataset.y_test[test]))
         learners = self.context.num_clients
         ids = eval_client_ids(config, learners) if self.algorithm.personal else np.zeros(1, np.int32)
         self.eval_ids = self.placement.replicate(jnp.asarray(ids))
-        memory.require_state_fit(jax.eval_shape(self.algorithm.init, self.built.init_key), learners)  # before it is built
-        self.state: State = self.built.init_state()
+        memory.require_state_fit(jax.eval_shape(self.algorithm.init, built.init_key), learners)  # before it is built
+        self.state: State = built.init_state()
         # --privacy-every: what the server could rebuild of the evaluated clients' inputs (leakage.py)
         self.leakage = None if config.privacy_every is None else Leakage(
             config, self.model, self.algorithm, self.parts, len(dataset.y_train), eval_client_ids(config, learners))
@@ -120,7 +124,9 @@ class Simulation:
             return evaluate_pairs(self.model, lowers, uppers, test)
 
         with self.placement.tracing():
-            self._evaluate = self.placement.jit_replicated(evaluate).lower(self.state, self.data, self.test, *self.eval_inputs_after(0)).compile()
+            scored = self.eval_inputs_after(0)
+            lowered = self.placement.jit_replicated(evaluate).lower(self.state, self.data, self.test, *scored)
+            self._evaluate = lowered.compile()
             if self.leakage is not None:
                 self._leakage = self.placement.jit_replicated(self.leakage).lower(self.state, self.data).compile()
         self.compile_time_s = time.perf_counter() - start

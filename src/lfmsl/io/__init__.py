@@ -1,1 +1,2 @@
-"""Files: datasets and their cache, run folders (configuration, metrics, summary, checkpoints), locks, atomic writes and figures."""
+"""Files: datasets and their cache, run folders (configuration, metrics, summary, checkpoints), locks, atomic
+writes and figures."""

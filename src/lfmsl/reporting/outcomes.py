@@ -67,7 +67,8 @@ def outcome(run: sweep.Run) -> Outcome:
     records = sweep.history(run)  # costs recomputed with the current ledger and latency model
     ratios = [r["update_ratio"] for r in records if "update_ratio" in r]
     return Outcome(tuple(r["test_accuracy"] for r in records), tuple(r["sim_latency_s"] for r in records),
-                   float(np.mean(ratios)) if ratios else math.nan, float(records[-1].get("client_drift", math.nan)), target_for(run.config))
+                   float(np.mean(ratios)) if ratios else math.nan, float(records[-1].get("client_drift", math.nan)),
+                   target_for(run.config))
 
 
 Cells = dict[Config, dict[int, Outcome]]  # a configuration with seed 0 -> {seed: outcome}
@@ -77,7 +78,8 @@ def load_cells(runs_dir: Path) -> Cells:
     """Every finished run under `runs_dir`, grouped by configuration over seeds."""
     if not Path(runs_dir).is_dir():
         return {}
-    return {key: {run.config.seed: outcome(run) for run in group} for key, group in sweep.by_config(sweep.finished_runs(runs_dir)).items()}
+    groups = sweep.by_config(sweep.finished_runs(runs_dir))
+    return {key: {run.config.seed: outcome(run) for run in group} for key, group in groups.items()}
 
 
 def by_seed(cells: Cells, config: Config) -> dict[int, Outcome]:

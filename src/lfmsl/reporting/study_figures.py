@@ -18,8 +18,9 @@ from lfmsl.reporting.outcomes import Cells, Outcome
 COLOURS = {a: f"C{i}" for i, a in enumerate(LABELS)}  # one colour per algorithm in every figure
 
 
-def accuracy_panels(cells: Cells, path: Path, ns: Sequence[int], algorithms: Sequence[str], config_of: Callable[[str, int], Config],
-                    x_of: Callable[[Outcome], Sequence[float]], xlabel: str, title: str) -> Path:
+def accuracy_panels(cells: Cells, path: Path, ns: Sequence[int], algorithms: Sequence[str],
+                    config_of: Callable[[str, int], Config], x_of: Callable[[Outcome], Sequence[float]], xlabel: str,
+                    title: str) -> Path:
     """Accuracy curves of the runs `config_of(algorithm, N)`, one panel per N, against `x_of(outcome)`."""
     figure, axes = plots.new_panels(len(ns))
     for ax, n in zip(axes, ns):

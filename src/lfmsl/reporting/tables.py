@@ -17,7 +17,8 @@ def describe(e: stats.Estimate | None, scale: float = 1.0, n_wanted: int | None 
     """'mean ± half-width' (or the mean alone with one seed), and how many seeds if some are missing."""
     if e is None:
         return "-"
-    text = number(e.mean, scale) if e.half_width is None else f"{number(e.mean, scale)} ± {number(e.half_width, scale)}"
+    mean = number(e.mean, scale)
+    text = mean if e.half_width is None else f"{mean} ± {number(e.half_width, scale)}"
     return text + (f" ({e.n}/{n_wanted} seeds)" if n_wanted and e.n < n_wanted else "")
 
 
