@@ -69,7 +69,8 @@ def summarise_run(history: Sequence[dict]) -> dict:
 
 
 def summarise_privacy(history: Sequence[dict]) -> dict:
-    """The last leakage measurement (`final_privacy_*`, and the round it was taken after); nothing where none was taken."""
+    """The last leakage measurement (`final_privacy_*`, and the round it was taken after); nothing where none was
+    taken."""
     measured = [record for record in history if "privacy_dcor" in record]
     if not measured:
         return {}
