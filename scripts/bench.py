@@ -98,7 +98,8 @@ def run_case(spec: dict) -> dict:
 
     if spec["algorithm"] not in parallel_algorithms():
         raise SystemExit(f"bench times the parallel algorithms and fedavg; {spec['algorithm']} has no parallel clients")
-    built = case_round(spec, spec["iterations"])  # where K < N: the round built for K, on K of the N clients (as lfmsl run does)
+    # where K < N: the round built for K, on K of the N clients (as lfmsl run does)
+    built = case_round(spec, spec["iterations"])
     state = built.init_state()
     start = time.perf_counter()
     compiled = built.compile(state)

@@ -154,7 +154,8 @@ def profile_case(spec: dict) -> dict:
         if not files:
             raise SystemExit("profile_round: jax.profiler wrote no trace; is this jax built with its profiler?")
         trace = json.load(gzip.open(files[0]))
-    return {**spec, "resolved_executor": built.context.executor, "round_s": round_s, **breakdown(operation_times(trace, table), table)}
+    return {**spec, "resolved_executor": built.context.executor, "round_s": round_s,
+            **breakdown(operation_times(trace, table), table)}
 
 
 def report(result: dict) -> str:

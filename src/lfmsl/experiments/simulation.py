@@ -87,6 +87,7 @@ class Simulation:
         self._evaluate = None
 
     def _use(self, built: BuiltRound) -> None:
+        """Run `built`'s round from now on (compile may rebuild it for another executor)."""
         self.built, self.context, self.algorithm = built, built.context, built.algorithm
 
     def round_key(self, round_index: int) -> jax.Array:
