@@ -13,7 +13,7 @@ import sys
 
 from lfmsl.experiments import figures, script_options, sweep
 
-from lfmsl.reporting import plots
+from lfmsl.io import plots
 
 ALPHAS = (0.2, 0.5, 1.0, 2.0)
 PARTNERS = (1, 2, 4)

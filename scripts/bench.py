@@ -11,8 +11,8 @@
         --compare-torch ../shared/bench/torch_locfedmix_loop.py --torch-python /path/to/env/with/torch/bin/python
 
 Each case runs in its own process (so its peak memory is its own, and a case that runs out of
-memory fails alone): it builds the algorithm on synthetic batches of the real shapes
-(Fashion-MNIST, 28x28x1 uint8, 10 classes; nothing from lfmsl.io.data, so no TensorFlow is needed),
+memory fails alone): it builds the round as a run does (lfmsl.experiments.round_builder) on random
+data of the real shapes (Fashion-MNIST, 28x28x1 uint8, 10 classes; no TensorFlow is needed),
 compiles the round once (timed), runs it once to warm up and then `--repeats` more times.
 
 Reported per case: client-steps per second (clients x iterations per round / round time),
@@ -42,11 +42,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this checkout's lfmsl
-
-IMAGE_SHAPE, NUM_CLASSES = (28, 28, 1), 10
 # Datasheet peaks (dense): FLOP/s fp32, FLOP/s bf16, memory bytes/s.
 DATASHEET = {"H100": (67e12, 989e12, 3.35e12), "H200": (67e12, 989e12, 4.8e12)}
 
@@ -84,35 +79,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 # ------------------------------------------------------------------------------ one case
 
 
-def synthetic_data(num_clients: int, per_client: int, seed: int = 0):
-    from lfmsl.core.batching import make_client_data
-
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, (num_clients * per_client, *IMAGE_SHAPE), dtype=np.uint8)
-    labels = rng.integers(0, NUM_CLASSES, num_clients * per_client)
-    parts = np.arange(num_clients * per_client).reshape(num_clients, per_client)
-    return make_client_data(images, labels, list(parts))
-
-
-def case_config(algorithm: str, clients: int, executor: str, batch: int, conv: str, model: str = "cnn", cut: int | None = None):
-    from lfmsl.algorithms import get, validate
-    from lfmsl.config import Config
-
-    mixes = get(algorithm).exchange(Config(algorithm=algorithm)).mixed_per_client > 0
-    extra = {"mix": False} if mixes and clients < 2 and "mix" in get(algorithm).reads else {}  # mixup pairs two clients
-    return validate(Config(algorithm=algorithm, clients=clients, batch_size=batch, executor=executor,
-                           model=model, cut=cut, conv=conv, **extra))
-
-
-def case_model(spec: dict):
-    """The config and split model of a case (`model` and `cut` default to the cnn at its cut)."""
-    from lfmsl.models import get_model
-
-    model, cut = spec.get("model", "cnn"), spec.get("cut")
-    config = case_config(spec["algorithm"], spec["clients"], spec["executor"], spec["batch_size"], spec["conv"], model, cut)
-    return config, get_model(model, IMAGE_SHAPE, NUM_CLASSES, spec["conv"], cut)
-
-
 def peak_memory_bytes() -> int:
     import jax
 
@@ -124,62 +90,37 @@ def peak_memory_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
-def participating(spec: dict) -> int:
-    """The clients that train in a case's round: --clients-per-round of them, or all."""
-    return min(spec.get("clients_per_round") or spec["clients"], spec["clients"])
-
-
 def run_case(spec: dict) -> dict:
     """Compile and time one (algorithm, clients, executor) round; returns the measurements."""
     import jax
 
-    from lfmsl import algorithms
-    from lfmsl.config import Config
-    from lfmsl.algorithms import participation
-    from lfmsl.core.executors import resolve
+    from lfmsl.experiments.bench_cases import case_round, parallel_algorithms, participating
 
-    n, iterations, batch = spec["clients"], spec["iterations"], spec["batch_size"]
-    k = participating(spec)
-    if not algorithms.get(spec["algorithm"]).exchange(Config(algorithm=spec["algorithm"])).splits_clients:
+    if spec["algorithm"] not in parallel_algorithms():
         raise SystemExit(f"bench times the parallel algorithms and fedavg; {spec['algorithm']} has no parallel clients")
-    config, model = case_model(spec)
-    data = synthetic_data(n, iterations * batch)
-    key = jax.random.key(0)
-
-    drawn = jax.numpy.asarray(participation.participants(0, 0, n, k))
-    ids = (drawn, drawn) if k < n else ()  # this round's participants and the previous round's
-
-    def lowered(iters: int, executor: str):
-        algorithm = algorithms.build(config, algorithms.context(config, model, n, iters, executor))
-        if k < n:  # the round built for K, on K participants of the N clients (as lfmsl run does)
-            part = algorithms.build(config, algorithms.context(config, model, k, iters, executor))
-            algorithm = participation.sampled(algorithm, part, key)
-        state = jax.jit(algorithm.init)(key)
-        return jax.jit(algorithm.round, donate_argnums=0).lower(state, data, key, *ids), algorithm
-
-    executor = resolve(spec["executor"], num_clients=k)
+    # where K < N: the round built for K, on K of the N clients (as lfmsl run does)
+    built = case_round(spec, spec["iterations"])
+    state = built.init_state()
     start = time.perf_counter()
-    low, algorithm = lowered(iterations, executor)
-    compiled = low.compile()
+    compiled = built.compile(state)
     compile_s = time.perf_counter() - start
-    state = jax.jit(algorithm.init)(key)
     times = []
     for r in range(spec["repeats"] + 1):
         began = time.perf_counter()
-        state, metrics = compiled(state, data, jax.random.fold_in(key, r), *ids)
+        state, metrics = compiled(state, built.data, *built.round_inputs(r))
         jax.block_until_ready((state, metrics))
         times.append(time.perf_counter() - began)
     round_s = statistics.median(times[1:])
-    steps = k * iterations
+    steps = participating(spec) * spec["iterations"]
     return {
         **spec,
-        "resolved_executor": executor,
-        "mix": config.mix,
+        "resolved_executor": built.context.executor,
+        "mix": built.config.mix,
         "round_s": round_s,
         "round_s_min": min(times[1:]),
         "first_round_s": times[0],
         "client_steps_per_s": steps / round_s,
-        "samples_per_s": steps * batch / round_s,
+        "samples_per_s": steps * spec["batch_size"] / round_s,
         "compile_s": compile_s,
         "peak_memory_bytes": peak_memory_bytes(),
         "train_loss": float(metrics["train_loss"]),
@@ -192,16 +133,11 @@ def round_cost(spec: dict) -> dict:
     The same for every executor (the same computation), so computed once per case group."""
     import jax
 
-    from lfmsl import algorithms
-    from lfmsl.config import Config
+    from lfmsl.experiments.bench_cases import case_round, participating
 
-    n = participating(spec)  # the work of the round's participants
-    config, model = case_model({**spec, "executor": "vmap"})
-    algorithm = algorithms.build(config, algorithms.context(config, model, n, 1, "vmap"))
-    key = jax.random.key(0)
-    state = jax.eval_shape(algorithm.init, key)
-    data = synthetic_data(n, spec["batch_size"])
-    cost = jax.jit(algorithm.round).lower(state, data, key).compile().cost_analysis()
+    # the work of the round's participants, one iteration
+    built = case_round({**spec, "executor": "vmap", "clients": participating(spec), "clients_per_round": None}, 1)
+    cost = built.compile(jax.eval_shape(built.algorithm.init, built.init_key)).cost_analysis()
     cost = (cost[0] if isinstance(cost, (list, tuple)) else cost) or {}
     return {"flops_per_round": float(cost.get("flops", 0.0)) * spec["iterations"],
             "bytes_per_round": float(cost.get("bytes accessed", 0.0)) * spec["iterations"]}
@@ -311,25 +247,6 @@ def comparison_table(results: list[dict]) -> str:
 # ------------------------------------------------------------------------------ driver
 
 
-def parallel_algorithms() -> list[str]:
-    """The algorithms whose clients run in parallel: the ones a round of this script (and profile_round.py) times."""
-    from lfmsl import algorithms
-    from lfmsl.config import Config
-
-    return [a for a in algorithms.names() if algorithms.get(a).exchange(Config(algorithm=a)).splits_clients]
-
-
-def model_cut(item: str, flag: str = "--models") -> tuple[str, int | None]:
-    """MODEL or MODEL:CUT as (name, cut or None); anything else is a UsageError naming `flag`."""
-    from lfmsl.errors import UsageError
-    from lfmsl.models import MODELS, cut_range
-
-    name, _, cut = item.partition(":")
-    if name not in MODELS or (cut and not (cut.isdigit() and cut_range(name)[0] <= int(cut) <= cut_range(name)[1])):
-        raise UsageError(f"{flag}: {item!r} is not MODEL or MODEL:CUT with a model of {', '.join(MODELS)} and a cut in its range")
-    return name, int(cut) if cut else None
-
-
 def spawn(spec: dict, args: argparse.Namespace) -> dict:
     """Run one case in a child process; a failure (out of memory, timeout) is reported, not raised."""
     command = [sys.executable, __file__, "--case", json.dumps(spec)]
@@ -349,7 +266,7 @@ def spawn(spec: dict, args: argparse.Namespace) -> dict:
 def cost_plot(results: list[dict], path: Path) -> Path:
     """Round time and peak memory against the enrolled clients, one line per (algorithm, model, executor):
     how a round's cost grows with N (with --clients-per-round, at a fixed number of participants)."""
-    from lfmsl.reporting.plots import new_panels, save
+    from lfmsl.io.plots import new_panels, save
 
     lines: dict[str, list[dict]] = {}
     for r in results:
@@ -378,6 +295,8 @@ def cost_plot(results: list[dict], path: Path) -> Path:
 
 
 def table(results: list[dict], hw: dict) -> str:
+    from lfmsl.experiments.bench_cases import participating
+
     rows = [f"# {hw['device_kind']} ({hw['platform']}, {hw['cpu_count']} CPUs), peak {hw['peak_flops'] / 1e9:.0f} GFLOP/s, "
             f"{hw['peak_bytes_per_s'] / 1e9:.0f} GB/s ({hw['peak_source']})",
             f"{'algorithm':<11} {'model':<10} {'clients':>9} {'executor':<11} {'round s':>8} {'client-steps/s':>14} {'samples/s':>10} "
@@ -406,6 +325,7 @@ def main(argv=None) -> int:
         return 0
     from lfmsl.core.executors import parse_executor
     from lfmsl.errors import UsageError
+    from lfmsl.experiments.bench_cases import model_cut, parallel_algorithms
 
     parallel = parallel_algorithms()
     names = parallel if args.algorithms == "all" else args.algorithms.split(",")

@@ -4,7 +4,7 @@
     python scripts/profile_round.py                                   # LocFedMix-SL, 100 clients, cnn, batch 32
     python scripts/profile_round.py --clients 100 --batch-size 8 --executor vmap,loop --json
 
-Builds the round on synthetic batches of the real shapes (as scripts/bench.py does), compiles it,
+Builds the round as a run does, on random data of the real shapes (as scripts/bench.py does), compiles it,
 runs it once to warm up and once more under `jax.profiler`, and reads from the trace the time of
 every operation XLA's runtime executed. Each operation is an instruction of the compiled program
 (a fusion carries the name of its root); its group comes from the name scopes lfmsl writes into the
@@ -33,10 +33,6 @@ import re
 import sys
 import tempfile
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench.py, beside this script
-import bench  # noqa: E402  (also puts this checkout's src/ first on the path)
 
 GROUPS = ("patch building", "matmuls", "pooling and its gradient", "decoder", "mixup", "optimizer", "averaging",
           "random draws", "activations and losses", "other")
@@ -141,30 +137,25 @@ def profile_case(spec: dict) -> dict:
     """Compile the case's round, run it once, then profile one more round."""
     import jax
 
-    from lfmsl import algorithms
-    from lfmsl.core.executors import resolve
+    from lfmsl.experiments.bench_cases import case_round
 
-    n, iterations = spec["clients"], spec["iterations"]
-    config, model = bench.case_model(spec)
-    executor = resolve(spec["executor"], num_clients=n)
-    algorithm = algorithms.build(config, algorithms.context(config, model, n, iterations, executor))
-    key = jax.random.key(0)
-    data = bench.synthetic_data(n, iterations * spec["batch_size"])
-    compiled = jax.jit(algorithm.round, donate_argnums=0).lower(jax.eval_shape(algorithm.init, key), data, key).compile()
+    built = case_round(spec, spec["iterations"])
+    compiled = built.compile(jax.eval_shape(built.algorithm.init, built.init_key))
     table = parse_hlo(compiled.as_text())
-    state, _ = compiled(jax.jit(algorithm.init)(key), data, key)
+    state, _ = compiled(built.init_state(), built.data, *built.round_inputs(0))
     jax.block_until_ready(state)
     with tempfile.TemporaryDirectory() as folder:
         began = time.perf_counter()
         with jax.profiler.trace(folder, create_perfetto_trace=True):
-            state, metrics = compiled(state, data, jax.random.fold_in(key, 1))
+            state, metrics = compiled(state, built.data, *built.round_inputs(1))
             jax.block_until_ready((state, metrics))
         round_s = time.perf_counter() - began
         files = glob.glob(f"{folder}/**/*.trace.json.gz", recursive=True)
         if not files:
             raise SystemExit("profile_round: jax.profiler wrote no trace; is this jax built with its profiler?")
         trace = json.load(gzip.open(files[0]))
-    return {**spec, "resolved_executor": executor, "round_s": round_s, **breakdown(operation_times(trace, table), table)}
+    return {**spec, "resolved_executor": built.context.executor, "round_s": round_s,
+            **breakdown(operation_times(trace, table), table)}
 
 
 def report(result: dict) -> str:
@@ -194,15 +185,16 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     from lfmsl.core.executors import parse_executor
     from lfmsl.errors import UsageError
+    from lfmsl.experiments.bench_cases import model_cut, parallel_algorithms
 
     try:
         if args.clients < 1 or args.batch_size < 1 or args.iterations < 1:
             raise UsageError("--clients, --batch-size and --iterations must be positive")
-        name, cut = bench.model_cut(args.model, "--model")
+        name, cut = model_cut(args.model, "--model")
         executors = [e for e in args.executor.split(",") if e]
         for executor in executors:
             parse_executor(executor)
-        parallel = bench.parallel_algorithms()
+        parallel = parallel_algorithms()
         if args.algorithm not in parallel:
             raise UsageError(f"--algorithm {args.algorithm!r}: profile a parallel algorithm ({', '.join(parallel)})")
     except UsageError as error:

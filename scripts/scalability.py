@@ -13,7 +13,7 @@ import sys
 
 from lfmsl.experiments import figures, script_options, sweep
 
-from lfmsl.reporting import plots
+from lfmsl.io import plots
 
 
 def main(argv=None) -> int:

@@ -249,7 +249,7 @@ def test_an_empty_out_is_refused(capsys, no_data, command):
 def test_a_batch_larger_than_only_some_clients_is_a_warning_and_the_suggested_batch_is_accepted(capsys):
     """A skewed partition (dirichlet:0.3, the study's part c) leaves some clients smaller than a batch; they
     already wrap around their data to keep up with the largest client, so they are named, not refused."""
-    from lfmsl.experiments.simulation import check_batch_size
+    from lfmsl.experiments.round_builder import check_batch_size
 
     check_batch_size(32, [10, 31, 300])
     assert capsys.readouterr().err == "lfmsl: 2 of 3 clients hold fewer than --batch-size 32 samples; their batches repeat samples\n"

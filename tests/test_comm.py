@@ -78,7 +78,7 @@ def test_sequential_sl_relays_the_client_model_between_clients_through_the_serve
 
 
 def test_sflv1_server_copies_stay_out_of_the_link_totals():
-    from lfmsl.costs.latency import RunCosts
+    from lfmsl.costs.run_costs import RunCosts
 
     config = Config(algorithm="sflv1", clients=N, batch_size=B)
     record = RunCosts(config, model_for(config), I).record_fields(0)

@@ -83,7 +83,7 @@ def test_the_deadline_leaves_out_the_participants_whose_round_takes_longer():
     cut = simulation(device_spread=1.0, clients_per_round=4, round_deadline=deadline)
     late = times > deadline
     assert late.any() and not late.all()
-    np.testing.assert_array_equal(cut.survivors(0), ~late)
+    np.testing.assert_array_equal(cut.schedule.survivors(0), ~late)
     fields = cut.costs.record_fields(0)
     assert fields["missed_deadline"] == late.sum()
     assert fields["sim_round_latency_s"] >= deadline  # the round lasts until the deadline
@@ -93,12 +93,12 @@ def test_the_deadline_leaves_out_the_participants_whose_round_takes_longer():
     # The participants that made it set the round's time where none misses it.
     lenient = simulation(device_spread=1.0, clients_per_round=4, round_deadline=float(times.max()) * 2)
     assert lenient.costs.record_fields(0)["sim_round_latency_s"] == spread.costs.record_fields(0)["sim_round_latency_s"]
-    assert lenient.survivors(0).all()
+    assert lenient.schedule.survivors(0).all()
 
 
 def test_no_spread_and_no_deadline_is_todays_latency_model():
     plain, alike = simulation(), simulation(device_spread=0.0)
-    assert alike.costs.device_rounds is None and not alike.fails
+    assert alike.costs.device_rounds is None and not alike.schedule.fails
     assert plain.costs.record_fields(1) == alike.costs.record_fields(1)
     slow = simulation(device_spread=1.5)
     assert slow.costs.record_fields(0)["sim_round_latency_s"] > plain.costs.record_fields(0)["sim_round_latency_s"]

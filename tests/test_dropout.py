@@ -60,7 +60,7 @@ def simulation(algorithm: str, clients: int, dropout: float, per_round: int | No
 
 
 def first_round_with(sim, wanted) -> int:
-    return next(r for r in range(200) if wanted(sim.survivors(r)))
+    return next(r for r in range(200) if wanted(sim.schedule.survivors(r)))
 
 
 @pytest.mark.slow
@@ -70,7 +70,7 @@ def test_fedavg_with_failures_averages_the_survivors_models_trained_as_without_f
     with_failures = simulation("fedavg", 4, 0.5, seed=3, **SGD)
     # The first round with survivors and failures both: make the run start there (rounds depend on r alone).
     r = first_round_with(with_failures, lambda alive: 0 < alive.sum() < 4)
-    alive = with_failures.survivors(r)
+    alive = with_failures.schedule.survivors(r)
     unaveraged = simulation("fedavg", 4, 0.0, seed=3, avg_every=10 ** 6, **SGD)
     after = next(with_failures.rounds(r, r + 1))
     next(unaveraged.rounds(r, r + 1))
@@ -94,7 +94,7 @@ def test_a_failed_client_keeps_its_state_bitwise_and_changes_nobody_else(algorit
     sim = simulation(algorithm, 6, 0.5, per_round, seed=2)
     ids = np.arange(6) if per_round is None else participation.participants(2, 0, 6, per_round)
     r = 0
-    alive = sim.survivors(r)
+    alive = sim.schedule.survivors(r)
     assert alive.any() and not alive.all(), "seed 2 must give round 0 both survivors and failures"
     failed = ids[~alive]
     copy = jax.tree.map(jnp.array, sim.state)  # the round donates the state's buffers
@@ -151,4 +151,4 @@ def test_no_dropout_runs_the_plain_round():
     """P = 0 (the default) wraps nothing and adds no field: today's run, bit for bit."""
     assert Config().dropout == 0.0
     sim = simulation("psl", 4, 0.0)
-    assert len(sim.round_inputs(0)) == 1 and sim.survivors(0) is None and not sim.lost(0)
+    assert len(sim.round_inputs(0)) == 1 and sim.schedule.survivors(0) is None and not sim.schedule.lost(0)

@@ -3,6 +3,7 @@
 import pytest
 
 from lfmsl.costs import latency
+from lfmsl.costs.run_costs import RunCosts
 from lfmsl.algorithms import validate
 from lfmsl.config import Config
 from lfmsl.errors import UsageError
@@ -20,7 +21,7 @@ def flops():
 
 def round_seconds(round_index=0, iterations=I, **options) -> float:
     config = Config(**{"dataset": "fashion_mnist", "batch_size": B, **options})
-    return latency.RunCosts(config, latency.model_for(config), iterations).round(round_index)[1]
+    return RunCosts(config, latency.model_for(config), iterations).round(round_index)[1]
 
 
 def psl_iteration(n, f_c=10e9, f_s=1e12, up=100e6, down=100e6) -> float:
@@ -112,7 +113,7 @@ def test_sl_relay_time_is_an_upload_plus_a_download():
 
 def test_records_are_cumulative():
     config = Config(algorithm="sl", clients=3, batch_size=B)
-    costs = latency.RunCosts(config, latency.model_for(config), I)
+    costs = RunCosts(config, latency.model_for(config), I)
     third = costs.record_fields(2)
     assert third["sim_latency_s"] == pytest.approx(sum(costs.round(r)[1] for r in range(3)))
     assert third["comm_bytes"] == sum(sum(costs.round(r)[0].values()) for r in range(3))
@@ -152,11 +153,11 @@ def test_simulated_work_does_not_depend_on_the_convolution_formulation():
 def test_epoch_mode_counts_only_the_clients_in_each_iteration():
     """Three clients of 3, 2 and 1 batches: iterations with 3, 2 and 1 clients taking part."""
     config = Config(algorithm="psl", clients=3, batch_size=B, round_mode="epoch")
-    costs = latency.RunCosts(config, latency.model_for(config), 3, active=(3, 2, 1))
+    costs = RunCosts(config, latency.model_for(config), 3, active=(3, 2, 1))
     sent, seconds = costs.round(0)
     assert seconds == pytest.approx(psl_iteration(3) + psl_iteration(2) + psl_iteration(1), rel=1e-12)
     assert sent["smashed_up"] == (3 + 2 + 1) * B * 7 * 7 * 64 * 4 and sent["labels_up"] == 6 * B * 4
     sl = Config(algorithm="sl", clients=3, batch_size=B, round_mode="epoch")
-    sl_seconds = latency.RunCosts(sl, latency.model_for(sl), 3, active=(3, 2, 1)).round(0)[1]
+    sl_seconds = RunCosts(sl, latency.model_for(sl), 3, active=(3, 2, 1)).round(0)[1]
     relay = 2 * (18816 * 32 / 100e6)  # two hand-overs in the first round, each up and down
     assert sl_seconds == pytest.approx(6 * psl_iteration(1) + 2 * relay, rel=1e-9)

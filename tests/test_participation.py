@@ -150,7 +150,7 @@ def test_k_equal_to_n_is_todays_run_and_the_wrapper_with_all_clients_changes_not
 
     records = lambda s: [{k: v for k, v in r.items() if k not in ("round_time_s", "wall_time_s")} for r in s.rounds(0, 2)]
     every = simulation("locfedmix", 4, 4)
-    assert not every.sampling
+    assert not every.schedule.sampling
     assert records(simulation("locfedmix", 4, None)) == records(every)
     # The gather and scatter themselves, with every client drawn, against the plain round, bit for bit.
     sim = simulation("locfedmix", 4, None)
@@ -197,7 +197,7 @@ def test_a_sampled_run_stopped_after_a_round_resumes_to_the_uninterrupted_metric
     strip = lambda records: [{k: v for k, v in r.items() if k not in timing} for r in records]
     assert strip(resumed.history) == strip(whole.history) and all(r["participants"] == 3 for r in whole.history)
     # A sweep's tables recompute the cost fields from the configuration: for the K participants, as the run did.
-    from lfmsl.costs.latency import annotate
+    from lfmsl.costs.run_costs import annotate
 
     iterations = whole.summary["resolved"]["iterations_per_round"]
     assert strip(annotate([{"round": r["round"]} for r in whole.history], config, iterations)) == \

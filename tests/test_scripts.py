@@ -55,7 +55,7 @@ def test_quick_runs_write_figures_and_tables(tmp_path, manual_data_dir, tfds_dat
 
 
 def test_plots_write_labelled_pngs(tmp_path):
-    from lfmsl.reporting import plots
+    from lfmsl.io import plots
 
     line = plots.line_plot({"a": ([1, 2], [50.0, 60.0], [1.0, 2.0]), "b": ([1, 2], [55.0, 58.0], None)}, tmp_path / "l.png",
                            "number of clients N", "final test accuracy (%)", "title", logx=True, xticks=[1, 2])
@@ -69,7 +69,7 @@ def test_writing_figures_leaves_the_callers_pyplot_alone(tmp_path):
     import sys
 
     probe = ("import matplotlib; matplotlib.use('svg'); import matplotlib.pyplot as plt\n"
-             "from lfmsl.reporting import plots\n"
+             "from lfmsl.io import plots\n"
              f"plots.bar_plot(['a'], [1.0], {str(tmp_path / 'b.png')!r}, 'y', 't')\n"
              "print(matplotlib.get_backend(), len(plt.get_fignums()))")
     printed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
@@ -126,7 +126,7 @@ def test_the_cost_plot_draws_each_case_line_against_n_and_refuses_nothing_to_dra
     path = bench.cost_plot(results, tmp_path / "cost.png")
     assert path.read_bytes().startswith(b"\x89PNG")
     figure_axes = []
-    monkeypatch.setattr("lfmsl.reporting.plots.save", lambda figure, where: figure_axes.extend(figure.axes) or where)  # what is drawn
+    monkeypatch.setattr("lfmsl.io.plots.save", lambda figure, where: figure_axes.extend(figure.axes) or where)  # what is drawn
     bench.cost_plot(results, tmp_path / "again.png")
     time_axes, memory_axes = figure_axes
     psl = next(line for line in time_axes.get_lines() if line.get_label() == "psl, cnn, auto")

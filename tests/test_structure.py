@@ -1,5 +1,5 @@
-"""The package's architecture: its import graph has no cycle (imports inside functions count), and its
-layers import only downwards. That no module names an algorithm but its own file is tests/test_boundary.py's."""
+"""The package's architecture: its import graph has no cycle and no import runs back up its layers (imports
+inside functions count). That no module names an algorithm but its own file is tests/test_boundary.py's."""
 
 import ast
 from pathlib import Path
@@ -67,31 +67,52 @@ def test_the_package_has_no_import_cycle():
     assert find_cycle(graph) is None
 
 
-# Each layer imports only from layers below it (or from within itself).
+# Each layer imports only from the layers below it (or from within itself). A layer names whole modules and
+# folders of the package ("" is lfmsl/__init__.py): no file of a folder sits on another floor than its folder.
 LAYERS = [
-    ("lfmsl.errors", "lfmsl.datasets", "lfmsl.profiles", "lfmsl.stopping"),
-    ("lfmsl.models",),
-    ("lfmsl.core", "lfmsl.io.atomic", "lfmsl.privacy"),
-    ("lfmsl.config",),
-    ("lfmsl.algorithms", "lfmsl.privacy.options"),
-    ("lfmsl.costs", "lfmsl.io", "lfmsl.reporting.stats", "lfmsl.reporting.plots"),
-    ("lfmsl.experiments", "lfmsl.reporting"),
-    ("lfmsl.cli", "lfmsl.__main__", "lfmsl"),
+    ("errors", "datasets", "profiles", "stopping"),
+    ("models",),
+    ("core",),
+    ("privacy",),
+    ("config", "privacy_options"),
+    ("algorithms",),
+    ("costs", "io"),
+    ("experiments",),
+    ("reporting",),
+    ("cli", "__main__", ""),
 ]
 
 
 def layer_of(module: str) -> int:
-    """The layer of the longest prefix that names `module`'s place."""
-    matches = [(len(prefix), i) for i, prefixes in enumerate(LAYERS) for prefix in prefixes
-               if module == prefix or module.startswith(prefix + ".")]
-    assert matches, f"{module} is in no layer: add it to LAYERS"
-    return max(matches)[1]
+    """The layer of the package's module or folder that holds `module`."""
+    place = module.split(".")[1] if "." in module else ""
+    layers = [i for i, names in enumerate(LAYERS) if place in names]
+    assert layers, f"{module} is in no layer: add {place!r} to LAYERS"
+    return layers[0]
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """Every (importer, imported) pair of `graph` whose import runs from a lower layer to a higher one."""
+    return sorted((m, t) for m, targets in graph.items() for t in targets if layer_of(t) > layer_of(m))
+
+
+def test_the_layer_check_finds_an_import_that_runs_back_up():
+    graph = {"lfmsl.io.outputs": {"lfmsl.reporting.plots", "lfmsl.io.atomic", "lfmsl.config"},
+             "lfmsl.reporting.plots": {"lfmsl.io.atomic"}}
+    assert upward_imports(graph) == [("lfmsl.io.outputs", "lfmsl.reporting.plots")]
+    within_or_down = {"lfmsl": {"lfmsl.experiments.runner"}, "lfmsl.privacy.attacks": {"lfmsl.privacy.threats"}}
+    assert upward_imports(within_or_down) == []
+
+
+def test_every_place_of_the_package_is_in_one_layer():
+    names = [name for layer in LAYERS for name in layer]
+    assert len(names) == len(set(names))
+    for module in import_graph():
+        layer_of(module)
 
 
 def test_each_layer_imports_only_from_the_layers_below_it():
-    graph = import_graph()
-    upward = [(m, t) for m, targets in graph.items() for t in targets if layer_of(t) > layer_of(m)]
-    assert upward == []
+    assert upward_imports(import_graph()) == []
 
 
 def test_the_files_run_first_exist():

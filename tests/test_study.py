@@ -12,7 +12,7 @@ from lfmsl.reporting import stats
 from lfmsl.algorithms import validate
 from lfmsl.config import Config
 from lfmsl.errors import UsageError
-from lfmsl.experiments.simulation import client_partition
+from lfmsl.experiments.round_builder import client_partition
 
 
 def skewed_labels(seed=0):

@@ -8,7 +8,7 @@ import dataclasses
 from lfmsl.algorithms.registry import ALGORITHM_OPTIONS, get
 from lfmsl.config import Config, check_options, flag
 from lfmsl.errors import UsageError
-from lfmsl.privacy import options as privacy_options
+from lfmsl import privacy_options
 
 
 def inert_options(config: Config) -> dict[str, str]:

@@ -17,11 +17,14 @@ The server's state is shared and steps on the participants' smashed data only.
 Participants that fail during a round (`--dropout P`, drawn from (seed, round) too) are left out of
 it by `surviving`: their weights drop to zero and a `present` mask keeps them from training and
 from sending, so the server's loss and the averaging renormalise over the survivors.
+
+`Schedule` answers, for any round, who takes part, who of them finishes and which rounds are lost,
+and gives the round and the evaluation their arguments: the one place that knows a run's draws.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +32,8 @@ import numpy as np
 
 from lfmsl.algorithms.base import Algorithm, State
 from lfmsl.core import numerics
+from lfmsl.algorithms.checks import participants_per_round
+from lfmsl.config import Config
 from lfmsl.core.batching import ClientData
 
 PyTree = Any
@@ -40,6 +45,19 @@ def participants(seed: int, round_index: int, num_clients: int, per_round: int) 
     """The sorted ids of round `round_index`'s K distinct participants, uniform over all N."""
     rng = np.random.default_rng([seed, round_index, _STREAM])
     return np.sort(rng.choice(num_clients, size=per_round, replace=False)).astype(np.int32)
+
+
+def round_size(config: Config, num_clients: int) -> int:
+    """K: the clients that take part in each round among `num_clients` learners (all unless fewer are drawn)."""
+    return min(participants_per_round(config), num_clients)
+
+
+def round_participants(seed: int, round_index: int, num_clients: int, per_round: int) -> np.ndarray:
+    """Round `round_index`'s participants: all N clients, or K of them drawn from (seed, round); round -1
+    (before the first) has round 0's."""
+    if per_round >= num_clients:
+        return np.arange(num_clients)
+    return participants(seed, max(round_index, 0), num_clients, per_round)
 
 
 def survivors(seed: int, round_index: int, count: int, dropout: float) -> np.ndarray:
@@ -101,11 +119,13 @@ def sampled(full: Algorithm, part: Algorithm, key: jax.Array) -> Algorithm:
     The round takes the participants' ids [K] and the previous round's [K] (the same at round 0) after
     its key, and with --dropout which of each survive [K]; the previous round is the last one with a
     survivor. Where the algorithm averages, `eval_pairs` takes the ids (and survivors) of the last
-    round run and scores their average. `key` is any key of the right kind: only the shapes of the two initial states are read."""
+    round run and scores their average. `key` is any key of the right kind: only the shapes of the two initial
+    states are read."""
     per_client = per_client_leaves(jax.eval_shape(full.init, key), jax.eval_shape(part.init, key))
     averages = bool(full.averaged) or full.averages_server
 
-    def round_fn(state: State, data: ClientData, key: jax.Array, ids: jax.Array, previous: jax.Array, *failures: jax.Array):
+    def round_fn(state: State, data: ClientData, key: jax.Array, ids: jax.Array, previous: jax.Array,
+                 *failures: jax.Array):
         alive, previous_alive = failures or (None, None)
         start = take(state, per_client, ids)
         if averages:
@@ -122,7 +142,8 @@ def sampled(full: Algorithm, part: Algorithm, key: jax.Array) -> Algorithm:
     return full._replace(round=round_fn, eval_pairs=eval_pairs)
 
 
-def _from_current_average(start: State, state: State, per_client: PyTree, averaged: State, weights: jax.Array, previous: jax.Array) -> State:
+def _from_current_average(start: State, state: State, per_client: PyTree, averaged: State, weights: jax.Array,
+                          previous: jax.Array) -> State:
     """The participants' averaged parts replaced by the previous participants' weighted average."""
     def one(mine, leaf, split, shared):
         if not (split and shared):
@@ -130,3 +151,84 @@ def _from_current_average(start: State, state: State, per_client: PyTree, averag
         return jnp.broadcast_to(numerics.weighted_average(leaf[previous], weights), mine.shape)
 
     return jax.tree.map(one, start, state, per_client, averaged)
+
+
+class Schedule:
+    """Who takes part in each round and who of them finishes it (module docstring): the participants, those
+    that fail (--dropout) and those that miss --round-deadline; a round that none finishes is lost: it changes
+    nothing and is not run. Everything follows from (seed, round), and `on_time(r)` (the devices' verdict on
+    round r's participants, costs/devices.py) where a deadline is set, so any round can be recomputed."""
+
+    def __init__(self, seed: int, num_clients: int, per_round: int, dropout: float = 0.0,
+                 on_time: Callable[[int], np.ndarray] | None = None):
+        self.seed, self.num_clients, self.per_round = seed, num_clients, per_round
+        self.dropout, self.on_time = dropout, on_time
+        self._survivors: dict[int, np.ndarray] = {}  # asked again for the rounds before each round (last_run_before)
+
+    @classmethod
+    def of(cls, config: Config, num_clients: int, on_time: Callable[[int], np.ndarray] | None = None) -> "Schedule":
+        """The schedule of a run of `num_clients` learners; `on_time` is read only where --round-deadline is set."""
+        deadline = on_time if config.round_deadline is not None else None
+        return cls(config.seed, num_clients, round_size(config, num_clients), config.dropout, deadline)
+
+    @property
+    def sampling(self) -> bool:
+        """Whether fewer than all clients take part in a round (--clients-per-round)."""
+        return self.per_round < self.num_clients
+
+    @property
+    def fails(self) -> bool:
+        """Whether participants can drop out of a round: --dropout, or --round-deadline."""
+        return bool(self.dropout) or self.on_time is not None
+
+    def participants(self, round_index: int) -> np.ndarray:
+        """Round `round_index`'s participants (all clients unless --clients-per-round draws fewer)."""
+        return round_participants(self.seed, round_index, self.num_clients, self.per_round)
+
+    def survivors(self, round_index: int) -> np.ndarray | None:
+        """Which of round `round_index`'s participants neither fail (--dropout) nor miss the deadline
+        (--round-deadline); None where none can."""
+        if not self.fails:
+            return None
+        if round_index not in self._survivors:
+            alive = survivors(self.seed, round_index, self.per_round, self.dropout)
+            if self.on_time is not None:
+                alive &= self.on_time(round_index)
+            self._survivors[round_index] = alive
+        return self._survivors[round_index].copy()
+
+    def lost(self, round_index: int) -> bool:
+        """Whether every participant of the round fails: the round then changes nothing and is not run."""
+        alive = self.survivors(round_index)
+        return alive is not None and not alive.any()
+
+    def last_run_before(self, round_index: int) -> int:
+        """The latest round before `round_index` that was run (-1: none, every model is still the initial one)."""
+        previous = round_index - 1
+        while previous >= 0 and self.lost(previous):
+            previous -= 1
+        return previous
+
+    def _drawn(self, round_index: int) -> tuple[np.ndarray, ...]:
+        """Round `round_index`'s participants (round 0's for -1: all hold the initial model) and, where they
+        can fail, which of them survive (all for -1)."""
+        ids = self.participants(round_index)
+        if not self.fails:
+            return (ids,)
+        return ids, np.ones(self.per_round, bool) if round_index < 0 else self.survivors(round_index)
+
+    def round_arguments(self, round_index: int) -> tuple[np.ndarray, ...]:
+        """What the round takes after its key (`sampled`, `with_failures`): where K < N its participants and
+        those of the last round run (whose average the averaged parts start from); where they can fail, which
+        of each survive."""
+        if not self.sampling:
+            alive = self.survivors(round_index)
+            return () if alive is None else (alive,)
+        (ids, *alive) = self._drawn(round_index)
+        (previous, *previous_alive) = self._drawn(self.last_run_before(round_index))
+        return (ids, previous, *alive, *previous_alive)
+
+    def scored(self, round_index: int) -> tuple[np.ndarray, ...]:
+        """Whose average the evaluation after round `round_index` scores where K < N and models are averaged:
+        the participants of the last round run (and its survivors)."""
+        return self._drawn(round_index if not self.lost(round_index) else self.last_run_before(round_index))

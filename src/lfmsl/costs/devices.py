@@ -21,10 +21,18 @@ round lasts until the deadline.
 from __future__ import annotations
 
 import dataclasses
+from typing import Sequence
 
 import numpy as np
 
-from lfmsl.costs.latency import Stages
+from lfmsl.algorithms import Exchange
+from lfmsl.algorithms.participation import round_participants, round_size
+from lfmsl.config import Config
+from lfmsl.core.batching import client_iterations
+from lfmsl.costs import comm
+from lfmsl.costs.latency import Stages, stages
+from lfmsl.models import SplitModel
+from lfmsl.profiles import Profile
 
 _STREAM = 0xDE71  # separates the devices' draw from every other use of the seed
 
@@ -117,12 +125,28 @@ class DeviceRounds:
         self.participants, self.own_iterations, self.deadline = participants, own_iterations, deadline
         self._own_times: dict[int, np.ndarray] = {}  # asked for by the deadline, the round's time and its record
 
+    @classmethod
+    def of(cls, config: Config, model: SplitModel, traffic: comm.Traffic, profile: Profile, sent: Exchange,
+           iterations: int, sizes: Sequence[int], own_epochs: bool = False) -> "DeviceRounds | None":
+        """The rounds of a run whose learners hold `sizes` samples, from its own traffic and profile, where
+        `config` (counting the participants only, run_costs.py's `counted`) puts them on devices of their own;
+        else None. `own_epochs`: each client does its own epoch (`--round-mode epoch`)."""
+        if not config.device_spread and config.round_deadline is None:
+            return None
+        learners, per_round = len(sizes), round_size(config, len(sizes))
+        own = np.array(client_iterations(sizes, config.batch_size)) if own_epochs else None
+        return cls(stages(config, model, traffic, profile, sent), draw(config.seed, learners, config.device_spread),
+                   iterations, lambda r: comm.averaging_steps(r, traffic.steps_per_round, traffic.avg_every),
+                   lambda r: comm.relay_handovers(r, config.clients),
+                   lambda r: round_participants(config.seed, r, learners, per_round), own, config.round_deadline)
+
     def _seconds(self, round_index: int, devices: Devices, own: np.ndarray | None) -> float:
         """The round of clients `devices` (each doing `own` iterations, or all of them)."""
         if own is None:
             steps = self.iterations * iteration_seconds(self.stages, devices)
         else:
-            steps = sum(iteration_seconds(self.stages, Devices(*(a[own > t] for a in (devices.compute, devices.uplink, devices.downlink))))
+            each = (devices.compute, devices.uplink, devices.downlink)
+            steps = sum(iteration_seconds(self.stages, Devices(*(a[own > t] for a in each)))
                         for t in range(self.iterations))
         return (steps + self.averaging_steps(round_index) * average_seconds(self.stages, devices)
                 + self.relay_handovers(round_index) * relay_seconds(self.stages, devices))

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from typing import Sequence
 
 from lfmsl.costs import comm
@@ -47,7 +46,8 @@ BITS_PER_BYTE = 8
 def profile_for(config: Config) -> Profile:
     """The named profile with any value the configuration sets overriding it."""
     base = PROFILES[config.latency_profile]
-    overrides = {f.name: getattr(config, f.name) for f in dataclasses.fields(Profile) if getattr(config, f.name) is not None}
+    overrides = {f.name: getattr(config, f.name) for f in dataclasses.fields(Profile)
+                 if getattr(config, f.name) is not None}
     return dataclasses.replace(base, **overrides)
 
 
@@ -102,7 +102,8 @@ class Stages:
     relay_down: float  # and down to the next client
 
 
-def stages(config: Config, model: SplitModel, traffic: comm.Traffic, profile: Profile, sent: Exchange | None = None) -> Stages:
+def stages(config: Config, model: SplitModel, traffic: comm.Traffic, profile: Profile,
+           sent: Exchange | None = None) -> Stages:
     """The stage times of what `config.algorithm` exchanges (see the module docstring)."""
     sent = exchange(config) if sent is None else sent
     flops = forward_flops(model)
@@ -146,88 +147,18 @@ def timing(config: Config, model: SplitModel, traffic: comm.Traffic, profile: Pr
     mixed = n * st.mixed_per_client
     server = (n + mixed) * server_step  # SFL-V2's one-after-another sum is the same total
     if not st.grads_down:  # LocSplitFed: no download, no waiting: a pipeline of its three stages
-        return Timing(max(client + local_pass, up, server) if st.overlap else client + local_pass + up + server, per_average, 0.0)
+        pipeline = max(client + local_pass, up, server) if st.overlap else client + local_pass + up + server
+        return Timing(pipeline, per_average, 0.0)
     wait = up + server + down  # for the server's answer; the decoder's pass fits in it where it overlaps
     return Timing(client + (max(local_pass, wait) if st.overlap else local_pass + wait), per_average, 0.0)
-
-
-class RunCosts:
-    """Bytes and simulated seconds of every round of one run, computed once from shapes.
-
-    `active` gives the clients taking part in each iteration of a round (`--round-mode epoch`);
-    by default every client takes part in every iteration. `device_rounds` (each participant on a
-    device of its own: --device-spread, --round-deadline) is set by the caller, built from this run's
-    `traffic`, `exchange` and `profile`; None: every round takes the profile's time."""
-
-    def __init__(self, config: Config, model: SplitModel, iterations: int, active: Sequence[int] | None = None):
-        self.config = config
-        self.device_rounds: "devices.DeviceRounds | None" = None
-        self.active = None if active is None else tuple(active)
-        self.exchange = exchange(config)
-        self.traffic = comm.traffic(config, model, iterations, self.exchange)
-        self.profile = profile_for(config)
-        self.timing = timing(config, model, self.traffic, self.profile, sent=self.exchange)
-        if self.active is None:
-            self.iterations_seconds = iterations * self.timing.per_iteration
-        else:
-            per_count = {a: timing(config, model, self.traffic, self.profile, a, self.exchange).per_iteration for a in set(self.active)}
-            self.iterations_seconds = math.fsum(per_count[a] for a in self.active)
-        self._rounds: list[tuple[dict[str, int], float]] = []
-
-    def round(self, round_index: int) -> tuple[dict[str, int], float]:
-        """Bytes by category and simulated seconds of round `round_index` (from 0)."""
-        t, config = self.traffic, self.config
-        sent = comm.round_bytes(t, config, round_index, self.active)
-        if self.device_rounds is not None:
-            return sent, self.device_rounds.seconds(round_index)
-        seconds = (self.iterations_seconds
-                   + comm.averaging_steps(round_index, t.steps_per_round, t.avg_every) * self.timing.per_average
-                   + comm.relay_handovers(round_index, config.clients) * self.timing.per_relay)
-        return sent, seconds
-
-    def record_fields(self, round_index: int) -> dict:
-        """The fields a round's record gets: this round's and the cumulative cost."""
-        while len(self._rounds) <= round_index:
-            self._rounds.append(self.round(len(self._rounds)))
-        done = self._rounds[: round_index + 1]
-        sent, seconds = done[-1]
-        cumulative = {k: sum(r[0][k] for r in done) for k in comm.CATEGORIES}
-        fields = {
-            "comm_bytes": comm.link_bytes(cumulative),  # SFL-V1's server copies stay at the server
-            "comm_round_bytes": comm.link_bytes(sent),
-            "comm_breakdown": sent,
-            "comm_breakdown_cumulative": cumulative,
-            "sim_round_latency_s": seconds,
-            "sim_latency_s": math.fsum(r[1] for r in done),
-        }
-        if self.device_rounds is not None:
-            fields.update(self.device_rounds.fields(round_index))
-        return fields
-
-
-def counted(config: Config) -> Config:
-    """The configuration whose clients the ledger and the latency model count: the K drawn per round
-    where --clients-per-round draws fewer than all."""
-    per_round = config.clients_per_round
-    return config if per_round is None or per_round >= config.clients else dataclasses.replace(config, clients=per_round)
-
-
-def annotate(history: Sequence[dict], config: Config, iterations: int, active: Sequence[int] | None = None) -> list[dict]:
-    """Records with the cost fields added (for runs made before the ledger existed).
-
-    Runs on devices of their own (--device-spread, --round-deadline) keep the fields they recorded:
-    their round times follow each round's participants, which the run itself knew."""
-    if config.device_spread or config.round_deadline is not None:
-        return list(history)
-    costs = RunCosts(counted(config), model_for(config), iterations, active)
-    return [{**record, **costs.record_fields(record["round"] - 1)} for record in history]
 
 
 def summary_fields(history: Sequence[dict], target: float | None) -> dict:
     """Total cost of a run and, with a target accuracy, what it took to reach it."""
     if not history:
         return {}
-    out = {"sim_latency_s": history[-1]["sim_latency_s"], "comm_bytes": history[-1]["comm_bytes"], "target_accuracy": target}
+    last = history[-1]
+    out = {"sim_latency_s": last["sim_latency_s"], "comm_bytes": last["comm_bytes"], "target_accuracy": target}
     reached = next((r for r in history if target is not None and r["test_accuracy"] >= target), None)
     out["rounds_to_target"] = reached["round"] if reached else None
     out["sim_latency_to_target_s"] = reached["sim_latency_s"] if reached else None

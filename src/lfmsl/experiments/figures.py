@@ -77,7 +77,7 @@ def curves_report(args: argparse.Namespace, runs: Sequence[sweep.Run], name: str
                           float(y.max(1).mean()), length, mean("rounds_to_target"), mean("sim_latency_to_target_s"),
                           at_end("sim_latency_s"), at_end("comm_bytes") / 1e6, f"{len(hit)}/{len(group)}"))
         figure = f"{name}_{dataset}.png"
-        from lfmsl.reporting import plots
+        from lfmsl.io import plots
 
         plots.line_plot(series, args.out / figure, xlabel, "test accuracy (%)", f"{title} on {dataset}",
                         logx=x_key == "sim_latency_s")

@@ -191,7 +191,7 @@ def _simulate(config: Config, folder: RunDir, store: checkpoint.Checkpoints, dat
     outputs.plot_accuracy({config.algorithm: history}, folder.plot_path,
                           f"{config.algorithm} on {config.dataset}, {config.clients} clients")
     if simulation.privacy_images:
-        from lfmsl.reporting.plots import image_grid
+        from lfmsl.io.plots import image_grid
 
         folder.write_privacy_images(simulation.privacy_images)
         image_grid(simulation.privacy_images, folder.privacy_plot_path,

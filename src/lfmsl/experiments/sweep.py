@@ -259,7 +259,7 @@ def history(run: Run) -> list[dict]:
     records = RunDir(run.path).metrics()
     if not records:
         return records
-    from lfmsl.costs.latency import annotate
+    from lfmsl.costs.run_costs import annotate
 
     resolved = run.summary["resolved"]
     return annotate(records, run.config, resolved["iterations_per_round"], resolved.get("active_per_iteration"))

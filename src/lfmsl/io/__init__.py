@@ -1,1 +1,2 @@
-"""Files: datasets and their cache, run folders (configuration, metrics, summary, checkpoints), locks and atomic writes."""
+"""Files: datasets and their cache, run folders (configuration, metrics, summary, checkpoints), locks, atomic
+writes and figures."""

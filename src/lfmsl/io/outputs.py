@@ -69,7 +69,8 @@ def summarise_run(history: Sequence[dict]) -> dict:
 
 
 def summarise_privacy(history: Sequence[dict]) -> dict:
-    """The last leakage measurement (`final_privacy_*`, and the round it was taken after); nothing where none was taken."""
+    """The last leakage measurement (`final_privacy_*`, and the round it was taken after); nothing where none was
+    taken."""
     measured = [record for record in history if "privacy_dcor" in record]
     if not measured:
         return {}
@@ -81,7 +82,7 @@ def plot_accuracy(curves: dict[str, Sequence[dict]], path: Path, title: str) -> 
     """Test accuracy over rounds, one line per named run (shaded min-max where clients differ)."""
     from matplotlib.ticker import MaxNLocator
 
-    from lfmsl.reporting.plots import new_axes, save
+    from lfmsl.io.plots import new_axes, save
 
     figure, axes = new_axes()
     for label, history in curves.items():

@@ -19,8 +19,8 @@ from lfmsl.experiments.leakage import measured_rounds
 from lfmsl.io.rundir import RunDir
 from lfmsl.privacy.threats import ATTACKS
 from lfmsl.reporting import stats
-from lfmsl.reporting.plots import image_grid, new_axes, save
-from lfmsl.reporting.study_report import describe, table
+from lfmsl.io.plots import image_grid, new_axes, save
+from lfmsl.reporting.tables import describe, table
 
 ATTACK_NAMES = tuple(ATTACKS)
 Cells = dict[Config, dict[int, sweep.Run]]
@@ -30,7 +30,8 @@ def load(runs_dir: Path) -> Cells:
     """Every finished run, grouped by configuration over seeds."""
     if not Path(runs_dir).is_dir():
         return {}
-    return {key: {run.config.seed: run for run in group} for key, group in sweep.by_config(sweep.finished_runs(runs_dir)).items()}
+    groups = sweep.by_config(sweep.finished_runs(runs_dir))
+    return {key: {run.config.seed: run for run in group} for key, group in groups.items()}
 
 
 def at_round(run: sweep.Run, metric: str, round_number: int | None = None) -> float | None:
@@ -47,18 +48,21 @@ def per_seed(cells: Cells, config: Config, metric: str, round_number: int | None
     return {seed: value for seed, value in found.items() if value is not None}
 
 
-def cell(cells: Cells, config: Config, metric: str, round_number: int | None = None, scale: float = 1.0, seeds: int = 3) -> str:
+def cell(cells: Cells, config: Config, metric: str, round_number: int | None = None, scale: float = 1.0,
+         seeds: int = 3) -> str:
     return describe(stats.estimate(list(per_seed(cells, config, metric, round_number).values())), scale, seeds)
 
 
 def leakage_table(cells: Cells, configs: Sequence[Config], rows: Sequence[str], scale_: ps.Scale) -> str:
     """Accuracy and distance correlation, then each attack's SSIM after rounds 1, 5 and 10 (the measured ones)."""
     rounds = sorted(measured_rounds(ps.base(scale_)))
-    header = ["", "accuracy (%)", "dCor", "bias-corrected dCor²"] + [f"{a} SSIM r{r}" for a in ATTACK_NAMES for r in rounds] + ["shadow MSE"]
+    header = (["", "accuracy (%)", "dCor", "bias-corrected dCor²"]
+              + [f"{a} SSIM r{r}" for a in ATTACK_NAMES for r in rounds] + ["shadow MSE"])
     seeds = len(scale_.seeds)
     body = []
     for name, config in zip(rows, configs):
-        body.append([name, cell(cells, config, "test_accuracy", scale=100.0, seeds=seeds), cell(cells, config, "privacy_dcor", seeds=seeds),
+        body.append([name, cell(cells, config, "test_accuracy", scale=100.0, seeds=seeds),
+                     cell(cells, config, "privacy_dcor", seeds=seeds),
                      cell(cells, config, "privacy_dcor_unbiased", seeds=seeds)]
                     + [cell(cells, config, f"privacy_{a}_ssim", r, seeds=seeds) for a in ATTACK_NAMES for r in rounds]
                     + [cell(cells, config, "privacy_shadow_mse", seeds=seeds)])
@@ -73,10 +77,13 @@ def paired_table(cells: Cells, ours: Config, baselines: Sequence[Config]) -> str
             d = stats.paired_difference(per_seed(cells, ours, metric), per_seed(cells, theirs, metric))
             if d is None:
                 continue
-            verdict = {stats.SUPPORTED: f"{label(ours.algorithm)} leaks more", stats.CONTRADICTED: f"{label(ours.algorithm)} leaks less",
+            verdict = {stats.SUPPORTED: f"{label(ours.algorithm)} leaks more",
+                       stats.CONTRADICTED: f"{label(ours.algorithm)} leaks less",
                        stats.UNDECIDED: "undecided"}[stats.verdict(d, 1)]
             rows.append([label(theirs.algorithm), metric.removeprefix("privacy_"), describe(d), verdict])
-    return table(["baseline", "measure", f"{label(ours.algorithm)} minus baseline (95 % CI)", "verdict"], rows) if rows else "(no paired runs yet)"
+    if not rows:
+        return "(no paired runs yet)"
+    return table(["baseline", "measure", f"{label(ours.algorithm)} minus baseline (95 % CI)", "verdict"], rows)
 
 
 def tradeoff_figure(cells: Cells, scale_: ps.Scale, path: Path) -> Path:
@@ -84,15 +91,18 @@ def tradeoff_figure(cells: Cells, scale_: ps.Scale, path: Path) -> Path:
     figure, axes = new_axes()
     for algorithm in ps.DEFENDED:
         plain = ps.base(scale_, algorithm=algorithm, clients=scale_.clients)
-        for option, strengths, marker in (("nopeek_weight", scale_.nopeek_weights, "o"), ("smash_noise", scale_.noise, "s")):
+        for option, strengths, marker in (("nopeek_weight", scale_.nopeek_weights, "o"),
+                                          ("smash_noise", scale_.noise, "s")):
             points = []
             for strength in (0.0, *strengths):
                 config = dataclasses.replace(plain, **{option: strength})
-                acc, ssim = (stats.estimate(list(per_seed(cells, config, m).values())) for m in ("test_accuracy", "privacy_shadow_ssim"))
+                acc, ssim = (stats.estimate(list(per_seed(cells, config, m).values()))
+                             for m in ("test_accuracy", "privacy_shadow_ssim"))
                 if acc and ssim:
                     points.append((ssim.mean, 100 * acc.mean, strength))
             if points:
-                axes.plot([p[0] for p in points], [p[1] for p in points], marker=marker, label=f"{label(algorithm)}, {option.replace('_', ' ')}")
+                axes.plot([p[0] for p in points], [p[1] for p in points], marker=marker,
+                          label=f"{label(algorithm)}, {option.replace('_', ' ')}")
                 for x, y, strength in points:
                     axes.annotate(f"{strength:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     axes.set_xlabel("shadow attack SSIM (higher: more leaked)")
@@ -117,7 +127,9 @@ def reconstructions_figure(cells: Cells, configs: Sequence[Config], names: Seque
         for attack in ATTACK_NAMES:
             if attack in images:
                 rows[f"{name}: {attack}"] = images[attack]
-    return image_grid(rows, path, "Fashion-MNIST probes and what the server rebuilt (seed 0, last round)") if rows else None
+    if not rows:
+        return None
+    return image_grid(rows, path, "Fashion-MNIST probes and what the server rebuilt (seed 0, last round)")
 
 
 def write_report(scale_: ps.Scale, results: Path) -> Path:
@@ -129,7 +141,8 @@ def write_report(scale_: ps.Scale, results: Path) -> Path:
     for clients, part in ((scale_.clients, "a"), (scale_.clients_large, "a100")):
         configs = ps.algorithms(scale_, clients)[:: len(scale_.seeds)]
         names = [label(c.algorithm) for c in configs]
-        sections += [f"## ({part}) Every split algorithm at N = {clients}\n", leakage_table(cells, configs, names, scale_), ""]
+        sections += [f"## ({part}) Every split algorithm at N = {clients}\n",
+                     leakage_table(cells, configs, names, scale_), ""]
         ours = [c for c in configs if c.algorithm == ps.OURS]
         if ours:
             sections += [f"{label(ps.OURS)} minus each baseline at N = {clients}, paired by seed (last round):\n",
@@ -139,7 +152,8 @@ def write_report(scale_: ps.Scale, results: Path) -> Path:
             sections += [f"![reconstructions at N = {clients}](figures/{picture.name})", ""]
     variants = ps.locfedmix_variants(scale_)[:: len(scale_.seeds)]
     names = [f"--loc-weight {c.loc_weight:g}" + ("" if c.average_decoders else ", decoders local") for c in variants]
-    sections += ["## (b) LocFedMix-SL's regulariser and its decoders\n", leakage_table(cells, variants, names, scale_), ""]
+    sections += ["## (b) LocFedMix-SL's regulariser and its decoders\n", leakage_table(cells, variants, names, scale_),
+                 ""]
     defended = ps.defences(scale_)[:: len(scale_.seeds)]
     plain = [ps.base(scale_, algorithm=a, clients=scale_.clients) for a in ps.DEFENDED]
     rows = plain + defended

@@ -4,150 +4,35 @@ Everything is recomputed from the run folders (config, metrics, summary), so the
 rewritten from the committed results alone, part-way through the study as well as at its end:
 a cell without all its seeds says how many it has, and a verdict needs at least two seeds.
 
-Per run: the final test accuracy; the area under the accuracy curve (the mean accuracy over the
-rounds, so a run that gets there sooner scores higher); the rounds and the simulated seconds to
-the regime's target accuracy. A run that never reaches the target counts as reaching it one
-round after its last, a lower bound that favours it, stated in the report.
+What a run says is in outcomes.py, the paired comparisons in verdicts.py, the Markdown in tables.py and
+the curves in study_figures.py; this module writes the prose around them, claim by claim.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
-
-from lfmsl.experiments import figures, study, sweep
-
-from lfmsl.reporting import plots, stats
-from lfmsl.io.atomic import write_text
 from lfmsl.config import Config
+from lfmsl.experiments import study
+from lfmsl.experiments.figures import LABELS
+from lfmsl.io import plots
+from lfmsl.io.atomic import write_text
+from lfmsl.reporting import stats
+from lfmsl.reporting.outcomes import TARGETS, Outcome, by_seed, load_cells, values
+from lfmsl.reporting.study_figures import accuracy_panels
+from lfmsl.reporting.tables import describe, table
+from lfmsl.reporting.verdicts import METRICS, comparison, verdict_cell
 
 OURS = "locfedmix"
-TARGETS = {"iid": 0.80, "non_iid": 0.75, "sgd": 0.70}  # fixed before the study's results were read
-LABELS = figures.LABELS
-COLOURS = {a: f"C{i}" for i, a in enumerate(LABELS)}  # one colour per algorithm in every figure
 
 
-def target_for(config: Config) -> float:
-    """The regime's target accuracy: Adam IID 80 %, label skew 75 %, SGD 70 %."""
-    if config.optimizer == "sgd":
-        return TARGETS["sgd"]
-    return TARGETS["iid"] if config.partition == "iid" else TARGETS["non_iid"]
-
-
-@dataclasses.dataclass(frozen=True)
-class Outcome:
-    """What one finished run says about the claims."""
-
-    curve: tuple[float, ...]  # test accuracy after each round
-    latency: tuple[float, ...]  # cumulative simulated seconds after each round
-    update_ratio: float  # mean over rounds
-    client_drift: float  # at the last round
-    target: float
-
-    @property
-    def final(self) -> float:
-        return self.curve[-1]
-
-    @property
-    def auc(self) -> float:
-        return float(np.mean(self.curve))
-
-    @property
-    def reached(self) -> bool:
-        return max(self.curve) >= self.target
-
-    @property
-    def rounds_to_target(self) -> float:
-        hit = [r for r, a in enumerate(self.curve, 1) if a >= self.target]
-        return float(hit[0]) if hit else float(len(self.curve) + 1)
-
-    @property
-    def latency_to_target(self) -> float:
-        r = int(self.rounds_to_target)
-        if r <= len(self.latency):
-            return self.latency[r - 1]
-        return self.latency[-1] * r / len(self.latency)  # one more round of the same length: a lower bound
-
-
-def outcome(run: sweep.Run) -> Outcome:
-    records = sweep.history(run)  # costs recomputed with the current ledger and latency model
-    ratios = [r["update_ratio"] for r in records if "update_ratio" in r]
-    return Outcome(tuple(r["test_accuracy"] for r in records), tuple(r["sim_latency_s"] for r in records),
-                   float(np.mean(ratios)) if ratios else math.nan, float(records[-1].get("client_drift", math.nan)), target_for(run.config))
-
-
-Cells = dict[Config, dict[int, Outcome]]  # a configuration with seed 0 -> {seed: outcome}
-
-
-def load_cells(runs_dir: Path) -> Cells:
-    """Every finished run under `runs_dir`, grouped by configuration over seeds."""
-    if not Path(runs_dir).is_dir():
-        return {}
-    return {key: {run.config.seed: outcome(run) for run in group} for key, group in sweep.by_config(sweep.finished_runs(runs_dir)).items()}
-
-
-def by_seed(cells: Cells, config: Config) -> dict[int, Outcome]:
-    """The outcomes of `config` over its seeds ({} if none has finished)."""
-    return cells.get(sweep.without_seed(config), {})
-
-
-def values(cells: Cells, config: Config, metric: Callable[[Outcome], float]) -> dict[int, float]:
-    return {seed: metric(o) for seed, o in by_seed(cells, config).items()}
-
-
-METRICS = {  # name -> (per-run value, scale for display, unit, claimed direction of ours minus theirs)
-    "final accuracy": (lambda o: o.final, 100.0, "points", 1),
-    "area under the accuracy curve": (lambda o: o.auc, 100.0, "points", 1),
-    "rounds to target": (lambda o: o.rounds_to_target, 1.0, "rounds", -1),
-    "simulated seconds to target": (lambda o: o.latency_to_target, 1.0, "s", -1),
-}
-
-
-def _num(x: float, scale: float = 1.0) -> str:
-    v = x * scale
-    return f"{v:.3g}" if abs(v) >= 1000 or (v != 0 and abs(v) < 0.01) else f"{v:.2f}"
-
-
-def describe(e: stats.Estimate | None, scale: float = 1.0, n_wanted: int | None = None) -> str:
-    """'mean ± half-width' (or the mean alone with one seed), and how many seeds if some are missing."""
-    if e is None:
-        return "-"
-    text = _num(e.mean, scale) if e.half_width is None else f"{_num(e.mean, scale)} ± {_num(e.half_width, scale)}"
-    return text + (f" ({e.n}/{n_wanted} seeds)" if n_wanted and e.n < n_wanted else "")
-
-
-def comparison(cells: Cells, ours: Config, theirs: Config, metric: str) -> tuple[stats.Estimate | None, str]:
-    """Ours minus theirs paired by seed, and the verdict. A time to the target is compared only on
-    the seeds where at least one of the two reaches it: where neither does, it says nothing."""
-    value, _, _, direction = METRICS[metric]
-    a, b = (by_seed(cells, c) for c in (ours, theirs))
-    seeds = [s for s in set(a) & set(b) if not metric.endswith("to target") or a[s].reached or b[s].reached]
-    d = stats.paired_difference({s: value(a[s]) for s in seeds}, {s: value(b[s]) for s in seeds})
-    if d is None and set(a) & set(b):
-        return None, NEITHER
-    return d, stats.verdict(d, direction)
-
-
-NEITHER = "neither reaches the target"
-
-
-def verdict_cell(d: stats.Estimate | None, verdict: str, scale: float) -> str:
-    if d is None:
-        return verdict if verdict == NEITHER else "no runs yet"
-    if d.interval is None:
-        return f"{_num(d.mean, scale)} (1 seed): {verdict}"
-    low, high = d.interval
-    return f"{_num(d.mean, scale)} [{_num(low, scale)}, {_num(high, scale)}]: **{verdict}**"
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+def by_client_count(rows: dict[int, list[list[str]]], ns: Sequence[int], hi: int) -> str:
+    """A table of comparison rows, one column per client count: `rows[n]` holds (baseline, cell) rows, in the order
+    of those at N = `hi`."""
+    return table(["baseline", *[f"N = {n}" for n in ns]],
+                 [[row[0], *[rows[n][i][1] for n in ns]] for i, row in enumerate(rows[hi])])
 
 
 class Report:
@@ -211,22 +96,29 @@ class Report:
             if not any(estimates):
                 continue
             slope = stats.estimate(self._slopes(a).values())
-            rows.append([LABELS[a], *[describe(e, 100.0, self.seeds()) for e in estimates], describe(slope, 100.0, self.seeds())])
+            rows.append([LABELS[a], *[describe(e, 100.0, self.seeds()) for e in estimates],
+                         describe(slope, 100.0, self.seeds())])
             shown = [(n, e) for n, e in zip(ns, estimates) if e]
-            series[LABELS[a]] = ([n for n, _ in shown], [100 * e.mean for _, e in shown], [100 * (e.half_width or 0.0) for _, e in shown])
+            series[LABELS[a]] = ([n for n, _ in shown], [100 * e.mean for _, e in shown],
+                                 [100 * (e.half_width or 0.0) for _, e in shown])
         if series:
-            plots.line_plot(series, self.figures / "scalability.png", f"number of clients N ({self.scale.samples_per_client} samples each)",
-                            "final test accuracy (%), 95 % CI", "Scalability: final accuracy against N", logx=True, xticks=ns)
+            plots.line_plot(series, self.figures / "scalability.png",
+                            f"number of clients N ({self.scale.samples_per_client} samples each)",
+                            "final test accuracy (%), 95 % CI", "Scalability: final accuracy against N", logx=True,
+                            xticks=ns)
         lo, hi = min(ns), max(ns)
-        text = [f"Final test accuracy (%) after {self.scale.rounds} rounds, mean ± 95 % CI half-width over seeds; the last column is "
-                f"the change from N = {lo} to N = {hi} in points (per seed, then averaged).", "",
-                table(["algorithm", *[f"N = {n}" for n in ns], f"N {lo} → {hi}"], rows), "![scalability](figures/scalability.png)", "",
-                f"LocFedMix-SL minus each baseline, paired by seed (points, mean [95 % CI]: verdict; the claim is that ours is higher):", ""]
+        text = [f"Final test accuracy (%) after {self.scale.rounds} rounds, mean ± 95 % CI half-width over seeds; the "
+                f"last column is the change from N = {lo} to N = {hi} in points (per seed, then averaged).", "",
+                table(["algorithm", *[f"N = {n}" for n in ns], f"N {lo} → {hi}"], rows),
+                "![scalability](figures/scalability.png)", "",
+                "LocFedMix-SL minus each baseline, paired by seed (points, mean [95 % CI]: verdict; the claim is that "
+                "ours is higher):", ""]
         header = ["baseline", *[f"N = {n}" for n in ns], f"change N {lo} → {hi}"]
         grid = {a: [] for a in self.scale.algorithms if a != OURS}
         for n in ns:
             claim = "Scalability: final accuracy"
-            for name, cell in self.comparisons(self.scaling_configs(n), "final accuracy", claim, f"(a) IID, Adam, N = {n}"):
+            regime = f"(a) IID, Adam, N = {n}"
+            for name, cell in self.comparisons(self.scaling_configs(n), "final accuracy", claim, regime):
                 grid[next(a for a in grid if LABELS[a] == name)].append(cell)
         slopes = {}
         ours = self._slopes(OURS)
@@ -239,9 +131,18 @@ class Report:
         return "\n".join(text)
 
     def _slopes(self, algorithm: str) -> dict[int, float]:
-        lo, hi = (values(self.cells, study.base(self.scale, algorithm=algorithm, clients=n), METRICS["final accuracy"][0])
+        final = METRICS["final accuracy"][0]
+        lo, hi = (values(self.cells, study.base(self.scale, algorithm=algorithm, clients=n), final)
                   for n in (min(self.scale.clients), max(self.scale.clients)))
         return {s: hi[s] - lo[s] for s in set(lo) & set(hi)}
+
+    def _curves(self, name: str, ns: Sequence[int], x_of: Callable[[Outcome], Sequence[float]], xlabel: str, title: str,
+                algorithms: Sequence[str] | None = None, config_of: Callable[[str, int], Config] | None = None) -> None:
+        """Accuracy curves into figures/`name` (study_figures.py); `config_of(algorithm, N)` names the runs
+        (default: those of (a))."""
+        config_of = config_of or (lambda a, n: study.base(self.scale, algorithm=a, clients=n))
+        algorithms = algorithms or self.scale.algorithms
+        accuracy_panels(self.cells, self.figures / name, ns, algorithms, config_of, x_of, xlabel, title)
 
     @property
     def quick(self) -> bool:
@@ -250,66 +151,37 @@ class Report:
     def convergence(self) -> str:
         ns = self.scale.clients
         hi = max(ns)
-        text = [f"Target {100 * TARGETS['iid']:g} %. Mean over seeds ± 95 % CI; 'area' is the mean test accuracy over the "
-                f"{self.scale.rounds} rounds (%); a run that never reaches the target counts {self.scale.rounds + 1} rounds.", ""]
+        rounds = self.scale.rounds
+        text = [f"Target {100 * TARGETS['iid']:g} %. Mean over seeds ± 95 % CI; 'area' is the mean test accuracy over "
+                f"the {rounds} rounds (%); a run that never reaches the target counts {rounds + 1} rounds.", ""]
         for n in ns:
-            text += [f"**N = {n}**", "", self.algorithm_table(self.scaling_configs(n), ["area under the accuracy curve", "rounds to target"])]
+            metrics = ["area under the accuracy curve", "rounds to target"]
+            text += [f"**N = {n}**", "", self.algorithm_table(self.scaling_configs(n), metrics)]
         for metric, claim in (("area under the accuracy curve", "Convergence: area under the accuracy curve"),
                               ("rounds to target", f"Convergence: rounds to {100 * TARGETS['iid']:g} %")):
             every_n = metric.startswith("area")  # the area at every N, the time to the target at the largest
-            rows = {n: self.comparisons(self.scaling_configs(n), metric, claim if every_n or n == hi else None, f"(a) IID, Adam, N = {n}")
+            rows = {n: self.comparisons(self.scaling_configs(n), metric, claim if every_n or n == hi else None,
+                                        f"(a) IID, Adam, N = {n}")
                     for n in ns}
             text += [f"LocFedMix-SL minus each baseline, {metric} ({METRICS[metric][2]}; the claim: "
-                     f"{'higher' if METRICS[metric][3] > 0 else 'fewer'}):", "",
-                     table(["baseline", *[f"N = {n}" for n in ns]], [[row[0], *[rows[n][i][1] for n in ns]] for i, row in enumerate(rows[hi])])]
+                     f"{'higher' if METRICS[metric][3] > 0 else 'fewer'}):", "", by_client_count(rows, ns, hi)]
         self._curves("convergence.png", ns, lambda o: range(1, len(o.curve) + 1), "round", "Convergence")
         text.append("![convergence](figures/convergence.png)\n")
         return "\n".join(text)
 
-    def _curves(self, name: str, ns: Sequence[int], x_of: Callable[[Outcome], Sequence[float]], xlabel: str, title: str,
-                algorithms: Sequence[str] | None = None, config_of: Callable[[str, int], Config] | None = None) -> None:
-        """Accuracy curves, one panel per N, mean over seeds with a 95 % band; `config_of(algorithm, N)`
-        names the runs (default: those of (a))."""
-        config_of = config_of or (lambda a, n: study.base(self.scale, algorithm=a, clients=n))
-        figure, axes = plots.new_panels(len(ns))
-        for ax, n in zip(axes, ns):
-            for a in algorithms or self.scale.algorithms:
-                group = self.cells.get(config_of(a, n), {})
-                if not group:
-                    continue
-                outcomes = list(group.values())
-                length = min(len(o.curve) for o in outcomes)
-                x = np.mean([list(x_of(o))[:length] for o in outcomes], axis=0)
-                y = 100 * np.array([o.curve[:length] for o in outcomes])
-                mean = y.mean(0)
-                ax.plot(x, mean, marker="o", markersize=3, label=LABELS[a], color=COLOURS[a])
-                if len(outcomes) > 1:
-                    half = stats.t975(len(outcomes) - 1) * y.std(0, ddof=1) / math.sqrt(len(outcomes))
-                    ax.fill_between(x, mean - half, mean + half, alpha=0.15, color=COLOURS[a])
-            if xlabel.startswith("simulated"):
-                ax.set_xscale("log")
-            ax.set_title(f"N = {n}")
-            ax.set_xlabel(xlabel)
-            ax.grid(alpha=0.3)
-        axes[0].set_ylabel("test accuracy (%), 95 % band")
-        handles = {label: handle for ax in axes for handle, label in zip(*ax.get_legend_handles_labels())}
-        if handles:
-            axes[0].legend(handles.values(), handles.keys(), fontsize="small", loc="lower right")
-        figure.suptitle(title)
-        plots.save(figure, self.figures / name)
-
     def latency(self) -> str:
         ns, hi = self.scale.clients, max(self.scale.clients)
         metric = "simulated seconds to target"
-        rows = {n: self.comparisons(self.scaling_configs(n), metric, f"Latency: simulated seconds to {100 * TARGETS['iid']:g} %" if n == hi else None,
-                                    f"(a) IID, Adam, N = {n}") for n in ns}
-        text = [f"Simulated seconds to {100 * TARGETS['iid']:g} % (profile `default`: clients 10 GFLOP/s, server 1 TFLOP/s, 100 Mbit/s "
-                "links; LocFedMix-SL's decoder overlaps the wait for the server), mean ± 95 % CI; a run that never reaches the target "
-                "counts the time of one more round (a lower bound).", ""]
+        claim = f"Latency: simulated seconds to {100 * TARGETS['iid']:g} %"
+        rows = {n: self.comparisons(self.scaling_configs(n), metric, claim if n == hi else None,
+                                    f"(a) IID, Adam, N = {n}")
+                for n in ns}
+        text = [f"Simulated seconds to {100 * TARGETS['iid']:g} % (profile `default`: clients 10 GFLOP/s, server "
+                "1 TFLOP/s, 100 Mbit/s links; LocFedMix-SL's decoder overlaps the wait for the server), mean ± 95 % "
+                "CI; a run that never reaches the target counts the time of one more round (a lower bound).", ""]
         for n in ns:
             text += [f"**N = {n}**", "", self.algorithm_table(self.scaling_configs(n), [metric])]
-        text += ["LocFedMix-SL minus each baseline (s; the claim: lower):", "",
-                 table(["baseline", *[f"N = {n}" for n in ns]], [[row[0], *[rows[n][i][1] for n in ns]] for i, row in enumerate(rows[hi])])]
+        text += ["LocFedMix-SL minus each baseline (s; the claim: lower):", "", by_client_count(rows, ns, hi)]
         self._curves("latency.png", ns, lambda o: o.latency, "simulated seconds", "Accuracy against simulated latency")
         text.append("![latency](figures/latency.png)\n")
         return "\n".join(text)
@@ -320,27 +192,35 @@ class Report:
         for c in study.lr_check(self.scale):
             e = self.estimate(c, "final accuracy")
             checks.append([f"{c.lr:g}", describe(e, 100.0)])
-        text = [f"SGD learning rate, chosen by centralized training on the largest pool ({max(self.scale.clients_imbalance)} x "
-                f"{self.scale.samples_per_client} samples, {self.scale.lr_check_rounds} epochs, seed {self.scale.seeds[0]}):", "",
+        scale = self.scale
+        text = [f"SGD learning rate, chosen by centralized training on the largest pool "
+                f"({max(scale.clients_imbalance)} x {scale.samples_per_client} samples, {scale.lr_check_rounds} "
+                f"epochs, seed {scale.seeds[0]}):", "",
                 table(["learning rate", "final accuracy (%)"], checks)]
         if self.sgd_lr is None:
             return "\n".join(text + ["(the learning-rate check has not finished: part (b) has not started)\n"])
-        text += [f"Chosen: **{self.sgd_lr:g}**, for every part of every algorithm, with `--optimizer sgd --client-grad global` "
-                 f"(LocSplitFed sends no gradient down, so it takes only the optimiser; target {100 * TARGETS['sgd']:g} %).", ""]
+        text += [f"Chosen: **{self.sgd_lr:g}**, for every part of every algorithm, with `--optimizer sgd --client-grad "
+                 "global` (LocSplitFed sends no gradient down, so it takes only the optimiser; target "
+                 f"{100 * TARGETS['sgd']:g} %).", ""]
         hi = max(self.scale.clients_imbalance)
         for n in self.scale.clients_imbalance:
-            configs = {a: study.imbalance_config(self.scale, a, n, self.sgd_lr) for a in self.scale.imbalance_algorithms}
+            configs = {a: study.imbalance_config(self.scale, a, n, self.sgd_lr)
+                       for a in self.scale.imbalance_algorithms}
             rows = []
             for a, c in configs.items():
                 ratio = stats.estimate(list(values(self.cells, c, lambda o: o.update_ratio).values()))
                 drift = stats.estimate(list(values(self.cells, c, lambda o: o.client_drift).values()))
                 rows.append([LABELS[a], describe(self.estimate(c, "final accuracy"), 100.0, self.seeds()),
-                             describe(self.estimate(c, "area under the accuracy curve"), 100.0), describe(ratio), describe(drift)])
-            text += [f"**N = {n}**", "", table(["algorithm", "final accuracy (%)", "area (%)", "update ratio server/client", "client drift"], rows)]
+                             describe(self.estimate(c, "area under the accuracy curve"), 100.0), describe(ratio),
+                             describe(drift)])
+            header = ["algorithm", "final accuracy (%)", "area (%)", "update ratio server/client", "client drift"]
+            text += [f"**N = {n}**", "", table(header, rows)]
             for metric, claim in (("final accuracy", "Imbalance regime: final accuracy"),
                                   ("area under the accuracy curve", "Imbalance regime: area under the accuracy curve"),
-                                  ("simulated seconds to target", f"Imbalance regime: simulated seconds to {100 * TARGETS['sgd']:g} %")):
-                rows = self.comparisons(configs, metric, claim if n == hi else None, f"(b) SGD, global gradient, N = {n}")
+                                  ("simulated seconds to target",
+                                   f"Imbalance regime: simulated seconds to {100 * TARGETS['sgd']:g} %")):
+                regime = f"(b) SGD, global gradient, N = {n}"
+                rows = self.comparisons(configs, metric, claim if n == hi else None, regime)
                 text += [f"LocFedMix-SL minus each baseline, {metric}:", "", table(["baseline", f"N = {n}"], rows)]
         self._curves("imbalance.png", self.scale.clients_imbalance, lambda o: range(1, len(o.curve) + 1), "round",
                      f"SGD (lr {self.sgd_lr:g}) with the combined-loss gradient", self.scale.imbalance_algorithms,
@@ -352,21 +232,26 @@ class Report:
     def non_iid(self) -> str:
         n = self.scale.clients_fixed
         modes = {"wrap": "smaller clients wrap around their data", "epoch": "each client does its own epoch"}
-        configs = {mode: {a: study.base(self.scale, algorithm=a, clients=n, partition=study.NON_IID, round_mode=mode) for a in self.scale.algorithms}
+        configs = {mode: {a: study.base(self.scale, algorithm=a, clients=n, partition=study.NON_IID, round_mode=mode)
+                          for a in self.scale.algorithms}
                    for mode in modes}
-        text = [f"`--partition {study.NON_IID}`, N = {n}, target {100 * TARGETS['non_iid']:g} %. Clients differ in size, so a round "
-                f"(the largest client's epoch) is run in both round modes (`--round-mode`).", ""]
+        text = [f"`--partition {study.NON_IID}`, N = {n}, target {100 * TARGETS['non_iid']:g} %. Clients differ in "
+                "size, so a round (the largest client's epoch) is run in both round modes (`--round-mode`).", ""]
         for mode, what in modes.items():
             text += [f"**`--round-mode {mode}`: {what}**", "",
-                     self.algorithm_table(configs[mode], ["final accuracy", "area under the accuracy curve", "simulated seconds to target"])]
-            for metric, claim in (("final accuracy", "Non-IID: final accuracy"), ("area under the accuracy curve", "Non-IID: area under the accuracy curve"),
-                                  ("simulated seconds to target", f"Non-IID: simulated seconds to {100 * TARGETS['non_iid']:g} %")):
-                text += [f"LocFedMix-SL minus each baseline, {metric}:", "",
-                         table(["baseline", f"N = {n}"], self.comparisons(configs[mode], metric, claim, f"(c) Dirichlet 0.3, N = {n}, {mode}"))]
+                     self.algorithm_table(configs[mode], ["final accuracy", "area under the accuracy curve",
+                                                          "simulated seconds to target"])]
+            for metric, claim in (("final accuracy", "Non-IID: final accuracy"),
+                                  ("area under the accuracy curve", "Non-IID: area under the accuracy curve"),
+                                  ("simulated seconds to target",
+                                   f"Non-IID: simulated seconds to {100 * TARGETS['non_iid']:g} %")):
+                rows = self.comparisons(configs[mode], metric, claim, f"(c) Dirichlet 0.3, N = {n}, {mode}")
+                text += [f"LocFedMix-SL minus each baseline, {metric}:", "", table(["baseline", f"N = {n}"], rows)]
         rows = []
         for a in self.scale.algorithms:
             d, _ = comparison(self.cells, configs["epoch"][a], configs["wrap"][a], "final accuracy")
-            rows.append([LABELS[a], verdict_cell(d, stats.verdict(d, 1), 100.0).replace("supported", "epoch higher").replace("contradicted", "wrap higher")])
+            cell = verdict_cell(d, stats.verdict(d, 1), 100.0)
+            rows.append([LABELS[a], cell.replace("supported", "epoch higher").replace("contradicted", "wrap higher")])
         text += ["Does the round mode matter? Final accuracy, epoch minus wrap, paired by seed (points):", "",
                  table(["algorithm", "epoch minus wrap"], rows)]
         return "\n".join(text)
@@ -377,20 +262,23 @@ class Report:
         full = study.base(self.scale, algorithm=OURS, clients=n)
         settings = [(("+".join(k for k, on in zip(("mix", "loc", "fed"), s) if on) or "none (= PSL)"),
                      dataclasses.replace(full, mix=s[0], loc=s[1], fed=s[2])) for s in self.scale.switches]
-        settings += [(f"all, averaging every {t} iteration{'s' if t > 1 else ''}", dataclasses.replace(full, avg_every=t)) for t in self.scale.avg_every]
+        settings += [(f"all, averaging every {t} iteration{'s' if t > 1 else ''}",
+                      dataclasses.replace(full, avg_every=t)) for t in self.scale.avg_every]
         rows, labels, means, spreads = [], [], [], []
         for label, config in settings:
             e = self.estimate(config, "final accuracy")
             d, verdict = comparison(self.cells, config, full, "final accuracy")
-            rows.append([label, describe(e, 100.0, self.seeds()), "-" if config == full else verdict_cell(d, verdict, 100.0)])
+            rows.append([label, describe(e, 100.0, self.seeds()),
+                         "-" if config == full else verdict_cell(d, verdict, 100.0)])
             if e:
                 labels.append(label), means.append(100 * e.mean), spreads.append(100 * (e.half_width or 0.0))
         if labels:
             plots.bar_plot(labels, means, self.figures / "ablations.png", "final test accuracy (%), 95 % CI",
                            f"LocFedMix-SL's parts, N = {n}", spreads)
-        return "\n".join([f"N = {n}, IID, Adam; each setting minus all parts on (averaging once a round), paired by seed "
-                          "(points; a positive difference means the setting beats LocFedMix-SL):", "",
-                          table(["parts on", "final accuracy (%)", "minus all on"], rows), "![ablations](figures/ablations.png)\n"])
+        return "\n".join([f"N = {n}, IID, Adam; each setting minus all parts on (averaging once a round), paired by "
+                          "seed (points; a positive difference means the setting beats LocFedMix-SL):", "",
+                          table(["parts on", "final accuracy (%)", "minus all on"], rows),
+                          "![ablations](figures/ablations.png)\n"])
 
     # (e) -----------------------------------------------------------------------------------
     def cut_depth(self) -> str:
@@ -403,19 +291,24 @@ class Report:
         for cut in self.scale.cuts:
             model = model_for(study.base(self.scale, model=name, cut=cut))
             sizes, flops = comm.part_sizes(model), forward_flops(model)
-            split.append([f"{cut}", "x".join(map(str, model.smashed_shape)), f"{100 * sizes['client'] / (sizes['client'] + sizes['server']):.1f} %",
+            split.append([f"{cut}", "x".join(map(str, model.smashed_shape)),
+                          f"{100 * sizes['client'] / (sizes['client'] + sizes['server']):.1f} %",
                           f"{100 * flops['client'] / (flops['client'] + flops['server']):.1f} %"])
         text += [table(["cut", "smashed data", "client share of parameters", "client share of forward FLOPs"], split)]
         per_cut = {}
         for cut in self.scale.cuts:
             for n in ns:
-                configs = {a: study.base(self.scale, algorithm=a, clients=n, model=name, cut=cut) for a in self.scale.algorithms}
-                text += [f"**cut {cut}, N = {n}**", "", self.algorithm_table(configs, ["final accuracy", "area under the accuracy curve"])]
+                configs = {a: study.base(self.scale, algorithm=a, clients=n, model=name, cut=cut)
+                           for a in self.scale.algorithms}
+                text += [f"**cut {cut}, N = {n}**", "",
+                         self.algorithm_table(configs, ["final accuracy", "area under the accuracy curve"])]
                 claim = f"Cut {cut}: final accuracy" if n == hi else None
                 rows = self.comparisons(configs, "final accuracy", claim, f"(e) {name} cut {cut}, N = {n}")
                 per_cut[(cut, n)] = dict(rows)
-                text += ["LocFedMix-SL minus each baseline, final accuracy (points):", "", table(["baseline", f"cut {cut}, N = {n}"], rows)]
-        rows = [[LABELS[a], *[per_cut[(c, hi)].get(LABELS[a], "-") for c in self.scale.cuts]] for a in self.scale.algorithms if a != OURS]
+                text += ["LocFedMix-SL minus each baseline, final accuracy (points):", "",
+                         table(["baseline", f"cut {cut}, N = {n}"], rows)]
+        rows = [[LABELS[a], *[per_cut[(c, hi)].get(LABELS[a], "-") for c in self.scale.cuts]]
+                for a in self.scale.algorithms if a != OURS]
         text += [f"Does the verdict depend on the cut? LocFedMix-SL minus each baseline at N = {hi}:", "",
                  table(["baseline", *[f"cut {c}" for c in self.scale.cuts]], rows)]
         return "\n".join(text)
@@ -426,17 +319,21 @@ class Report:
         return table(["claim", "regime", *[LABELS[a] for a in baselines]], rows)
 
     def write(self) -> Path:
-        sections = [("(a) Scalability", self.scalability()), ("(a) Convergence", self.convergence()), ("(a) Latency", self.latency()),
-                    ("(b) The imbalance regime", self.imbalance()), ("(c) Non-IID clients", self.non_iid()), ("(d) Ablations", self.ablations()),
+        sections = [("(a) Scalability", self.scalability()), ("(a) Convergence", self.convergence()),
+                    ("(a) Latency", self.latency()), ("(b) The imbalance regime", self.imbalance()),
+                    ("(c) Non-IID clients", self.non_iid()), ("(d) Ablations", self.ablations()),
                     ("(e) Where the model is cut", self.cut_depth())]
         finished = sum(len(group) for group in self.cells.values())
         text = ["# The reproduction study: LocFedMix-SL's claims, decided", "",
-                f"Generated by `python scripts/reproduce.py{' --quick' if self.quick else ''}` from {finished} finished runs in "
-                f"`runs/`. Fashion-MNIST, {self.scale.samples_per_client} samples per client, {self.scale.rounds} rounds, seeds "
-                f"{', '.join(map(str, self.scale.seeds))}. Differences are LocFedMix-SL minus the baseline, paired by seed, with a 95 % "
-                "Student-t interval; **supported** where it excludes zero in the claimed direction, **contradicted** where it excludes "
-                "zero the other way, undecided otherwise.", "", "## Verdicts", "",
-                "Each cell: LocFedMix-SL minus the baseline, mean [95 % CI] (accuracy in points, time in simulated seconds, rounds).", ""]
+                f"Generated by `python scripts/reproduce.py{' --quick' if self.quick else ''}` from {finished} "
+                f"finished runs in `runs/`. Fashion-MNIST, {self.scale.samples_per_client} samples per client, "
+                f"{self.scale.rounds} rounds, seeds {', '.join(map(str, self.scale.seeds))}. Differences are "
+                "LocFedMix-SL minus the baseline, paired by seed, with a 95 % Student-t interval; **supported** where "
+                "it excludes zero in the claimed direction, **contradicted** where it excludes zero the other way, "
+                "undecided otherwise.", "",
+                "## Verdicts", "",
+                "Each cell: LocFedMix-SL minus the baseline, mean [95 % CI] (accuracy in points, time in simulated "
+                "seconds, rounds).", ""]
         body = []
         for heading, section in sections:
             body += [f"## {heading}", "", section]

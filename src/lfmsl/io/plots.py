@@ -1,6 +1,8 @@
-"""Figures of the experiment scripts: lines (with an error band or bars) and grouped bars.
+"""Figures written as PNG files: a run's accuracy curve (outputs.py), its reconstructions, and the scripts' and
+reports' lines, bars and image grids.
 
-Every figure has labelled axes with units, a title and a legend, and is written as a PNG.
+Every figure has labelled axes with units, a title and a legend, is drawn without a display and is written
+atomically, as every other file of a run.
 """
 
 from __future__ import annotations
