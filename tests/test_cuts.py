@@ -147,8 +147,9 @@ def test_ledger_and_flops_follow_the_cut(cut):
     assert 0.9 * 2 * HAND[cut]["macs"] <= flops <= 1.15 * 2 * HAND[cut]["macs"]
 
 
-@pytest.mark.parametrize("values", [dict(cut=4), dict(cut=0), dict(model="resnet18", cut=4),
-                                    dict(model="allconv", cut=6)])
-def test_a_cut_out_of_range_is_one_clear_error(values):
-    with pytest.raises(UsageError, match="--cut .* is out of range"):
+@pytest.mark.parametrize("values, message", [
+    (dict(cut=4), "--cut .* is out of range"), (dict(cut=0), "--cut must be a positive integer, got 0"),
+    (dict(model="resnet18", cut=4), "--cut .* is out of range"), (dict(model="allconv", cut=6), "--cut .* is out of range")])
+def test_a_cut_out_of_range_is_one_clear_error(values, message):
+    with pytest.raises(UsageError, match=message):
         validate(Config(**values))
