@@ -68,9 +68,15 @@ def run(config: Config, out: str | Path | None = None, resume: bool = False, opt
     resumed run with no checkpoint to continue from does not start again at round 1 over rounds
     already in metrics.jsonl or checkpoints moved aside as unreadable: UsageError says what is there.
     """
-    options = dataclasses.replace(options or RunOptions(), **settings)
     validate(config)
     check_backend()  # and the platform asked for in JAX_PLATFORMS can start
+    return run_checked(config, out, resume, dataclasses.replace(options or RunOptions(), **settings), dataset)
+
+
+def run_checked(config: Config, out: str | Path | None, resume: bool, options: RunOptions,
+                dataset: Dataset | None = None) -> RunResult:
+    """`run` of a configuration that `validate` has accepted: a sweep checks its whole grid before its first run,
+    and each run is then checked no more."""
     folder = RunDir(out) if out is not None else RunDir.new("runs", config.algorithm, config.dataset)
     created = not folder.path.exists()
     try:

@@ -15,7 +15,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from lfmsl import algorithms, datasets
-from lfmsl.algorithms import validate
 from lfmsl.algorithms.base import State
 from lfmsl.config import Config
 from lfmsl.core import memory
@@ -62,10 +61,11 @@ def require_state_fits(configs: list[Config]) -> None:
 
 
 class Simulation:
-    """Runs the round that `build_round` makes from a configuration and a loaded dataset, with its evaluation."""
+    """Runs the round that `build_round` makes from a configuration and a loaded dataset, with its evaluation.
+    The configuration is one that `validate` accepted: `lfmsl.run` checks it, once, before any data is read."""
 
     def __init__(self, config: Config, dataset: Dataset):
-        self.config = validate(config)
+        self.config = config
         built = build_round(config, dataset)
         self._use(built)
         self.parts, self.active, self.costs, self.run_key = built.parts, built.active, built.costs, built.run_key

@@ -104,7 +104,7 @@ def run_sweep(configs: Sequence[Config], out: Path, load: Callable[[str], object
     todo = [run for run in runs if run.summary is None and run.skipped is None]
     finished = sum(run.summary is not None for run in runs)
     log(f"lfmsl sweep: {len(runs)} runs, {finished} already finished, {len(todo)} to run -> {out}")
-    from lfmsl.experiments.runner import run as run_one
+    from lfmsl.experiments.runner import run_checked
     from lfmsl.stopping import StopRequests
 
     datasets: dict[str, object] = {}
@@ -120,8 +120,7 @@ def run_sweep(configs: Sequence[Config], out: Path, load: Callable[[str], object
             log(f"lfmsl sweep: {run.path.name}")
             run.skipped = None
             with _failures(run, log):  # an interrupted run resumes from its checkpoint
-                run.summary = run_one(run.config, run.path, resume=True, options=options,
-                                      dataset=dataset(run.config.dataset)).summary
+                run.summary = run_checked(run.config, run.path, True, options, dataset(run.config.dataset)).summary
 
     with StopRequests() as stop:
         run_each(todo, stop)
