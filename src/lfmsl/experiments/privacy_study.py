@@ -50,15 +50,15 @@ class Scale:
 
     @classmethod
     def quick(cls) -> "Scale":
-        return cls(samples_per_client=16, batch_size=8, rounds=2, privacy_every=1, seeds=(0, 1), clients=2, clients_large=3,
-                   algorithms=("psl", "locfedmix"), loc_weights=(0.0, 1.0), nopeek_weights=(1.0,), noise=(0.5,), cuts=(1, 4),
-                   aux_size=32, attack_steps=5, test_size=50)
+        return cls(samples_per_client=16, batch_size=8, rounds=2, privacy_every=1, seeds=(0, 1), clients=2,
+                   clients_large=3, algorithms=("psl", "locfedmix"), loc_weights=(0.0, 1.0), nopeek_weights=(1.0,),
+                   noise=(0.5,), cuts=(1, 4), aux_size=32, attack_steps=5, test_size=50)
 
 
 def base(scale: Scale, **values) -> Config:
-    return Config(dataset="fashion_mnist", samples_per_client=scale.samples_per_client, batch_size=scale.batch_size, rounds=scale.rounds,
-                  test_size=scale.test_size, privacy_every=scale.privacy_every, aux_size=scale.aux_size,
-                  attack_steps=scale.attack_steps, **values)
+    return Config(dataset="fashion_mnist", samples_per_client=scale.samples_per_client, batch_size=scale.batch_size,
+                  rounds=scale.rounds, test_size=scale.test_size, privacy_every=scale.privacy_every,
+                  aux_size=scale.aux_size, attack_steps=scale.attack_steps, **values)
 
 
 def _seeded(configs: Sequence[Config], scale: Scale) -> list[Config]:
@@ -89,8 +89,8 @@ def defences(scale: Scale) -> list[Config]:
 
 def cut_depth(scale: Scale) -> list[Config]:
     """(d) A shallow and a deep client segment of allconv, for PSL and LocFedMix-SL."""
-    return _seeded([base(scale, algorithm=a, clients=scale.clients, model=scale.cut_model, cut=c) for c in scale.cuts for a in DEFENDED],
-                   scale)
+    return _seeded([base(scale, algorithm=a, clients=scale.clients, model=scale.cut_model, cut=c)
+                    for c in scale.cuts for a in DEFENDED], scale)
 
 
 PARTS = ("a", "b", "c", "d", "a100")

@@ -144,7 +144,8 @@ def build_round(config: Config, dataset: Dataset) -> BuiltRound:
     data = placement.data(make_client_data(dataset.x_train, dataset.y_train, learners))
     context = algorithms.context(config, model, num_clients=len(learners),
                                  iterations=iterations_per_round(sizes, config.batch_size),
-                                 executor=resolve(config.executor, num_clients=schedule.per_round))  # the clients that run at once
+                                 # the clients that run at once
+                                 executor=resolve(config.executor, num_clients=schedule.per_round))
     init_key, run_key = jax.random.split(jax.random.key(config.seed))
     return BuiltRound(config, model, parts, active, costs, schedule, placement, data, context,
                       build_algorithm(config, context, schedule, run_key), init_key, run_key)

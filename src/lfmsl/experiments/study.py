@@ -43,7 +43,8 @@ class Scale:
     switches: tuple[tuple[bool, bool, bool], ...] = tuple(itertools.product((False, True), repeat=3))
     avg_every: tuple[int, ...] = (1, 5)  # iterations; the default, once per round, is in the switches
     cut_model: str = "allconv"  # (e)
-    cuts: tuple[int, ...] = (1, 4)  # (e): the client holds one conv block (0.5 % of the parameters) or four (46 %, 68 % of the FLOPs)
+    # (e): the client holds one conv block (0.5 % of the parameters) or four (46 %, 68 % of the FLOPs)
+    cuts: tuple[int, ...] = (1, 4)
     clients_cut: tuple[int, ...] = (10, 100)  # (e)
     sgd_rates: tuple[float, ...] = SGD_RATES
     lr_check_rounds: int = 3
@@ -51,15 +52,16 @@ class Scale:
 
     @classmethod
     def quick(cls) -> "Scale":
-        return cls(samples_per_client=16, batch_size=8, rounds=2, seeds=(0, 1), clients=(2, 3), clients_imbalance=(2,), clients_fixed=3, clients_cut=(2,), cuts=(4,),
-                   algorithms=("psl", "locfedmix"), imbalance_algorithms=("psl", "locfedmix"), later_algorithms=(),
+        return cls(samples_per_client=16, batch_size=8, rounds=2, seeds=(0, 1), clients=(2, 3), clients_imbalance=(2,),
+                   clients_fixed=3, clients_cut=(2,), cuts=(4,), algorithms=("psl", "locfedmix"),
+                   imbalance_algorithms=("psl", "locfedmix"), later_algorithms=(),
                    switches=((False, False, False), (True, True, True)), avg_every=(1,), sgd_rates=(0.03, 0.1),
                    lr_check_rounds=1, test_size=50)
 
 
 def base(scale: Scale, **values) -> Config:
-    return Config(dataset="fashion_mnist", samples_per_client=scale.samples_per_client, batch_size=scale.batch_size, rounds=scale.rounds,
-                  test_size=scale.test_size, **values)
+    return Config(dataset="fashion_mnist", samples_per_client=scale.samples_per_client, batch_size=scale.batch_size,
+                  rounds=scale.rounds, test_size=scale.test_size, **values)
 
 
 def _seeded(configs: Sequence[Config], scale: Scale) -> list[Config]:
@@ -74,18 +76,21 @@ def scaling(scale: Scale) -> list[Config]:
 def lr_check(scale: Scale) -> list[Config]:
     """The SGD learning rate for (b): centralized training on the largest (b) pool, one seed."""
     n = max(scale.clients_imbalance)
-    return [dataclasses.replace(base(scale, algorithm="centralized", clients=n, optimizer="sgd", lr=lr), rounds=scale.lr_check_rounds)
+    return [dataclasses.replace(base(scale, algorithm="centralized", clients=n, optimizer="sgd", lr=lr),
+                                rounds=scale.lr_check_rounds)
             for lr in scale.sgd_rates]
 
 
 def imbalance(scale: Scale, sgd_lr: float) -> list[Config]:
     """(b) The regime where the paper's imbalance exists: plain SGD, gradient of the combined loss."""
-    return _seeded([imbalance_config(scale, a, n, sgd_lr) for n in scale.clients_imbalance for a in scale.imbalance_algorithms], scale)
+    return _seeded([imbalance_config(scale, a, n, sgd_lr)
+                    for n in scale.clients_imbalance for a in scale.imbalance_algorithms], scale)
 
 
 def imbalance_config(scale: Scale, algorithm: str, clients: int, sgd_lr: float) -> Config:
     """One configuration of (b), seed 0 (locsplitfed sends no gradient down, so it keeps --client-grad's default)."""
-    return without_inert(base(scale, algorithm=algorithm, clients=clients, optimizer="sgd", lr=sgd_lr, client_grad="global"))
+    return without_inert(base(scale, algorithm=algorithm, clients=clients, optimizer="sgd", lr=sgd_lr,
+                              client_grad="global"))
 
 
 def non_iid(scale: Scale, round_mode: str = "wrap") -> list[Config]:
@@ -132,7 +137,8 @@ def run_study(scale: Scale, results: Path, load: Callable[[str], object], parts:
         done["a"] = run(scaling(scale))
     if "b" in parts:
         done["lr"] = run(lr_check(scale))
-        done["b"] = run(imbalance(scale, best_rate([(r.config.lr, r.summary["final_test_accuracy"]) for r in done["lr"]])))
+        done["b"] = run(imbalance(scale, best_rate([(r.config.lr, r.summary["final_test_accuracy"])
+                                                    for r in done["lr"]])))
     if "d" in parts:
         done["d"] = run(ablations(scale))
     if "c" in parts:

@@ -226,7 +226,8 @@ def _prepare(tfds: ModuleType, builder, name: str, data_dir: Path, manual_dir) -
             where = manual_dir or os.environ.get("LFMSL_MANUAL_DIR")
             looked = f"looked for them in {Path(where).expanduser() / name}/" if where else "no manual folder was given"
             raise UsageError(f"{name} is not prepared in {data_dir} and there is no internet to download it; "
-                             f"its original files are {', '.join(SPECS[name].manual_files)} ({looked}); {_MANUAL_HINT.format(name=name)}")
+                             f"its original files are {', '.join(SPECS[name].manual_files)} ({looked}); "
+                             f"{_MANUAL_HINT.format(name=name)}")
         print(f"lfmsl: {name} is not in {data_dir} nor in a manual folder; downloading it", file=sys.stderr)
     # MNIST and Fashion-MNIST share file names: a shared extract_dir would silently mix them.
     extract_dir = data_dir / "downloads" / "extracted" / name
