@@ -48,7 +48,8 @@ def validate(num_samples: int, num_clients: int, spec: str) -> tuple[str, float 
         raise UsageError(f"{num_clients} clients but only {num_samples} training samples; use fewer clients")
     if kind == "shards" and num_clients * value > num_samples:
         raise UsageError(
-            f"{spec!r} needs {num_clients * value} shards but there are only {num_samples} samples; lower K or the clients"
+            f"{spec!r} needs {num_clients * value} shards but there are only {num_samples} samples; "
+            "lower K or the clients"
         )
     return kind, value
 
