@@ -33,9 +33,9 @@ def measured_rounds(config: Config) -> set[int]:
     return {1, config.rounds, *range(config.privacy_every, config.rounds + 1, config.privacy_every)}
 
 
-def auxiliary_indices(config: Config, num_samples: int, parts: list[np.ndarray]) -> np.ndarray:
+def auxiliary_indices(config: Config, num_samples: int, client_indices: list[np.ndarray]) -> np.ndarray:
     """`--aux-size` training samples that no client holds, drawn from the seed."""
-    free = np.setdiff1d(np.arange(num_samples), np.concatenate(parts))
+    free = np.setdiff1d(np.arange(num_samples), np.concatenate(client_indices))
     if config.aux_size > len(free):
         raise UsageError(f"--aux-size {config.aux_size} is more than the {len(free)} training samples no client "
                          "holds; lower it, or hold samples back from the clients with --samples-per-client or "
@@ -43,23 +43,23 @@ def auxiliary_indices(config: Config, num_samples: int, parts: list[np.ndarray])
     return np.sort(np.random.default_rng([config.seed, 0xA0C5]).choice(free, config.aux_size, replace=False))
 
 
-def probe_indices(config: Config, parts: list[np.ndarray], clients: np.ndarray) -> np.ndarray:
+def probe_indices(config: Config, client_indices: list[np.ndarray], clients: np.ndarray) -> np.ndarray:
     """[E, P]: each evaluated client's first P samples (repeated where a client holds fewer)."""
-    return np.stack([parts[c][np.arange(config.privacy_probes) % len(parts[c])] for c in clients])
+    return np.stack([client_indices[c][np.arange(config.privacy_probes) % len(client_indices[c])] for c in clients])
 
 
 class Leakage:
     """The compiled measurement of one run: `measure(state, data) -> (scalars, images)`, as device arrays."""
 
-    def __init__(self, config: Config, model: SplitModel, algorithm: Algorithm, parts: list[np.ndarray],
+    def __init__(self, config: Config, model: SplitModel, algorithm: Algorithm, client_indices: list[np.ndarray],
                  num_samples: int, clients: np.ndarray):
         sent = exchange(config)
         self.config, self.model, self.clients = config, model, clients
         self.attacks = attacks_for(config.attacks, holdings(sent))
         self.relayed = sent.schedule == "relay"  # sequential SL: one client model, handed from client to client
         self.averages_server = algorithm.averages_server
-        self.probes = jnp.asarray(probe_indices(config, parts, clients))
-        self.aux = jnp.asarray(auxiliary_indices(config, num_samples, parts))
+        self.probes = jnp.asarray(probe_indices(config, client_indices, clients))
+        self.aux = jnp.asarray(auxiliary_indices(config, num_samples, client_indices))
         self.key = jax.random.fold_in(jax.random.key(config.seed), ATTACK_STREAM)
         self.rounds = measured_rounds(config)
 
