@@ -166,13 +166,14 @@ def test_quick_study_end_to_end_then_resumes_without_work(tmp_path, manual_data_
     assert "compiling" not in again.stderr  # everything is found finished: nothing runs again
 
 
+@pytest.mark.parametrize("flag", ["--sections", "--parts"])  # --parts: the flag's first name, still taken
 @pytest.mark.parametrize("script", ["reproduce", "privacy"])
-def test_a_study_refuses_an_unknown_part(script, capsys):
+def test_a_study_refuses_an_unknown_section(script, flag, capsys):
     from test_scripts import load
 
     with pytest.raises(SystemExit) as exit_info:
-        load(script).main(["--parts", "a,z"])
-    assert exit_info.value.code == 2 and "unknown part(s) z" in capsys.readouterr().err
+        load(script).main([flag, "a,z"])
+    assert exit_info.value.code == 2 and "unknown section(s) z" in capsys.readouterr().err
 
 
 def test_the_scripts_take_samples_per_client():

@@ -1,8 +1,8 @@
 """The reproduction study of LocFedMix-SL's claims: which runs it is made of, and running them.
 
-Every part is a list of configurations on Fashion-MNIST where each client holds K samples
+Every section, (a) to (e), is a list of configurations on Fashion-MNIST where each client holds K samples
 (`--samples-per-client`), so more clients bring more data, as in the authors' setup. All runs
-live in one folder, `<results>/runs/<run name>`, so a configuration shared by two parts runs
+live in one folder, `<results>/runs/<run name>`, so a configuration shared by two sections runs
 once, and a re-run skips what has finished and resumes what was interrupted (through
 `lfmsl.experiments.sweep`). `Scale.quick()` is the same study shrunk to seconds, for the test suite.
 """
@@ -119,7 +119,7 @@ def later_work(scale: Scale) -> list[Config]:
     return _seeded([base(scale, algorithm=a, clients=n) for n in scale.clients for a in scale.later_algorithms], scale)
 
 
-PARTS = ("a", "b", "c", "d", "e", "later")  # (c) runs in both round modes
+SECTIONS = ("a", "b", "c", "d", "e", "later")  # (c) runs in both round modes
 
 
 def best_rate(checks: Sequence[tuple[float, float]]) -> float:
@@ -127,25 +127,25 @@ def best_rate(checks: Sequence[tuple[float, float]]) -> float:
     return max(checks, key=lambda check: (check[1], -check[0]))[0]
 
 
-def run_study(scale: Scale, results: Path, load: Callable[[str], object], parts: Sequence[str] = PARTS,
+def run_study(scale: Scale, results: Path, load: Callable[[str], object], sections: Sequence[str] = SECTIONS,
               log: Callable[[str], None] = print) -> dict[str, list[sweep.Run]]:
-    """Run (or find finished) the parts in order; returns each part's runs."""
+    """Run (or find finished) the sections in order; returns each section's runs."""
     runs_dir = Path(results) / "runs"
     done: dict[str, list[sweep.Run]] = {}
     run = lambda configs: sweep.run_sweep(configs, runs_dir, load, log=log)
-    if "a" in parts:
+    if "a" in sections:
         done["a"] = run(scaling(scale))
-    if "b" in parts:
+    if "b" in sections:
         done["lr"] = run(lr_check(scale))
         done["b"] = run(imbalance(scale, best_rate([(r.config.lr, r.summary["final_test_accuracy"])
                                                     for r in done["lr"]])))
-    if "d" in parts:
+    if "d" in sections:
         done["d"] = run(ablations(scale))
-    if "c" in parts:
+    if "c" in sections:
         done["c"] = run(non_iid(scale))
         done["c-epoch"] = run(non_iid(scale, "epoch"))
-    if "e" in parts:
+    if "e" in sections:
         done["e"] = run(cut_depth(scale))
-    if "later" in parts and scale.later_algorithms:
+    if "later" in sections and scale.later_algorithms:
         done["later"] = run(later_work(scale))
     return done
