@@ -101,7 +101,7 @@ def non_iid(scale: Scale, round_mode: str = "wrap") -> list[Config]:
 
 
 def ablations(scale: Scale) -> list[Config]:
-    """(d) LocFedMix-SL's parts on and off, and the averaging interval T_c."""
+    """(d) LocFedMix-SL's components on and off, and the averaging interval T_c."""
     locfedmix = base(scale, algorithm="locfedmix", clients=scale.clients_fixed)
     switched = [dataclasses.replace(locfedmix, mix=m, loc=l, fed=f) for m, l, f in scale.switches]
     intervals = [dataclasses.replace(locfedmix, avg_every=t) for t in scale.avg_every]

@@ -295,13 +295,13 @@ def _difference(stored: dict[str, tuple], expected: dict[str, tuple], most: int 
     def listed(paths: list[str]) -> str:
         return ", ".join(paths[:most]) + (f" and {len(paths) - most} more" if len(paths) > most else "")
 
-    parts = []
+    differences = []
     missing = sorted(set(expected) - set(stored))
     extra = sorted(set(stored) - set(expected))
     if missing:
-        parts.append(f"it lacks {listed(missing)}")
+        differences.append(f"it lacks {listed(missing)}")
     if extra:
-        parts.append(f"it holds {listed(extra)}, which this run does not have")
+        differences.append(f"it holds {listed(extra)}, which this run does not have")
     changed = sorted(p for p in set(stored) & set(expected) if stored[p] != expected[p])
     if changed:
         first = changed[0]
@@ -309,8 +309,8 @@ def _difference(stored: dict[str, tuple], expected: dict[str, tuple], most: int 
         what = (f"shape {shape} where this run has {want_shape}" if shape != want_shape
                 else f"dtype {dtype} where this run has {want_dtype}")
         more = f" ({len(changed) - 1} more arrays differ)" if len(changed) > 1 else ""
-        parts.append(f"{first} has {what}{more}")
-    return "; ".join(parts)
+        differences.append(f"{first} has {what}{more}")
+    return "; ".join(differences)
 
 
 def check_same_run(snapshot: Snapshot, config: dict, folder: Path) -> None:

@@ -274,10 +274,10 @@ class Report:
                 labels.append(label), means.append(100 * e.mean), spreads.append(100 * (e.half_width or 0.0))
         if labels:
             plots.bar_plot(labels, means, self.figures / "ablations.png", "final test accuracy (%), 95 % CI",
-                           f"LocFedMix-SL's parts, N = {n}", spreads)
-        return "\n".join([f"N = {n}, IID, Adam; each setting minus all parts on (averaging once a round), paired by "
-                          "seed (points; a positive difference means the setting beats LocFedMix-SL):", "",
-                          table(["parts on", "final accuracy (%)", "minus all on"], rows),
+                           f"LocFedMix-SL's components, N = {n}", spreads)
+        return "\n".join([f"N = {n}, IID, Adam; each setting minus all components on (averaging once a round), "
+                          "paired by seed (points; a positive difference means the setting beats LocFedMix-SL):", "",
+                          table(["components on", "final accuracy (%)", "minus all on"], rows),
                           "![ablations](figures/ablations.png)\n"])
 
     # (e) -----------------------------------------------------------------------------------
