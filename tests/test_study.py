@@ -166,7 +166,7 @@ def test_quick_study_end_to_end_then_resumes_without_work(tmp_path, manual_data_
     assert "compiling" not in again.stderr  # everything is found finished: nothing runs again
 
 
-@pytest.mark.parametrize("flag", ["--sections", "--parts"])  # --parts: the flag's first name, still taken
+@pytest.mark.parametrize("flag", ["--sections", "--parts"])  # --parts: studies' commands use it
 @pytest.mark.parametrize("script", ["reproduce", "privacy"])
 def test_a_study_refuses_an_unknown_section(script, flag, capsys):
     from test_scripts import load

@@ -71,7 +71,7 @@ def nbytes(tree: Any) -> int:
 def require_state_fit(abstract_state: Any, num_clients: int, device: jax.Device | None = None) -> None:
     """Raise a UsageError, before the state is built, when the state of `num_clients` clients (each one's model
     parts and optimiser state: `abstract_state`, from `jax.eval_shape`) cannot fit in the memory available, naming
-    how many clients would. Before this, 60,000 clients were built until the kernel killed the process, silently."""
+    how many clients would. Without it, a state too large is built until the kernel kills the process, silently."""
     have = available_bytes(device)
     if have is None:
         return

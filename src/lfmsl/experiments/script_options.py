@@ -137,7 +137,7 @@ def study_main(argv: Sequence[str] | None, name: str, description: str, sections
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", type=Path, default=Path("results") / name,
                    help=f"folder of the study: runs/ and the report (default: results/{name})")
-    # --parts: the flag's first name, kept for the commands already typed
+    # --parts too: studies' commands already typed and running use it
     p.add_argument("--sections", "--parts", type=_str_list, default=list(sections),
                    help=f"comma list of sections to run, of {', '.join(sections)} (default: all, in that order)")
     p.add_argument("--quick", action="store_true",

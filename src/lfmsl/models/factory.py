@@ -56,7 +56,7 @@ class Architecture:
 
     block: Callable[[int, jax.Array, int, str], jax.Array]
     blocks: int
-    default_cut: int  # client blocks; today's cut, whose results are kept bit for bit
+    default_cut: int  # client blocks; the cut the golden metrics pin
     size_multiple: int  # H and W must be multiples of it (the pools and strides)
 
 
@@ -140,7 +140,7 @@ def get_model(name: str, input_shape: tuple[int, int, int], num_classes: int, co
         decoder = Decoder(c, doublings, None, conv_impl)
     else:  # a vector: Dense back to the last feature map, then up to the image
         decoder = Decoder(c, 2, (h // 4, w // 4, 64), conv_impl)
-    flat_aux = name == "cnn" and cut == arch.default_cut  # today's head there, kept bit for bit
+    flat_aux = name == "cnn" and cut == arch.default_cut  # the head the golden metrics pin
     return SplitModel(name=name, input_shape=input_shape, smashed_shape=smashed, num_classes=num_classes, cut=cut,
                       client=client, server=Segment(name, cut, arch.blocks, num_classes, conv_impl), decoder=decoder,
                       aux=FlatAux(num_classes) if flat_aux else PoolAux(num_classes))
