@@ -212,10 +212,10 @@ def _drop_closed_loop_tracebacks() -> None:
 
 def _quiet_reads_left_running(directory: Path) -> None:
     """A restore that fails leaves orbax's other reads of the checkpoint running on tensorstore's
-    threads. Each that finishes posts to orbax's event loop, closed by then, and Python printed a
+    threads. Each that finishes posts to orbax's event loop, closed by then, and Python prints a
     traceback for each (dozens for one torn checkpoint, during the restore and after it); asyncio
-    logged the failed reads that nobody awaited. lfmsl says in one line what was wrong, so these two
-    are dropped from the first restore on; every other error and record goes where it went."""
+    logs the failed reads that nobody awaited. lfmsl says in one line what was wrong, so these two
+    are dropped from the first restore on; every other error and record goes where it would."""
     if not isinstance(sys.unraisablehook, DropPostsToClosedLoops):
         sys.unraisablehook = DropPostsToClosedLoops(sys.unraisablehook)
     _drop_closed_loop_tracebacks()
