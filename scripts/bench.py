@@ -51,27 +51,32 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--algorithms", default="locfedmix",
                    help="comma-separated algorithms, or 'all' for every parallel one (default: locfedmix)")
     p.add_argument("--clients", default="1,10,100,1000", help="comma-separated client counts (default: 1,10,100,1000)")
-    p.add_argument("--executor", default="vmap,chunked:10,loop,auto", help="comma-separated executors (default: vmap,chunked:10,loop,auto)")
+    p.add_argument("--executor", default="vmap,chunked:10,loop,auto",
+                   help="comma-separated executors (default: vmap,chunked:10,loop,auto)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--iterations", type=int, default=2, help="iterations per round, i.e. samples per client / batch (default: 2)")
+    p.add_argument("--iterations", type=int, default=2,
+                   help="iterations per round, i.e. samples per client / batch (default: 2)")
     p.add_argument("--clients-per-round", type=int, default=None, metavar="K",
                    help="K participants drawn per round among each case's clients, as lfmsl run's flag (default: all)")
     p.add_argument("--repeats", type=int, default=2, help="timed rounds after one warm-up round (default: 2)")
     p.add_argument("--conv", default="patches", choices=("patches", "xla"))
-    p.add_argument("--models", default="cnn", help="comma-separated MODEL or MODEL:CUT, e.g. cnn,allconv:1,allconv:4 (default: cnn at its cut)")
+    p.add_argument("--models", default="cnn",
+                   help="comma-separated MODEL or MODEL:CUT, e.g. cnn,allconv:1,allconv:4 (default: cnn at its cut)")
     p.add_argument("--max-memory-gb", type=float, default=None,
-                   help="address-space limit of each case's process on a CPU, so that a case that would exhaust the machine fails alone")
+                   help="address-space limit of each case's process on a CPU, so that a case that would exhaust the "
+                        "machine fails alone")
     p.add_argument("--case-timeout", type=int, default=3600, help="seconds before a case is abandoned (default: 3600)")
     p.add_argument("--json", action="store_true", help="print the results as a JSON list of cases")
     p.add_argument("--plot", metavar="PNG", type=Path,
-                   help="also draw the round time and the peak memory against the client count (one line per algorithm, "
-                        "model and executor) into this PNG")
+                   help="also draw the round time and the peak memory against the client count (one line per "
+                        "algorithm, model and executor) into this PNG")
     p.add_argument("--compare-torch", metavar="PROGRAM", type=Path,
-                   help="a PyTorch LocFedMix-SL program taking --clients, --batch and --iters and printing a JSON line with "
-                        "client_steps_per_s (e.g. ../shared/bench/torch_locfedmix_loop.py): run it before lfmsl at each client "
-                        "count and print the ratio (locfedmix on cnn only)")
+                   help="a PyTorch LocFedMix-SL program taking --clients, --batch and --iters and printing a JSON "
+                        "line with client_steps_per_s (e.g. ../shared/bench/torch_locfedmix_loop.py): run it before "
+                        "lfmsl at each client count and print the ratio (locfedmix on cnn only)")
     p.add_argument("--torch-python", default=sys.executable, metavar="PYTHON",
-                   help="the interpreter that runs --compare-torch's program, one with torch installed (default: this one)")
+                   help="the interpreter that runs --compare-torch's program, one with torch installed "
+                        "(default: this one)")
     p.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case in this process
     return p.parse_args(argv)
 
@@ -169,7 +174,8 @@ def hardware() -> dict:
             "cpu_count": os.cpu_count(), "jax": jax.__version__}
     known = next((v for k, v in DATASHEET.items() if k in device.device_kind), None)
     if known:
-        info.update(peak_flops=known[0], peak_flops_bf16=known[1], peak_bytes_per_s=known[2], peak_source="datasheet (fp32 dense)")
+        info.update(peak_flops=known[0], peak_flops_bf16=known[1], peak_bytes_per_s=known[2],
+                    peak_source="datasheet (fp32 dense)")
         return info
     size = 2048 if device.platform == "cpu" else 8192
     a = jnp.ones((size, size), jnp.float32)
@@ -202,7 +208,8 @@ def torch_missing(python: str) -> str | None:
     except OSError as error:
         return f"--torch-python {python} cannot be run ({error.strerror}); name an interpreter that has torch"
     if done.returncode != 0:
-        return f"--compare-torch needs torch, which {python} cannot import; install it there (pip install torch) or pass --torch-python"
+        return (f"--compare-torch needs torch, which {python} cannot import; install it there (pip install torch) "
+                "or pass --torch-python")
     return None
 
 
@@ -236,8 +243,10 @@ def comparison_table(results: list[dict]) -> str:
     rows = ["| clients | batch | PyTorch loop (client-steps/s) | lfmsl executor | lfmsl (client-steps/s) | ratio |",
             "|---:|---:|---:|---|---:|---:|"]
     for r in results:
-        executor = r["executor"] + (f" ({r['resolved_executor']})" if r.get("resolved_executor", r["executor"]) != r["executor"] else "")
-        peer = f"{r['torch_client_steps_per_s']:.1f}" if r.get("torch_client_steps_per_s") is not None else r.get("torch_error") or "-"
+        executor = r["executor"] + (f" ({r['resolved_executor']})"
+                                    if r.get("resolved_executor", r["executor"]) != r["executor"] else "")
+        peer = (f"{r['torch_client_steps_per_s']:.1f}" if r.get("torch_client_steps_per_s") is not None
+                else r.get("torch_error") or "-")
         mine = f"{r['client_steps_per_s']:.1f}" if "error" not in r else r["error"]
         ratio = f"{r['ratio_to_torch']:.2f}" if "ratio_to_torch" in r else "-"
         rows.append(f"| {r['clients']} | {r['batch_size']} | {peer} | {executor} | {mine} | {ratio} |")
@@ -283,7 +292,8 @@ def cost_plot(results: list[dict], path: Path) -> Path:
         memory_axes.plot(clients, [r["peak_memory_bytes"] / 2**30 for r in cases], marker="o", label=label)
     k = {r.get("clients_per_round") for r in results}
     per_round = f", {k.pop()} per round" if len(k) == 1 and None not in k else ""
-    for axes, ylabel, title in ((time_axes, "round time (s)", "round time"), (memory_axes, "peak memory (GiB)", "peak memory")):
+    for axes, ylabel, title in ((time_axes, "round time (s)", "round time"),
+                                (memory_axes, "peak memory (GiB)", "peak memory")):
         axes.set_xscale("log")
         axes.set_ylim(bottom=0)  # growth read against zero, not against the smallest case
         axes.set_xlabel(f"enrolled clients N{per_round}")
@@ -297,19 +307,23 @@ def cost_plot(results: list[dict], path: Path) -> Path:
 def table(results: list[dict], hw: dict) -> str:
     from lfmsl.experiments.bench_cases import participating
 
-    rows = [f"# {hw['device_kind']} ({hw['platform']}, {hw['cpu_count']} CPUs), peak {hw['peak_flops'] / 1e9:.0f} GFLOP/s, "
+    rows = [f"# {hw['device_kind']} ({hw['platform']}, {hw['cpu_count']} CPUs), "
+            f"peak {hw['peak_flops'] / 1e9:.0f} GFLOP/s, "
             f"{hw['peak_bytes_per_s'] / 1e9:.0f} GB/s ({hw['peak_source']})",
-            f"{'algorithm':<11} {'model':<10} {'clients':>9} {'executor':<11} {'round s':>8} {'client-steps/s':>14} {'samples/s':>10} "
-            f"{'compile s':>9} {'peak MiB':>9} {'GFLOP/s':>8} {'% limit':>7}"]
+            f"{'algorithm':<11} {'model':<10} {'clients':>9} {'executor':<11} {'round s':>8} {'client-steps/s':>14} "
+            f"{'samples/s':>10} {'compile s':>9} {'peak MiB':>9} {'GFLOP/s':>8} {'% limit':>7}"]
     for r in results:
         clients = f"{r['clients_per_round']}/{r['clients']}" if participating(r) < r["clients"] else str(r["clients"])
-        executor = r["executor"] + (f"->{r['resolved_executor']}" if r.get("resolved_executor", r["executor"]) != r["executor"] else "")
+        executor = r["executor"] + (f"->{r['resolved_executor']}"
+                                    if r.get("resolved_executor", r["executor"]) != r["executor"] else "")
         model = r.get("model", "cnn") + (f":{r['cut']}" if r.get("cut") else "")
         if "achieved_flops_per_s" not in r:
-            rows.append(f"{r['algorithm']:<11} {model:<10} {clients:>9} {executor:<11} {r.get('error', 'no cost analysis')}")
+            rows.append(f"{r['algorithm']:<11} {model:<10} {clients:>9} {executor:<11} "
+                        f"{r.get('error', 'no cost analysis')}")
             continue
-        rows.append(f"{r['algorithm']:<11} {model:<10} {clients:>9} {executor:<11} {r['round_s']:>8.2f} {r['client_steps_per_s']:>14.1f} "
-                    f"{r['samples_per_s']:>10.0f} {r['compile_s']:>9.1f} {r['peak_memory_bytes'] / 2**20:>9.0f} "
+        rows.append(f"{r['algorithm']:<11} {model:<10} {clients:>9} {executor:<11} {r['round_s']:>8.2f} "
+                    f"{r['client_steps_per_s']:>14.1f} {r['samples_per_s']:>10.0f} {r['compile_s']:>9.1f} "
+                    f"{r['peak_memory_bytes'] / 2**20:>9.0f} "
                     f"{r['achieved_flops_per_s'] / 1e9:>8.1f} {100 * r['hardware_fraction']:>7.1f}")
     return "\n".join(rows)
 
@@ -332,7 +346,8 @@ def main(argv=None) -> int:
     try:
         bad = [a for a in names if a not in parallel]
         if bad:
-            raise UsageError(f"--algorithms: {', '.join(bad)} not benchmarkable; choose from {', '.join(parallel)} or 'all'")
+            raise UsageError(f"--algorithms: {', '.join(bad)} not benchmarkable; "
+                             f"choose from {', '.join(parallel)} or 'all'")
         clients = [int(c) for c in args.clients.split(",")]
         if args.clients_per_round is not None and args.clients_per_round < 1:
             raise UsageError(f"--clients-per-round must be a positive integer, got {args.clients_per_round}")
@@ -343,9 +358,10 @@ def main(argv=None) -> int:
         if args.compare_torch is not None:
             if not args.compare_torch.is_file():
                 raise UsageError(f"--compare-torch: no program at {args.compare_torch}")
-            if names != ["locfedmix"] or any(m != ("cnn", None) for m in model_cuts) or args.clients_per_round is not None:
-                raise UsageError("--compare-torch compares LocFedMix-SL on the cnn at its cut with every client in every round: "
-                                 "leave --algorithms, --models and --clients-per-round at their defaults")
+            if (names != ["locfedmix"] or any(m != ("cnn", None) for m in model_cuts)
+                    or args.clients_per_round is not None):
+                raise UsageError("--compare-torch compares LocFedMix-SL on the cnn at its cut with every client in "
+                                 "every round: leave --algorithms, --models and --clients-per-round at their defaults")
             missing = torch_missing(args.torch_python)
             if missing:
                 raise UsageError(missing)
@@ -356,9 +372,11 @@ def main(argv=None) -> int:
     results = []
     for (model, cut), algorithm, n in [(m, a, n) for m in model_cuts for a in names for n in clients]:
         base = {"algorithm": algorithm, "clients": n, "batch_size": args.batch_size, "model": model, "cut": cut,
-                "iterations": args.iterations, "repeats": args.repeats, "conv": args.conv, "clients_per_round": args.clients_per_round}
+                "iterations": args.iterations, "repeats": args.repeats, "conv": args.conv,
+                "clients_per_round": args.clients_per_round}
         cost = spawn({**base, "executor": "vmap", "cost_only": True}, args)
-        peer = (run_peer(args.compare_torch, args.torch_python, n, args.batch_size, args.iterations, args.repeats, args.case_timeout)
+        peer = (run_peer(args.compare_torch, args.torch_python, n, args.batch_size, args.iterations, args.repeats,
+                         args.case_timeout)
                 if args.compare_torch is not None else None)
         for executor in executors:
             result = spawn({**base, "executor": executor}, args)

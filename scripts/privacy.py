@@ -7,7 +7,7 @@ with 300 Adam steps on a 1,000-image auxiliary set no client holds):
   (b) LocFedMix-SL with --loc-weight 0, 0.1 and 1, and with its decoders kept local, N = 10;
   (c) the defences for PSL and LocFedMix-SL at N = 10: NoPeek (0.1, 1, 5) and smashed-data noise (0.1, 0.5, 2);
   (d) allconv with a shallow (--cut 1) and a deep (--cut 4) client segment, PSL and LocFedMix-SL, N = 10;
-  (a100) every split algorithm at N = 100 (the longest part, last).
+  (a100) every split algorithm at N = 100 (the longest section, last).
 Every run goes to <results>/runs/<run name>; a re-run skips finished runs and resumes interrupted ones. At the
 end (or with --report-only, from whatever has finished) it writes <results>/REPORT.md and its figures.
 
@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     from lfmsl.reporting.privacy_report import write_report
 
     scales = lambda quick: privacy_study.Scale.quick() if quick else privacy_study.Scale()
-    return script_options.study_main(argv, "privacy", __doc__, privacy_study.PARTS, scales, privacy_study.run_study,
+    return script_options.study_main(argv, "privacy", __doc__, privacy_study.SECTIONS, scales, privacy_study.run_study,
                                      write_report)
 
 

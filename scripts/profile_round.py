@@ -66,8 +66,10 @@ def parse_hlo(text: str) -> dict[str, dict]:
             current = None
         elif current is not None:
             current.append(line)
-    dot_inside = {name: any(re.search(r" (dot|convolution)\(", line) for line in lines) for name, lines in computations.items()}
-    names_inside = {name: [m.group(1) for line in lines if " parameter(" not in line and (m := re.search(r'op_name="([^"]*)"', line))]
+    dot_inside = {name: any(re.search(r" (dot|convolution)\(", line) for line in lines)
+                  for name, lines in computations.items()}
+    names_inside = {name: [m.group(1) for line in lines
+                           if " parameter(" not in line and (m := re.search(r'op_name="([^"]*)"', line))]
                     for name, lines in computations.items()}
     table = {}
     for lines in computations.values():
@@ -159,26 +161,30 @@ def profile_case(spec: dict) -> dict:
 
 
 def report(result: dict) -> str:
-    head = (f"## {result['algorithm']}, {result['clients']} clients, batch {result['batch_size']}, {result['iterations']} iterations, "
-            f"executor {result['executor']}" + (f" ({result['resolved_executor']})" if result["resolved_executor"] != result["executor"] else "")
+    head = (f"## {result['algorithm']}, {result['clients']} clients, batch {result['batch_size']}, "
+            f"{result['iterations']} iterations, executor {result['executor']}"
+            + (f" ({result['resolved_executor']})" if result["resolved_executor"] != result["executor"] else "")
             + f": round {result['round_s']:.2f} s (profiled), operations {result['op_seconds']:.2f} s on all threads")
     rows = [head, "", "| group | seconds | share |", "|---|---:|---:|"]
     for group, cost in sorted(result["groups"].items(), key=lambda item: -item[1]["seconds"]):
         rows.append(f"| {group} | {cost['seconds']:.3f} | {100 * cost['share']:.1f} % |")
     rows += ["", "| top operations | group | seconds | share | op_name |", "|---|---|---:|---:|---|"]
     for op in result["top"]:
-        rows.append(f"| {op['name']} | {op['group']} | {op['seconds']:.3f} | {100 * op['share']:.1f} % | `{op['op_name'][-90:]}` |")
+        rows.append(f"| {op['name']} | {op['group']} | {op['seconds']:.3f} | {100 * op['share']:.1f} % "
+                    f"| `{op['op_name'][-90:]}` |")
     return "\n".join(rows)
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Run it on an otherwise idle machine: the shares are of measured time.")
     p.add_argument("--algorithm", default="locfedmix", help="a parallel algorithm (default: locfedmix)")
     p.add_argument("--clients", type=int, default=100, help="clients in the round (default: 100)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--iterations", type=int, default=2, help="iterations per round (default: 2)")
-    p.add_argument("--executor", default="vmap,loop", help="comma list of executors, one profile each (default: vmap,loop)")
+    p.add_argument("--executor", default="vmap,loop",
+                   help="comma list of executors, one profile each (default: vmap,loop)")
     p.add_argument("--model", default="cnn", help="MODEL or MODEL:CUT (default: cnn at its cut)")
     p.add_argument("--conv", default="patches", choices=("patches", "xla"))
     p.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -202,8 +208,9 @@ def main(argv=None) -> int:
         return 2
     results = []
     for executor in executors:
-        spec = {"algorithm": args.algorithm, "clients": args.clients, "batch_size": args.batch_size, "iterations": args.iterations,
-                "executor": executor, "model": name, "cut": cut, "conv": args.conv, "repeats": 1}
+        spec = {"algorithm": args.algorithm, "clients": args.clients, "batch_size": args.batch_size,
+                "iterations": args.iterations, "executor": executor, "model": name, "cut": cut, "conv": args.conv,
+                "repeats": 1}
         results.append(profile_case(spec))
         if not args.json:
             print(report(results[-1]) + "\n", flush=True)

@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     from lfmsl.reporting.study_report import write_report
 
     scales = lambda quick: study.Scale.quick() if quick else study.Scale()
-    return script_options.study_main(argv, "reproduce", __doc__, study.PARTS, scales, study.run_study, write_report)
+    return script_options.study_main(argv, "reproduce", __doc__, study.SECTIONS, scales, study.run_study, write_report)
 
 
 if __name__ == "__main__":

@@ -43,11 +43,12 @@ def make_run(dataset, model, sizes, executor="vmap", **options):
     """ClientData for clients of the given sizes (consecutive training samples), a Context and the Config."""
     config = Config(batch_size=BATCH, clients=len(sizes), executor=executor, **options)
     bounds = np.cumsum([0] + list(sizes))
-    parts = [np.arange(bounds[i], bounds[i + 1]) for i in range(len(sizes))]
+    client_indices = [np.arange(bounds[i], bounds[i + 1]) for i in range(len(sizes))]
     if config.algorithm == "centralized":
-        parts = [np.concatenate(parts)]
-    data = make_client_data(dataset.x_train, dataset.y_train, parts)
-    ctx = context(config, model, len(parts), iterations_per_round([len(p) for p in parts], BATCH), executor)
+        client_indices = [np.concatenate(client_indices)]
+    data = make_client_data(dataset.x_train, dataset.y_train, client_indices)
+    ctx = context(config, model, len(client_indices), iterations_per_round([len(p) for p in client_indices], BATCH),
+                  executor)
     return data, ctx, config
 
 

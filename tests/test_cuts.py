@@ -92,8 +92,8 @@ def run_one_round(name, cut, algorithm, executor="vmap", sizes=(12,)):
                     conv="patches", **SGD)
     model = models.get_model(name, SHAPES[name], 10, conv_impl="patches", cut=cut)
     bounds = np.cumsum([0, *sizes])
-    parts = [np.arange(bounds[i], bounds[i + 1]) for i in range(len(sizes))]
-    learners = [np.concatenate(parts)] if algorithm == "centralized" else parts
+    client_indices = [np.arange(bounds[i], bounds[i + 1]) for i in range(len(sizes))]
+    learners = [np.concatenate(client_indices)] if algorithm == "centralized" else client_indices
     labels = np.random.default_rng(1).integers(0, 10, bounds[-1]).astype(np.int32)
     data = make_client_data(images(SHAPES[name], bounds[-1]), labels, learners)
     ctx = context(config, model, len(learners), iterations_per_round([len(p) for p in learners], 4), executor)

@@ -36,19 +36,19 @@ def test_another_seed_gives_other_metrics(reference_run, tiny_data_dir, compile_
 
 def _client_data(seed):
     labels = np.arange(120) % 10
-    parts = partition(labels, 6, "dirichlet:0.5", seed)
-    return parts, make_client_data(np.zeros((120, 2, 2, 1), np.uint8), labels, parts)
+    client_indices = partition(labels, 6, "dirichlet:0.5", seed)
+    return client_indices, make_client_data(np.zeros((120, 2, 2, 1), np.uint8), labels, client_indices)
 
 
 def test_partitions_and_batches_depend_on_the_seed_alone():
-    parts_a, data_a = _client_data(seed=3)
-    parts_b, data_b = _client_data(seed=3)
-    assert all(np.array_equal(a, b) for a, b in zip(parts_a, parts_b))
+    indices_a, data_a = _client_data(seed=3)
+    indices_b, data_b = _client_data(seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip(indices_a, indices_b))
     key = jax.random.fold_in(jax.random.key(3), 7)  # round 7 of seed 3
     batches = np.asarray(round_batches(key, data_a, 4, 5))
     assert np.array_equal(batches, np.asarray(round_batches(key, data_b, 4, 5)))
     assert not np.array_equal(batches, np.asarray(round_batches(jax.random.fold_in(jax.random.key(3), 8), data_a, 4, 5)))
-    for client, own in enumerate(parts_a):  # and each client only ever sees its own samples
+    for client, own in enumerate(indices_a):  # and each client only ever sees its own samples
         assert set(batches[:, client].ravel()) <= set(own)
 
 

@@ -107,7 +107,8 @@ def test_a_failed_client_keeps_its_state_bitwise_and_changes_nobody_else(algorit
             assert np.array_equal(np.asarray(a)[failed], np.asarray(b)[failed]), part
     # Perturb what the failed clients' data hold and run the round again: the survivors see no difference.
     dataset = tiny_dataset(train=48)
-    dataset.x_train[np.concatenate([sim.parts[i] for i in failed])] = 255 - dataset.x_train[np.concatenate([sim.parts[i] for i in failed])]
+    failed_samples = np.concatenate([sim.client_indices[i] for i in failed])
+    dataset.x_train[failed_samples] = 255 - dataset.x_train[failed_samples]
     other = simulation(algorithm, 6, 0.5, per_round, seed=2)
     other.data = other.data._replace(images=jnp.asarray(dataset.x_train))
     next(other.rounds(0, 1))

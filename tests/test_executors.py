@@ -54,8 +54,9 @@ def one_round(algorithm: str, executor: str, conv: str, clients: int = 5, batch:
     model = get_model("cnn", (28, 28, 1), 10, conv)
     rng = np.random.default_rng(0)
     n = clients * batch * iterations
-    parts = list(np.arange(n).reshape(clients, -1))
-    data = make_client_data(rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, n), parts)
+    client_indices = list(np.arange(n).reshape(clients, -1))
+    data = make_client_data(rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, n),
+                            client_indices)
     algorithm = algorithms.build(config, algorithms.context(config, model, clients, iterations, executor))
     key = jax.random.key(0)
     return jit(algorithm.round)(jit(algorithm.init)(key), data, key)

@@ -123,7 +123,7 @@ def test_a_round_of_k_of_n_clients_is_the_k_client_round_on_their_data(algorithm
     ids = participation.participants(0, 0, 6, 3)
     alone = simulation(algorithm, 3, None, train_size=30)  # clients of 10 samples, as the participants
     dataset = tiny_dataset(train=60)
-    alone.data = make_client_data(dataset.x_train, dataset.y_train, [sampled.parts[i] for i in ids])
+    alone.data = make_client_data(dataset.x_train, dataset.y_train, [sampled.client_indices[i] for i in ids])
     first, single = next(sampled.rounds(0, 1)), next(alone.rounds(0, 1))
     for name in ("train_loss", "client_drift", "server_rel_update", "client_rel_update"):
         np.testing.assert_allclose(first[name], single[name], **ROUNDS, err_msg=name)

@@ -20,8 +20,8 @@ def classes_for_90_percent(labels):
     return int(np.searchsorted(np.cumsum(counts), 0.9 * counts.sum()) + 1)
 
 
-def class_counts(labels, parts):
-    return np.array([np.bincount(labels[p], minlength=10) for p in parts])
+def class_counts(labels, client_indices):
+    return np.array([np.bincount(labels[p], minlength=10) for p in client_indices])
 
 
 @settings(max_examples=150, deadline=None)
@@ -29,11 +29,11 @@ def class_counts(labels, parts):
 def test_disjoint_covering_nonempty(labels, clients, spec, seed):
     kind, value = parse_partition(spec)
     assume(clients <= len(labels) and (kind != "shards" or clients * value <= len(labels)))
-    parts = partition(labels, clients, spec, seed)
-    assert len(parts) == clients
-    assert all(p.dtype == np.int64 and p.size > 0 and np.all(np.diff(p) > 0) for p in parts)
-    np.testing.assert_array_equal(np.sort(np.concatenate(parts)), np.arange(len(labels)))
-    assert [p.tolist() for p in partition(labels, clients, spec, seed)] == [p.tolist() for p in parts]
+    client_indices = partition(labels, clients, spec, seed)
+    assert len(client_indices) == clients
+    assert all(p.dtype == np.int64 and p.size > 0 and np.all(np.diff(p) > 0) for p in client_indices)
+    np.testing.assert_array_equal(np.sort(np.concatenate(client_indices)), np.arange(len(labels)))
+    assert [p.tolist() for p in partition(labels, clients, spec, seed)] == [p.tolist() for p in client_indices]
 
 
 @given(n=st.integers(1, 500), clients=st.integers(1, 50), seed=st.integers(0, 1000))
@@ -58,16 +58,16 @@ def test_iid_is_near_uniform_in_labels():
 
 @pytest.mark.parametrize("seed", range(3))
 def test_small_alpha_dirichlet_is_skewed(seed):
-    parts = partition(BALANCED, 20, "dirichlet:0.1", seed)
-    assert np.mean([classes_for_90_percent(BALANCED[p]) for p in parts]) < 4
+    client_indices = partition(BALANCED, 20, "dirichlet:0.1", seed)
+    assert np.mean([classes_for_90_percent(BALANCED[p]) for p in client_indices]) < 4
 
 
 @pytest.mark.parametrize("seed", range(3))
 def test_large_alpha_dirichlet_is_near_uniform(seed):
-    parts = partition(BALANCED, 20, "dirichlet:100", seed)
-    shares = class_counts(BALANCED, parts) / np.array([len(p) for p in parts])[:, None]
+    client_indices = partition(BALANCED, 20, "dirichlet:100", seed)
+    shares = class_counts(BALANCED, client_indices) / np.array([len(p) for p in client_indices])[:, None]
     assert np.abs(shares - 0.1).max() < 0.05
-    assert all(classes_for_90_percent(BALANCED[p]) == 9 for p in parts)
+    assert all(classes_for_90_percent(BALANCED[p]) == 9 for p in client_indices)
 
 
 def test_skew_grows_as_alpha_shrinks():
@@ -79,17 +79,17 @@ def test_skew_grows_as_alpha_shrinks():
 
 def test_dirichlet_fills_clients_left_empty():
     labels = np.repeat(np.arange(2), 25)
-    parts = partition(labels, 40, "dirichlet:0.001", 0)  # almost all mass on a few clients
-    assert min(len(p) for p in parts) >= 1
-    np.testing.assert_array_equal(np.sort(np.concatenate(parts)), np.arange(50))
+    client_indices = partition(labels, 40, "dirichlet:0.001", 0)  # almost all mass on a few clients
+    assert min(len(p) for p in client_indices) >= 1
+    np.testing.assert_array_equal(np.sort(np.concatenate(client_indices)), np.arange(50))
 
 
 @pytest.mark.parametrize("per_client", [1, 2, 4, 5])
 def test_shards_aligned_with_classes_give_at_most_k_classes(per_client):
     clients = 100 // per_client  # 100 shards of 60: each class of 600 is exactly 10 shards
-    parts = partition(BALANCED, clients, f"shards:{per_client}", 0)
-    assert all(len(np.unique(BALANCED[p])) <= per_client for p in parts)
-    assert all(len(p) == 60 * per_client for p in parts)
+    client_indices = partition(BALANCED, clients, f"shards:{per_client}", 0)
+    assert all(len(np.unique(BALANCED[p])) <= per_client for p in client_indices)
+    assert all(len(p) == 60 * per_client for p in client_indices)
 
 
 @settings(deadline=None)
@@ -109,8 +109,8 @@ def test_shards_are_contiguous_label_ranges(labels, clients, per_client, seed):
 
 def test_shards_on_uneven_classes_add_at_most_one_class_per_boundary():
     labels = np.repeat(np.arange(10), [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949])
-    parts = partition(labels, 100, "shards:2", 0)  # shards of 300 samples, smaller than any class
-    per_client = [len(np.unique(labels[p])) for p in parts]
+    client_indices = partition(labels, 100, "shards:2", 0)  # shards of 300 samples, smaller than any class
+    per_client = [len(np.unique(labels[p])) for p in client_indices]
     assert max(per_client) <= 4 and np.mean(per_client) < 3
 
 

@@ -78,12 +78,12 @@ def test_the_server_holds_what_each_algorithm_hands_it():
 def test_measured_rounds_probes_and_the_auxiliary_set():
     assert measured_rounds(Config(rounds=10, privacy_every=4)) == {1, 4, 8, 10}
     assert measured_rounds(Config(rounds=10)) == set()
-    parts = [np.array([5, 6, 7]), np.array([0, 1])]
+    client_indices = [np.array([5, 6, 7]), np.array([0, 1])]
     config = Config(privacy_probes=4, aux_size=3, seed=1)
-    np.testing.assert_array_equal(probe_indices(config, parts, np.array([0, 1])), [[5, 6, 7, 5], [0, 1, 0, 1]])
-    aux = auxiliary_indices(config, 10, parts)
+    np.testing.assert_array_equal(probe_indices(config, client_indices, np.array([0, 1])), [[5, 6, 7, 5], [0, 1, 0, 1]])
+    aux = auxiliary_indices(config, 10, client_indices)
     assert len(aux) == 3 and not set(aux) & {0, 1, 5, 6, 7}
-    np.testing.assert_array_equal(aux, auxiliary_indices(config, 10, parts))  # from the seed alone
+    np.testing.assert_array_equal(aux, auxiliary_indices(config, 10, client_indices))  # from the seed alone
 
 
 def lowered_round(**options) -> str:

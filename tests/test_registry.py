@@ -1,4 +1,4 @@
-"""The algorithm registry and the recipe parts: each part against a closed form, unknown parts
+"""The algorithm registry and the recipe's rules: each rule against a closed form, unknown rules
 refused, and a toy algorithm registered here that runs through `lfmsl run`, the ledger and the
 latency model like a built-in one."""
 

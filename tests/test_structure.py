@@ -1,5 +1,6 @@
 """The package's architecture: its import graph has no cycle and no import runs back up its layers (imports
-inside functions count). That no module names an algorithm but its own file is tests/test_boundary.py's."""
+inside functions count), and no line of the code is longer than 120 characters. That no module names an algorithm
+but its own file is tests/test_boundary.py's."""
 
 import ast
 from pathlib import Path
@@ -121,3 +122,24 @@ def test_the_files_run_first_exist():
 
     tests = Path(__file__).parent
     assert [name for name in LONGEST_FIRST if not (tests / f"{name}.py").is_file()] == []
+
+
+MAX_LINE = 120
+
+
+def long_lines(root: Path, folders: tuple[str, ...] = ("src", "scripts")) -> list[str]:
+    """'path:line (length)' of every line of a .py file under `folders` of `root` longer than MAX_LINE characters."""
+    return [f"{path.relative_to(root)}:{number} ({len(line)})"
+            for folder in folders for path in sorted((root / folder).rglob("*.py"))
+            for number, line in enumerate(path.read_text().splitlines(), 1) if len(line) > MAX_LINE]
+
+
+def test_the_line_check_names_the_file_and_line_of_a_long_line(tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "short.py").write_text("x = 1\n" + "y = 1" + " " * (MAX_LINE - 5) + "\n")
+    (tmp_path / "src" / "long.py").write_text("x = 1\n" + "y = " + "1" * (MAX_LINE - 3) + "\n")
+    assert long_lines(tmp_path) == [f"src/long.py:2 ({MAX_LINE + 1})"]
+
+
+def test_no_line_of_the_code_is_longer_than_120_characters():
+    assert long_lines(SRC.parent) == []

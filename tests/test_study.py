@@ -23,9 +23,9 @@ def skewed_labels(seed=0):
 
 def test_each_client_holds_k_samples_of_a_stratified_draw():
     labels = skewed_labels()
-    parts = client_partition(Config(clients=4, samples_per_client=50), labels)
-    assert [len(p) for p in parts] == [50] * 4
-    union = np.concatenate(parts)
+    client_indices = client_partition(Config(clients=4, samples_per_client=50), labels)
+    assert [len(p) for p in client_indices] == [50] * 4
+    union = np.concatenate(client_indices)
     assert len(np.unique(union)) == 200  # disjoint
     counts = np.bincount(labels[union], minlength=5)
     expected = np.array([400, 300, 150, 100, 50]) * 200 / 1000  # the full set's class shares
@@ -43,9 +43,9 @@ def test_more_clients_bring_more_data_and_the_draw_depends_on_the_seed():
 
 def test_samples_per_client_with_a_dirichlet_partition_covers_the_draw():
     labels = skewed_labels()
-    parts = client_partition(Config(clients=5, samples_per_client=40, partition="dirichlet:0.3"), labels)
-    assert sum(map(len, parts)) == 200 and min(map(len, parts)) >= 1
-    assert len({len(p) for p in parts}) > 1  # sizes vary under label skew
+    client_indices = client_partition(Config(clients=5, samples_per_client=40, partition="dirichlet:0.3"), labels)
+    assert sum(map(len, client_indices)) == 200 and min(map(len, client_indices)) >= 1
+    assert len({len(p) for p in client_indices}) > 1  # sizes vary under label skew
 
 
 @pytest.mark.parametrize("values, message", [
@@ -166,13 +166,14 @@ def test_quick_study_end_to_end_then_resumes_without_work(tmp_path, manual_data_
     assert "compiling" not in again.stderr  # everything is found finished: nothing runs again
 
 
+@pytest.mark.parametrize("flag", ["--sections", "--parts"])  # --parts: studies' commands use it
 @pytest.mark.parametrize("script", ["reproduce", "privacy"])
-def test_a_study_refuses_an_unknown_part(script, capsys):
+def test_a_study_refuses_an_unknown_section(script, flag, capsys):
     from test_scripts import load
 
     with pytest.raises(SystemExit) as exit_info:
-        load(script).main(["--parts", "a,z"])
-    assert exit_info.value.code == 2 and "unknown part(s) z" in capsys.readouterr().err
+        load(script).main([flag, "a,z"])
+    assert exit_info.value.code == 2 and "unknown section(s) z" in capsys.readouterr().err
 
 
 def test_the_scripts_take_samples_per_client():

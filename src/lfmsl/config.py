@@ -67,11 +67,11 @@ FRACTION = Kind("a fraction in (0, 1], e.g. 0.85", float, lambda v: _is_number(v
 
 # The help's groups, in the order `--help` shows them.
 SIMULATE = "what to simulate"
-PARTS = "LocFedMix-SL parts (locfedmix only; --mix-* also for mix2sfl)"
+COMPONENTS = "LocFedMix-SL components (locfedmix only; --mix-* also for mix2sfl)"
 OPTIMISATION = "optimisation and evaluation"
 PRIVACY = "privacy: what the server can rebuild of the clients' inputs (docs/PRIVACY.md)"
 LATENCY = "simulated latency (see lfmsl.costs.latency)"
-GROUPS = (SIMULATE, PARTS, OPTIMISATION, PRIVACY, LATENCY)
+GROUPS = (SIMULATE, COMPONENTS, OPTIMISATION, PRIVACY, LATENCY)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,29 +180,29 @@ class Config:
     conv: str = option(
         "patches", SIMULATE, choices=CONV_IMPLS,
         help="every model's convolutions: im2col with a matrix product, or XLA's convolution")
-    # LocFedMix-SL's three parts and their settings.
-    mix: bool = option(True, PARTS, help="switch off smashed-data mixup at the server")
-    loc: bool = option(True, PARTS, help="switch off the local reconstruction regulariser")
-    fed: bool = option(True, PARTS, help="switch off averaging of the client segments")
-    mix_alpha: float = option(1.0, PARTS, metavar="A", kind=POSITIVE, help="mixup lam ~ Beta(A, A)")
+    # LocFedMix-SL's three components and their settings.
+    mix: bool = option(True, COMPONENTS, help="switch off smashed-data mixup at the server")
+    loc: bool = option(True, COMPONENTS, help="switch off the local reconstruction regulariser")
+    fed: bool = option(True, COMPONENTS, help="switch off averaging of the client segments")
+    mix_alpha: float = option(1.0, COMPONENTS, metavar="A", kind=POSITIVE, help="mixup lam ~ Beta(A, A)")
     mix_partners: int = option(
-        1, PARTS, metavar="K", kind=POSITIVE_INT,
+        1, COMPONENTS, metavar="K", kind=POSITIVE_INT,
         help="partner clients mixed with each client per iteration, fewer than --clients")
     avg_every: int | None = option(
-        None, PARTS, metavar="T", kind=POSITIVE_INT, default_help="once per round",
+        None, COMPONENTS, metavar="T", kind=POSITIVE_INT, default_help="once per round",
         help="iterations between averaging of client segments")
     loc_weight: float = option(
-        1.0, PARTS, metavar="BETA", kind=NON_NEGATIVE,
+        1.0, COMPONENTS, metavar="BETA", kind=NON_NEGATIVE,
         help="weight of the local regulariser in the client's update")
-    loc_loss: str = option("mse", PARTS, choices=RECONSTRUCTION_LOSSES, help="reconstruction loss")
+    loc_loss: str = option("mse", COMPONENTS, choices=RECONSTRUCTION_LOSSES, help="reconstruction loss")
     average_decoders: bool = option(
-        True, PARTS,
+        True, COMPONENTS,
         help="keep the decoders local instead of averaging them with the client segments")
     client_grad: str = option(
-        "own", PARTS, choices=CLIENT_GRADS,
+        "own", COMPONENTS, choices=CLIENT_GRADS,
         help="gradient sent to a client: of its own loss, or of the combined loss (about 1/N smaller)")
     gradmix_fraction: float = option(
-        0.5, PARTS, metavar="PHI", kind=FRACTION,
+        0.5, COMPONENTS, metavar="PHI", kind=FRACTION,
         help="mix2sfl: fraction of clients that receive the averaged gradient")
     # Optimisers: Adam by default, one per model part.
     optimizer: str = option("adam", OPTIMISATION, choices=OPTIMIZERS, help="optimiser of every model part")

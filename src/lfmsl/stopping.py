@@ -96,8 +96,8 @@ def exit_status(command: Callable[[], int], prefix: str, after_stop: str = "") -
         except Exception as error:  # a full disk where no run was writing (a sweep's tables, a report): one line too
             if not disk_full(error):
                 raise
-            print(f"{prefix}error: no space left on the disk ({first_line(error, 120)}); free some space and run the same "
-                  "command again (what was finished is kept)", file=sys.stderr)
+            print(f"{prefix}error: no space left on the disk ({first_line(error, 120)}); free some space and run "
+                  "the same command again (what was finished is kept)", file=sys.stderr)
             return DiskFull.exit_code
         if stop.signum is not None and status == 0:
             print(f"{prefix}stopped by {stop.signal_name}, after the work was done{after_stop}", file=sys.stderr)

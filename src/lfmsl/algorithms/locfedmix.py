@@ -1,7 +1,7 @@
 """LocFedMix-SL (Oh et al., 2022): PSL with a **loc**al reconstruction regulariser on each client,
 **fed**erated averaging of the client segments and smashed-data **mix**up at the server.
 
-Each part switches off on its own (--no-loc, --no-fed, --no-mix): with all three off it is PSL.
+Each component switches off on its own (--no-loc, --no-fed, --no-mix): with all three off it is PSL.
 """
 
 from __future__ import annotations

@@ -182,7 +182,7 @@ _LEDGER_PART = {"lower": "client", "decoder": "decoder", "aux": "aux"}  # a clie
 
 
 def split_exchange(recipe: Recipe) -> Exchange:
-    """What a parallel split recipe sends, read off its parts."""
+    """What a parallel split recipe sends, read off its rules."""
     averaging, server = recipe.averaging, recipe.server
     mixup = getattr(server, "mixup", None)
     return Exchange(

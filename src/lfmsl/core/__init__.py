@@ -1,1 +1,2 @@
-"""The simulation's machinery, independent of any algorithm: building blocks, batches, executors, device placement, memory checks, partitions and evaluation."""
+"""The simulation's machinery, independent of any algorithm: numerics, batches, executors, device placement,
+memory checks, partitions and evaluation."""

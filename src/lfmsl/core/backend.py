@@ -24,7 +24,8 @@ def check_backend() -> str:
     try:
         return jax.default_backend()
     except (RuntimeError, AssertionError) as error:
-        wanted = [p.strip() for p in (os.environ.get("JAX_PLATFORMS") or jax.config.jax_platforms or "").split(",") if p.strip()]
+        wanted = [p.strip() for p in (os.environ.get("JAX_PLATFORMS") or jax.config.jax_platforms or "").split(",")
+                  if p.strip()]
         named = ", ".join(wanted) or "default"
         hints = [f"for {p}: {INSTALL[p]}" for p in wanted if p in INSTALL]
         why = str(error).split(" (set JAX_PLATFORMS")[0].strip()

@@ -37,12 +37,12 @@ def round_active(data: ClientData, iterations: int, batch_size: int, epoch: bool
     return present if active is None else active & present
 
 
-def make_client_data(images: np.ndarray, labels: np.ndarray, parts: Sequence[np.ndarray]) -> ClientData:
+def make_client_data(images: np.ndarray, labels: np.ndarray, client_indices: Sequence[np.ndarray]) -> ClientData:
     """Pad the clients' index lists to one shape and put everything on the device."""
-    sizes = np.array([len(p) for p in parts], np.int32)
-    index = np.zeros((len(parts), int(sizes.max())), np.int32)
-    for i, part in enumerate(parts):
-        index[i, : len(part)] = part
+    sizes = np.array([len(p) for p in client_indices], np.int32)
+    index = np.zeros((len(client_indices), int(sizes.max())), np.int32)
+    for i, indices in enumerate(client_indices):
+        index[i, : len(indices)] = indices
     return ClientData(
         images=jnp.asarray(images),
         labels=jnp.asarray(labels, jnp.int32),

@@ -31,7 +31,8 @@ def make_test_data(images: np.ndarray, labels: np.ndarray, batch: int = 1000) ->
     images = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
     labels = np.concatenate([labels.astype(np.int32), np.zeros(pad, np.int32)])
     shape = (padded // batch, batch)
-    return TestData(jnp.asarray(images.reshape(shape + images.shape[1:])), jnp.asarray(labels.reshape(shape)), jnp.asarray(mask.reshape(shape)))
+    return TestData(jnp.asarray(images.reshape(shape + images.shape[1:])), jnp.asarray(labels.reshape(shape)),
+                    jnp.asarray(mask.reshape(shape)))
 
 
 def evaluate_pairs(model: SplitModel, lowers: PyTree, uppers: PyTree, test: TestData) -> tuple[jax.Array, jax.Array]:

@@ -31,7 +31,8 @@ def parse_executor(spec: str) -> tuple[str, int | None]:
     """'vmap' | 'loop' | 'auto' | 'chunked' | 'chunked:K' -> (kind, chunk size)."""
     kind, _, value = spec.partition(":")
     if kind not in EXECUTORS:
-        raise UsageError(f"unknown --executor {spec!r}; choose one of {', '.join(EXECUTORS)} (chunked:K sets the chunk size)")
+        raise UsageError(f"unknown --executor {spec!r}; choose one of {', '.join(EXECUTORS)} "
+                         "(chunked:K sets the chunk size)")
     if kind != "chunked":
         if value:
             raise UsageError(f"--executor {kind} takes no ':' value; only chunked:K does")
@@ -50,8 +51,8 @@ def parse_executor(spec: str) -> tuple[str, int | None]:
 # What `auto` picks: per backend, (largest client count, executor) in increasing order. CPU rows
 # come from scripts/bench.py on an idle 2-core AMD EPYC (docs/PERFORMANCE.md): vmap was fastest
 # at 1, 10 and 100 clients, the loop at 300 and level at 500; at 1,000 vmap needs 23 GB of
-# activations, more than that machine could give, and the loop was fastest. The accelerator rows are the design's expectation
-# (all clients in one batched computation), not yet measured.
+# activations, more than that machine could give, and the loop was fastest. The accelerator rows are the design's
+# expectation (all clients in one batched computation), not yet measured.
 AUTO_TABLE: dict[str, tuple[tuple[int, str], ...]] = {
     "cpu": ((100, "vmap"), (2**62, "loop")),
     "gpu": ((2**62, "vmap"),),

@@ -56,7 +56,8 @@ def require_fit(compiled: Any, executor: str, num_clients: int, device: jax.Devi
     if missing is None:
         return
     need, have = missing
-    lighter = "" if executor == "loop" else "--executor loop or chunked:K (they keep one chunk's activations at a time), "
+    lighter = ("" if executor == "loop"
+               else "--executor loop or chunked:K (they keep one chunk's activations at a time), ")
     raise UsageError(
         f"one round with --executor {executor} and {num_clients} clients needs {need / 2**30:.1f} GiB of working "
         f"memory, but only {have / 2**30:.1f} GiB is available; use {lighter}fewer --clients or a smaller --batch-size")
@@ -70,16 +71,18 @@ def nbytes(tree: Any) -> int:
 def require_state_fit(abstract_state: Any, num_clients: int, device: jax.Device | None = None) -> None:
     """Raise a UsageError, before the state is built, when the state of `num_clients` clients (each one's model
     parts and optimiser state: `abstract_state`, from `jax.eval_shape`) cannot fit in the memory available, naming
-    how many clients would. Before this, 60,000 clients were built until the kernel killed the process, silently."""
+    how many clients would. Without it, a state too large is built until the kernel kills the process, silently."""
     have = available_bytes(device)
     if have is None:
         return
     total = nbytes(abstract_state)
-    per_client = nbytes([leaf for leaf in jax.tree.leaves(abstract_state) if leaf.ndim and leaf.shape[0] == num_clients]) / max(num_clients, 1)
+    per_client = nbytes([leaf for leaf in jax.tree.leaves(abstract_state)
+                         if leaf.ndim and leaf.shape[0] == num_clients]) / max(num_clients, 1)
     if total <= have:
         return
     fits = int((have - (total - per_client * num_clients)) // per_client) if per_client else 0
     raise UsageError(
-        f"the state of {num_clients} clients (each one's model parts and optimiser state, {per_client / 2**20:.2f} MiB a client) "
-        f"needs {total / 2**30:.1f} GiB, but only {have / 2**30:.1f} GiB is available; use at most {max(fits, 0)} --clients "
-        "(--clients-per-round does not shrink it: every client keeps its own model)")
+        f"the state of {num_clients} clients (each one's model parts and optimiser state, "
+        f"{per_client / 2**20:.2f} MiB a client) needs {total / 2**30:.1f} GiB, but only {have / 2**30:.1f} GiB "
+        f"is available; use at most {max(fits, 0)} --clients (--clients-per-round does not shrink it: every client "
+        "keeps its own model)")

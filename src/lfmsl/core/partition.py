@@ -48,7 +48,8 @@ def validate(num_samples: int, num_clients: int, spec: str) -> tuple[str, float 
         raise UsageError(f"{num_clients} clients but only {num_samples} training samples; use fewer clients")
     if kind == "shards" and num_clients * value > num_samples:
         raise UsageError(
-            f"{spec!r} needs {num_clients * value} shards but there are only {num_samples} samples; lower K or the clients"
+            f"{spec!r} needs {num_clients * value} shards but there are only {num_samples} samples; "
+            "lower K or the clients"
         )
     return kind, value
 
@@ -59,12 +60,12 @@ def partition(labels: np.ndarray, num_clients: int, spec: str, seed: int) -> lis
     kind, value = validate(labels.size, num_clients, spec)
     rng = np.random.default_rng(seed)
     if kind == "iid":
-        parts = np.array_split(rng.permutation(labels.size), num_clients)
+        client_indices = np.array_split(rng.permutation(labels.size), num_clients)
     elif kind == "dirichlet":
-        parts = _dirichlet(labels, num_clients, float(value), rng)
+        client_indices = _dirichlet(labels, num_clients, float(value), rng)
     else:
-        parts = _shards(labels, num_clients, int(value), rng)
-    return [np.sort(p).astype(np.int64) for p in parts]
+        client_indices = _shards(labels, num_clients, int(value), rng)
+    return [np.sort(p).astype(np.int64) for p in client_indices]
 
 
 def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
@@ -88,14 +89,14 @@ def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
 def _dirichlet(labels: np.ndarray, num_clients: int, alpha: float, rng: np.random.Generator) -> list[np.ndarray]:
     """Per class, shares ~ Dirichlet(alpha); redraw while a client is empty, then top empty ones up."""
     for _ in range(_DIRICHLET_TRIES):
-        parts: list[list[np.ndarray]] = [[] for _ in range(num_clients)]
+        pieces: list[list[np.ndarray]] = [[] for _ in range(num_clients)]
         for c in np.unique(labels):
             members = rng.permutation(np.flatnonzero(labels == c))
             shares = rng.dirichlet(np.full(num_clients, alpha))
             cuts = np.round(np.cumsum(shares)[:-1] * members.size).astype(np.int64)
             for client, piece in enumerate(np.split(members, cuts)):
-                parts[client].append(piece)
-        result = [np.concatenate(p) for p in parts]
+                pieces[client].append(piece)
+        result = [np.concatenate(p) for p in pieces]
         if all(p.size for p in result):
             return result
     for empty in [i for i, p in enumerate(result) if not p.size]:

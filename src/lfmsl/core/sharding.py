@@ -76,8 +76,8 @@ def data_shardings(data, mesh: Mesh, num_clients: int):
     """Shardings of `ClientData`: per-client fields split; the images and labels replicated,
     since any client may draw any sample."""
     replicated = NamedSharding(mesh, P())
-    per_client = leading_axis_shardings({"client_index": data.client_index, "sizes": data.sizes, "weights": data.weights},
-                                        mesh, num_clients)
+    per_client = leading_axis_shardings(
+        {"client_index": data.client_index, "sizes": data.sizes, "weights": data.weights}, mesh, num_clients)
     return type(data)(images=replicated, labels=replicated, **per_client)
 
 

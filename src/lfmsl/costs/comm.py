@@ -100,7 +100,8 @@ def traffic(config: Config, model: SplitModel, iterations: int, sent: Exchange |
         return Traffic(per_iteration, per_average, 0, iterations, None)
     model_bytes = n * sum(sizes[p] for p in sent.averaged if p in ("client", "server")) * BYTES_PER_VALUE
     local_bytes = n * sum(sizes[p] for p in sent.averaged if p in ("decoder", "aux")) * BYTES_PER_VALUE
-    per_average.update(client_weights_up=model_bytes, client_weights_down=model_bytes, aux_weights_up=local_bytes, aux_weights_down=local_bytes)
+    per_average.update(client_weights_up=model_bytes, client_weights_down=model_bytes, aux_weights_up=local_bytes,
+                       aux_weights_down=local_bytes)
     if sent.server_copies:
         per_average["server_copies"] = 2 * n * sizes["server"] * BYTES_PER_VALUE
     return Traffic(per_iteration, per_average, 0, iterations, sent.avg_every or iterations)

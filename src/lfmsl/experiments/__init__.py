@@ -1,1 +1,2 @@
-"""Running things: one simulation, a run with its folder, sweeps, the scripts' shared parts and the reproduction study."""
+"""Running things: one simulation, a run with its folder, sweeps, the scripts' shared argument kit and the
+reproduction study."""

@@ -23,7 +23,7 @@ SETTINGS = ("dataset", "clients", "rounds", "train_size", "samples_per_client", 
 
 def settings_line(runs: Sequence[sweep.Run]) -> str:
     """The settings the runs actually used (each option's distinct values), for a report's head."""
-    parts = []
+    settings = []
     for name in SETTINGS:
         values = {getattr(r.config, name) for r in runs}
         try:
@@ -31,11 +31,11 @@ def settings_line(runs: Sequence[sweep.Run]) -> str:
         except TypeError:  # None beside numbers
             values = sorted(values, key=str)
         shown = ", ".join("all" if v is None else str(v) for v in values)
-        parts.append(f"{name.replace('_', ' ')} {shown}")
+        settings.append(f"{name.replace('_', ' ')} {shown}")
     from lfmsl.costs.latency import profile_for
 
     profiles = sorted({str(profile_for(r.config)) for r in runs})
-    return "; ".join(parts) + f"; simulated devices and links: {', '.join(profiles)}"
+    return "; ".join(settings) + f"; simulated devices and links: {', '.join(profiles)}"
 
 
 def write_report(out: Path, name: str, title: str, runs: Sequence[sweep.Run],

@@ -33,32 +33,33 @@ def measured_rounds(config: Config) -> set[int]:
     return {1, config.rounds, *range(config.privacy_every, config.rounds + 1, config.privacy_every)}
 
 
-def auxiliary_indices(config: Config, num_samples: int, parts: list[np.ndarray]) -> np.ndarray:
+def auxiliary_indices(config: Config, num_samples: int, client_indices: list[np.ndarray]) -> np.ndarray:
     """`--aux-size` training samples that no client holds, drawn from the seed."""
-    free = np.setdiff1d(np.arange(num_samples), np.concatenate(parts))
+    free = np.setdiff1d(np.arange(num_samples), np.concatenate(client_indices))
     if config.aux_size > len(free):
-        raise UsageError(f"--aux-size {config.aux_size} is more than the {len(free)} training samples no client holds; lower it, "
-                         "or hold samples back from the clients with --samples-per-client or --train-size")
+        raise UsageError(f"--aux-size {config.aux_size} is more than the {len(free)} training samples no client "
+                         "holds; lower it, or hold samples back from the clients with --samples-per-client or "
+                         "--train-size")
     return np.sort(np.random.default_rng([config.seed, 0xA0C5]).choice(free, config.aux_size, replace=False))
 
 
-def probe_indices(config: Config, parts: list[np.ndarray], clients: np.ndarray) -> np.ndarray:
+def probe_indices(config: Config, client_indices: list[np.ndarray], clients: np.ndarray) -> np.ndarray:
     """[E, P]: each evaluated client's first P samples (repeated where a client holds fewer)."""
-    return np.stack([parts[c][np.arange(config.privacy_probes) % len(parts[c])] for c in clients])
+    return np.stack([client_indices[c][np.arange(config.privacy_probes) % len(client_indices[c])] for c in clients])
 
 
 class Leakage:
     """The compiled measurement of one run: `measure(state, data) -> (scalars, images)`, as device arrays."""
 
-    def __init__(self, config: Config, model: SplitModel, algorithm: Algorithm, parts: list[np.ndarray], num_samples: int,
-                 clients: np.ndarray):
+    def __init__(self, config: Config, model: SplitModel, algorithm: Algorithm, client_indices: list[np.ndarray],
+                 num_samples: int, clients: np.ndarray):
         sent = exchange(config)
         self.config, self.model, self.clients = config, model, clients
         self.attacks = attacks_for(config.attacks, holdings(sent))
         self.relayed = sent.schedule == "relay"  # sequential SL: one client model, handed from client to client
         self.averages_server = algorithm.averages_server
-        self.probes = jnp.asarray(probe_indices(config, parts, clients))
-        self.aux = jnp.asarray(auxiliary_indices(config, num_samples, parts))
+        self.probes = jnp.asarray(probe_indices(config, client_indices, clients))
+        self.aux = jnp.asarray(auxiliary_indices(config, num_samples, client_indices))
         self.key = jax.random.fold_in(jax.random.key(config.seed), ATTACK_STREAM)
         self.rounds = measured_rounds(config)
 
@@ -66,16 +67,20 @@ class Leakage:
         config, model = self.config, self.model
         lower = state.clients["lower"]
         if self.relayed:
-            held, own = jax.tree.map(lambda leaf: leaf[0], lower), jax.tree.map(lambda leaf: leaf[jnp.zeros_like(self.clients)], lower)
+            held, own = (jax.tree.map(lambda leaf: leaf[0], lower),
+                         jax.tree.map(lambda leaf: leaf[jnp.zeros_like(self.clients)], lower))
         else:
-            held, own = numerics.weighted_average(lower, data.weights), jax.tree.map(lambda leaf: leaf[self.clients], lower)
+            held, own = (numerics.weighted_average(lower, data.weights),
+                         jax.tree.map(lambda leaf: leaf[self.clients], lower))
         probes, _ = gather(data, self.probes)
         noise_key, attack_key = jax.random.split(self.key)
         smashed = jax.vmap(lambda p, x: model.client.apply({"params": p}, x))(own, probes)
         observed = attacks.Observed(probes, attacks.add_noise(smashed, config.smash_noise, noise_key))
-        decoder = numerics.weighted_average(state.clients["decoder"], data.weights) if "decoder" in self.attacks else None
+        decoder = (numerics.weighted_average(state.clients["decoder"], data.weights) if "decoder" in self.attacks
+                   else None)
         server = numerics.weighted_average(state.server, data.weights) if self.averages_server else state.server
         aux_images, aux_labels = gather(data, self.aux)
-        knowledge = attacks.Knowledge(server, held if "inverse" in self.attacks else None, decoder, aux_images, aux_labels)
-        return attacks.measure(model, self.attacks, observed, knowledge, attack_key, config.attack_steps, config.attack_lr,
-                               config.smash_noise)
+        knowledge = attacks.Knowledge(server, held if "inverse" in self.attacks else None, decoder, aux_images,
+                                      aux_labels)
+        return attacks.measure(model, self.attacks, observed, knowledge, attack_key, config.attack_steps,
+                               config.attack_lr, config.smash_noise)

@@ -2,7 +2,7 @@
 defences cost. Which runs it is made of, and running them.
 
 Fashion-MNIST on the reproduction study's axis (K = 300 samples per client, 10 rounds, seeds 0, 1, 2), leakage
-measured after rounds 1, 5 and 10 (--privacy-every 5) with one attack budget for every run. The parts, cheapest
+measured after rounds 1, 5 and 10 (--privacy-every 5) with one attack budget for every run. The sections, cheapest
 first, so an interrupted study has its small-N answers first:
   (a) every split algorithm at N = 10, then (a100) at N = 100;
   (b) LocFedMix-SL with --loc-weight 0, 0.1 and 1, and with its decoders kept local, at N = 10;
@@ -50,15 +50,15 @@ class Scale:
 
     @classmethod
     def quick(cls) -> "Scale":
-        return cls(samples_per_client=16, batch_size=8, rounds=2, privacy_every=1, seeds=(0, 1), clients=2, clients_large=3,
-                   algorithms=("psl", "locfedmix"), loc_weights=(0.0, 1.0), nopeek_weights=(1.0,), noise=(0.5,), cuts=(1, 4),
-                   aux_size=32, attack_steps=5, test_size=50)
+        return cls(samples_per_client=16, batch_size=8, rounds=2, privacy_every=1, seeds=(0, 1), clients=2,
+                   clients_large=3, algorithms=("psl", "locfedmix"), loc_weights=(0.0, 1.0), nopeek_weights=(1.0,),
+                   noise=(0.5,), cuts=(1, 4), aux_size=32, attack_steps=5, test_size=50)
 
 
 def base(scale: Scale, **values) -> Config:
-    return Config(dataset="fashion_mnist", samples_per_client=scale.samples_per_client, batch_size=scale.batch_size, rounds=scale.rounds,
-                  test_size=scale.test_size, privacy_every=scale.privacy_every, aux_size=scale.aux_size,
-                  attack_steps=scale.attack_steps, **values)
+    return Config(dataset="fashion_mnist", samples_per_client=scale.samples_per_client, batch_size=scale.batch_size,
+                  rounds=scale.rounds, test_size=scale.test_size, privacy_every=scale.privacy_every,
+                  aux_size=scale.aux_size, attack_steps=scale.attack_steps, **values)
 
 
 def _seeded(configs: Sequence[Config], scale: Scale) -> list[Config]:
@@ -89,20 +89,21 @@ def defences(scale: Scale) -> list[Config]:
 
 def cut_depth(scale: Scale) -> list[Config]:
     """(d) A shallow and a deep client segment of allconv, for PSL and LocFedMix-SL."""
-    return _seeded([base(scale, algorithm=a, clients=scale.clients, model=scale.cut_model, cut=c) for c in scale.cuts for a in DEFENDED],
-                   scale)
+    return _seeded([base(scale, algorithm=a, clients=scale.clients, model=scale.cut_model, cut=c)
+                    for c in scale.cuts for a in DEFENDED], scale)
 
 
-PARTS = ("a", "b", "c", "d", "a100")
+SECTIONS = ("a", "b", "c", "d", "a100")
 
 
-def configs_of(scale: Scale, part: str) -> list[Config]:
+def configs_of(scale: Scale, section: str) -> list[Config]:
     return {"a": lambda: algorithms(scale, scale.clients), "a100": lambda: algorithms(scale, scale.clients_large),
-            "b": lambda: locfedmix_variants(scale), "c": lambda: defences(scale), "d": lambda: cut_depth(scale)}[part]()
+            "b": lambda: locfedmix_variants(scale), "c": lambda: defences(scale),
+            "d": lambda: cut_depth(scale)}[section]()
 
 
-def run_study(scale: Scale, results: Path, load: Callable[[str], object], parts: Sequence[str] = PARTS,
+def run_study(scale: Scale, results: Path, load: Callable[[str], object], sections: Sequence[str] = SECTIONS,
               log: Callable[[str], None] = print) -> dict[str, list[sweep.Run]]:
-    """Run (or find finished) the parts in order; returns each part's runs."""
+    """Run (or find finished) the sections in order; returns each section's runs."""
     runs_dir = Path(results) / "runs"
-    return {part: sweep.run_sweep(configs_of(scale, part), runs_dir, load, log=log) for part in parts}
+    return {section: sweep.run_sweep(configs_of(scale, section), runs_dir, load, log=log) for section in sections}

@@ -52,8 +52,8 @@ def client_partition(config: Config, labels: np.ndarray) -> list[np.ndarray]:
             f"--clients {config.clients} is more than the {len(pool)} training samples; use fewer clients or a "
             "larger --train-size"
         )
-    parts = partition(labels[pool], config.clients, config.partition, config.seed)
-    return [pool[p] for p in parts]
+    client_indices = partition(labels[pool], config.clients, config.partition, config.seed)
+    return [pool[p] for p in client_indices]
 
 
 def check_batch_size(batch_size: int, sizes: list[int]) -> None:
@@ -88,7 +88,7 @@ class BuiltRound:
 
     config: Config
     model: SplitModel
-    parts: list[np.ndarray]  # each client's training indices
+    client_indices: list[np.ndarray]  # each client's training indices
     active: tuple[int, ...] | None  # clients taking part in each iteration where each does its own epoch; None: all
     costs: RunCosts  # bytes and simulated time of the round's participants
     schedule: participation.Schedule
@@ -129,10 +129,10 @@ def build_round(config: Config, dataset: Dataset) -> BuiltRound:
     """The round of a run of `config` on `dataset` (validated beforehand: `lfmsl.algorithms.validate`)."""
     model = get_model(config.model or default_model_for(config.dataset), dataset.image_shape, dataset.num_classes,
                       config.conv, config.cut)
-    parts = client_partition(config, dataset.y_train)
+    client_indices = client_partition(config, dataset.y_train)
     sent = algorithms.exchange(config)
     # A central learner (centralized training) sees the union of the clients' data.
-    learners = [np.sort(np.concatenate(parts))] if sent.schedule == "central" else parts
+    learners = [np.sort(np.concatenate(client_indices))] if sent.schedule == "central" else client_indices
     sizes = [len(p) for p in learners]
     check_batch_size(config.batch_size, sizes)
     own_epochs = config.round_mode == "epoch" and len(learners) > 1
@@ -144,8 +144,9 @@ def build_round(config: Config, dataset: Dataset) -> BuiltRound:
     data = placement.data(make_client_data(dataset.x_train, dataset.y_train, learners))
     context = algorithms.context(config, model, num_clients=len(learners),
                                  iterations=iterations_per_round(sizes, config.batch_size),
-                                 executor=resolve(config.executor, num_clients=schedule.per_round))  # the clients that run at once
+                                 # the clients that run at once
+                                 executor=resolve(config.executor, num_clients=schedule.per_round))
     init_key, run_key = jax.random.split(jax.random.key(config.seed))
-    return BuiltRound(config, model, parts, active, costs, schedule, placement, data, context,
+    return BuiltRound(config, model, client_indices, active, costs, schedule, placement, data, context,
                       build_algorithm(config, context, schedule, run_key), init_key, run_key)
 

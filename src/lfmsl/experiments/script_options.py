@@ -127,32 +127,33 @@ def curves_main(name: str, description: str, x_key: str, xlabel: str, title: str
     return 0
 
 
-def study_main(argv: Sequence[str] | None, name: str, description: str, parts: Sequence[str],
+def study_main(argv: Sequence[str] | None, name: str, description: str, sections: Sequence[str],
                scales: Callable[[bool], object], run_study: Callable, write_report: Callable) -> int:
-    """The whole of a study script (scripts/reproduce.py, scripts/privacy.py): its parts in order into
+    """The whole of a study script (scripts/reproduce.py, scripts/privacy.py): its sections in order into
     results/<name> (finished runs skipped, interrupted ones resumed), then its report from whatever has finished.
-    `scales(quick)` is the study's size; `run_study(scale, results, load, parts, log)`,
+    `scales(quick)` is the study's size; `run_study(scale, results, load, sections, log)`,
     `write_report(scale, results)`."""
     p = argparse.ArgumentParser(prog=f"scripts/{name}.py", description=description,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", type=Path, default=Path("results") / name,
                    help=f"folder of the study: runs/ and the report (default: results/{name})")
-    p.add_argument("--parts", type=_str_list, default=list(parts),
-                   help=f"comma list of parts to run, of {', '.join(parts)} (default: all, in that order)")
+    # --parts too: studies' commands already typed and running use it
+    p.add_argument("--sections", "--parts", type=_str_list, default=list(sections),
+                   help=f"comma list of sections to run, of {', '.join(sections)} (default: all, in that order)")
     p.add_argument("--quick", action="store_true",
                    help="the same study shrunk to seconds per run (2 or 3 clients, 16 samples each, 2 rounds, 2 seeds)")
     p.add_argument("--report-only", action="store_true",
                    help="run nothing: write the report from the runs that have finished")
     add_flags(p, RunOptions, ("manual_dir", "data_dir"), into=p)
     args = p.parse_args(argv)
-    unknown = [part for part in args.parts if part not in parts]
+    unknown = [section for section in args.sections if section not in sections]
     if unknown:
-        p.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(parts)}")
+        p.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(sections)}")
     from lfmsl.experiments.runner import log
 
     scale = scales(args.quick)
     if not args.report_only:
-        run_study(scale, args.results, run_options(args).load_dataset, args.parts, log=log)
+        run_study(scale, args.results, run_options(args).load_dataset, args.sections, log=log)
     log(f"{name}: report in {write_report(scale, args.results)}")
     return 0
 

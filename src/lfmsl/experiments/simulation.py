@@ -68,7 +68,8 @@ class Simulation:
         self.config = config
         built = build_round(config, dataset)
         self._use(built)
-        self.parts, self.active, self.costs, self.run_key = built.parts, built.active, built.costs, built.run_key
+        self.client_indices, self.active = built.client_indices, built.active
+        self.costs, self.run_key = built.costs, built.run_key
         self.model, self.schedule, self.placement, self.data = built.model, built.schedule, built.placement, built.data
         test = np.arange(len(dataset.y_test)) if config.test_size is None else stratified_subset(
             dataset.y_test, min(config.test_size, len(dataset.y_test)), config.seed)
@@ -80,7 +81,8 @@ class Simulation:
         self.state: State = built.init_state()
         # --privacy-every: what the server could rebuild of the evaluated clients' inputs (leakage.py)
         self.leakage = None if config.privacy_every is None else Leakage(
-            config, self.model, self.algorithm, self.parts, len(dataset.y_train), eval_client_ids(config, learners))
+            config, self.model, self.algorithm, self.client_indices, len(dataset.y_train),
+            eval_client_ids(config, learners))
         self.privacy_images: dict[str, np.ndarray] = {}  # the last measurement's probes and reconstructions
         self._leakage = None
         self.compile_time_s = 0.0

@@ -1,8 +1,8 @@
 """The reproduction study of LocFedMix-SL's claims: which runs it is made of, and running them.
 
-Every part is a list of configurations on Fashion-MNIST where each client holds K samples
+Every section, (a) to (e), is a list of configurations on Fashion-MNIST where each client holds K samples
 (`--samples-per-client`), so more clients bring more data, as in the authors' setup. All runs
-live in one folder, `<results>/runs/<run name>`, so a configuration shared by two parts runs
+live in one folder, `<results>/runs/<run name>`, so a configuration shared by two sections runs
 once, and a re-run skips what has finished and resumes what was interrupted (through
 `lfmsl.experiments.sweep`). `Scale.quick()` is the same study shrunk to seconds, for the test suite.
 """
@@ -43,7 +43,8 @@ class Scale:
     switches: tuple[tuple[bool, bool, bool], ...] = tuple(itertools.product((False, True), repeat=3))
     avg_every: tuple[int, ...] = (1, 5)  # iterations; the default, once per round, is in the switches
     cut_model: str = "allconv"  # (e)
-    cuts: tuple[int, ...] = (1, 4)  # (e): the client holds one conv block (0.5 % of the parameters) or four (46 %, 68 % of the FLOPs)
+    # (e): the client holds one conv block (0.5 % of the parameters) or four (46 %, 68 % of the FLOPs)
+    cuts: tuple[int, ...] = (1, 4)
     clients_cut: tuple[int, ...] = (10, 100)  # (e)
     sgd_rates: tuple[float, ...] = SGD_RATES
     lr_check_rounds: int = 3
@@ -51,15 +52,16 @@ class Scale:
 
     @classmethod
     def quick(cls) -> "Scale":
-        return cls(samples_per_client=16, batch_size=8, rounds=2, seeds=(0, 1), clients=(2, 3), clients_imbalance=(2,), clients_fixed=3, clients_cut=(2,), cuts=(4,),
-                   algorithms=("psl", "locfedmix"), imbalance_algorithms=("psl", "locfedmix"), later_algorithms=(),
+        return cls(samples_per_client=16, batch_size=8, rounds=2, seeds=(0, 1), clients=(2, 3), clients_imbalance=(2,),
+                   clients_fixed=3, clients_cut=(2,), cuts=(4,), algorithms=("psl", "locfedmix"),
+                   imbalance_algorithms=("psl", "locfedmix"), later_algorithms=(),
                    switches=((False, False, False), (True, True, True)), avg_every=(1,), sgd_rates=(0.03, 0.1),
                    lr_check_rounds=1, test_size=50)
 
 
 def base(scale: Scale, **values) -> Config:
-    return Config(dataset="fashion_mnist", samples_per_client=scale.samples_per_client, batch_size=scale.batch_size, rounds=scale.rounds,
-                  test_size=scale.test_size, **values)
+    return Config(dataset="fashion_mnist", samples_per_client=scale.samples_per_client, batch_size=scale.batch_size,
+                  rounds=scale.rounds, test_size=scale.test_size, **values)
 
 
 def _seeded(configs: Sequence[Config], scale: Scale) -> list[Config]:
@@ -74,18 +76,21 @@ def scaling(scale: Scale) -> list[Config]:
 def lr_check(scale: Scale) -> list[Config]:
     """The SGD learning rate for (b): centralized training on the largest (b) pool, one seed."""
     n = max(scale.clients_imbalance)
-    return [dataclasses.replace(base(scale, algorithm="centralized", clients=n, optimizer="sgd", lr=lr), rounds=scale.lr_check_rounds)
+    return [dataclasses.replace(base(scale, algorithm="centralized", clients=n, optimizer="sgd", lr=lr),
+                                rounds=scale.lr_check_rounds)
             for lr in scale.sgd_rates]
 
 
 def imbalance(scale: Scale, sgd_lr: float) -> list[Config]:
     """(b) The regime where the paper's imbalance exists: plain SGD, gradient of the combined loss."""
-    return _seeded([imbalance_config(scale, a, n, sgd_lr) for n in scale.clients_imbalance for a in scale.imbalance_algorithms], scale)
+    return _seeded([imbalance_config(scale, a, n, sgd_lr)
+                    for n in scale.clients_imbalance for a in scale.imbalance_algorithms], scale)
 
 
 def imbalance_config(scale: Scale, algorithm: str, clients: int, sgd_lr: float) -> Config:
     """One configuration of (b), seed 0 (locsplitfed sends no gradient down, so it keeps --client-grad's default)."""
-    return without_inert(base(scale, algorithm=algorithm, clients=clients, optimizer="sgd", lr=sgd_lr, client_grad="global"))
+    return without_inert(base(scale, algorithm=algorithm, clients=clients, optimizer="sgd", lr=sgd_lr,
+                              client_grad="global"))
 
 
 def non_iid(scale: Scale, round_mode: str = "wrap") -> list[Config]:
@@ -96,7 +101,7 @@ def non_iid(scale: Scale, round_mode: str = "wrap") -> list[Config]:
 
 
 def ablations(scale: Scale) -> list[Config]:
-    """(d) LocFedMix-SL's parts on and off, and the averaging interval T_c."""
+    """(d) LocFedMix-SL's components on and off, and the averaging interval T_c."""
     locfedmix = base(scale, algorithm="locfedmix", clients=scale.clients_fixed)
     switched = [dataclasses.replace(locfedmix, mix=m, loc=l, fed=f) for m, l, f in scale.switches]
     intervals = [dataclasses.replace(locfedmix, avg_every=t) for t in scale.avg_every]
@@ -114,7 +119,7 @@ def later_work(scale: Scale) -> list[Config]:
     return _seeded([base(scale, algorithm=a, clients=n) for n in scale.clients for a in scale.later_algorithms], scale)
 
 
-PARTS = ("a", "b", "c", "d", "e", "later")  # (c) runs in both round modes
+SECTIONS = ("a", "b", "c", "d", "e", "later")  # (c) runs in both round modes
 
 
 def best_rate(checks: Sequence[tuple[float, float]]) -> float:
@@ -122,24 +127,25 @@ def best_rate(checks: Sequence[tuple[float, float]]) -> float:
     return max(checks, key=lambda check: (check[1], -check[0]))[0]
 
 
-def run_study(scale: Scale, results: Path, load: Callable[[str], object], parts: Sequence[str] = PARTS,
+def run_study(scale: Scale, results: Path, load: Callable[[str], object], sections: Sequence[str] = SECTIONS,
               log: Callable[[str], None] = print) -> dict[str, list[sweep.Run]]:
-    """Run (or find finished) the parts in order; returns each part's runs."""
+    """Run (or find finished) the sections in order; returns each section's runs."""
     runs_dir = Path(results) / "runs"
     done: dict[str, list[sweep.Run]] = {}
     run = lambda configs: sweep.run_sweep(configs, runs_dir, load, log=log)
-    if "a" in parts:
+    if "a" in sections:
         done["a"] = run(scaling(scale))
-    if "b" in parts:
+    if "b" in sections:
         done["lr"] = run(lr_check(scale))
-        done["b"] = run(imbalance(scale, best_rate([(r.config.lr, r.summary["final_test_accuracy"]) for r in done["lr"]])))
-    if "d" in parts:
+        done["b"] = run(imbalance(scale, best_rate([(r.config.lr, r.summary["final_test_accuracy"])
+                                                    for r in done["lr"]])))
+    if "d" in sections:
         done["d"] = run(ablations(scale))
-    if "c" in parts:
+    if "c" in sections:
         done["c"] = run(non_iid(scale))
         done["c-epoch"] = run(non_iid(scale, "epoch"))
-    if "e" in parts:
+    if "e" in sections:
         done["e"] = run(cut_depth(scale))
-    if "later" in parts and scale.later_algorithms:
+    if "later" in sections and scale.later_algorithms:
         done["later"] = run(later_work(scale))
     return done

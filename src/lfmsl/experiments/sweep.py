@@ -73,14 +73,14 @@ def grid(values: dict, log: Callable[[str], None] = lambda message: None) -> lis
 
 def run_name(config: Config) -> str:
     """A folder name from the options that define the run, stable across grids."""
-    parts = [config.algorithm, config.dataset, f"n{config.clients}", f"s{config.seed}"]
+    words = [config.algorithm, config.dataset, f"n{config.clients}", f"s{config.seed}"]
     for field in dataclasses.fields(Config):
         value = getattr(config, field.name)
         if field.name in NAMED or value == getattr(DEFAULTS, field.name):
             continue
         name = f"{'no-' if value is False else ''}{field.name.replace('_', '-')}"
-        parts.append(name if isinstance(value, bool) else f"{name}={value}")
-    return "_".join(parts).replace("/", "-").replace(":", "-")
+        words.append(name if isinstance(value, bool) else f"{name}={value}")
+    return "_".join(words).replace("/", "-").replace(":", "-")
 
 
 def run_sweep(configs: Sequence[Config], out: Path, load: Callable[[str], object],

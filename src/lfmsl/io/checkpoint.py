@@ -41,7 +41,8 @@ class Snapshot:
     run_key: jax.Array
     history: list[dict]
     wall_time_s: float  # simulator time of those rounds, summed over every session of the run
-    config: dict | None = None  # the configuration the checkpoint was written under (None: written before lfmsl kept it)
+    # the configuration the checkpoint was written under (None: written by an lfmsl that did not keep it)
+    config: dict | None = None
 
 
 class Checkpoints:
@@ -58,10 +59,12 @@ class Checkpoints:
             cleanup_tmp_directories=True,  # what a killed save left behind
         )
         try:
-            handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}  # metadata reads before any restore
+            # the metadata is read before any restore
+            handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
             self._manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
         except OSError as error:
-            raise UsageError(f"cannot write checkpoints to {self.directory}: {error.strerror}; choose another --out") from None
+            raise UsageError(f"cannot write checkpoints to {self.directory}: {error.strerror}; "
+                             "choose another --out") from None
 
     def steps(self) -> list[int]:
         """Rounds done of every complete-looking checkpoint, oldest first."""
@@ -115,27 +118,29 @@ class Checkpoints:
                 difference = _difference(stored, _leaves(like))
                 if difference:
                     raise UsageError(
-                        f"the checkpoint {self.directory / str(step)} does not fit this run ({difference}); it is valid but "
-                        "written for another model or by another lfmsl version, so it was left in place; continue that run with "
-                        "the lfmsl that wrote it, or choose another --out for a new run"
+                        f"the checkpoint {self.directory / str(step)} does not fit this run ({difference}); it is "
+                        "valid but written for another model or by another lfmsl version, so it was left in place; "
+                        "continue that run with the lfmsl that wrote it, or choose another --out for a new run"
                     )
             try:
                 restored = self._manager.restore(
                     step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore())
                 )
                 return _snapshot(step, restored.state, restored.meta)
-            except Exception as error:  # noqa: BLE001 - the layout fits, so a failure to read means: cut short or damaged
+            # the layout fits, so a failure to read means: cut short or damaged
+            except Exception as error:  # noqa: BLE001
                 reason = first_line(error)
                 aside = self.directory.with_name(UNREADABLE_DIR) / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
-                print(f"lfmsl: checkpoint {self.directory / str(step)} is incomplete or damaged ({reason}); moved to {aside}; "
-                      "using the one before", file=sys.stderr)
+                print(f"lfmsl: checkpoint {self.directory / str(step)} is incomplete or damaged ({reason}); "
+                      f"moved to {aside}; using the one before", file=sys.stderr)
                 last_error = reason
                 aside.parent.mkdir(exist_ok=True)
                 shutil.move(self.directory / str(step), aside)
                 self._manager.reload()
         if steps:
-            raise UsageError(f"no checkpoint in {self.directory} can be read (the last error: {last_error}); each was moved into "
-                             f"{UNREADABLE_DIR}/; " + RunDir(self.directory.parent).start_again_advice())
+            raise UsageError(f"no checkpoint in {self.directory} can be read (the last error: {last_error}); "
+                             f"each was moved into {UNREADABLE_DIR}/; "
+                             + RunDir(self.directory.parent).start_again_advice())
         return None
 
     def _layout(self, step: int) -> dict[str, tuple] | None:
@@ -207,10 +212,10 @@ def _drop_closed_loop_tracebacks() -> None:
 
 def _quiet_reads_left_running(directory: Path) -> None:
     """A restore that fails leaves orbax's other reads of the checkpoint running on tensorstore's
-    threads. Each that finishes posts to orbax's event loop, closed by then, and Python printed a
+    threads. Each that finishes posts to orbax's event loop, closed by then, and Python prints a
     traceback for each (dozens for one torn checkpoint, during the restore and after it); asyncio
-    logged the failed reads that nobody awaited. lfmsl says in one line what was wrong, so these two
-    are dropped from the first restore on; every other error and record goes where it went."""
+    logs the failed reads that nobody awaited. lfmsl says in one line what was wrong, so these two
+    are dropped from the first restore on; every other error and record goes where it would."""
     if not isinstance(sys.unraisablehook, DropPostsToClosedLoops):
         sys.unraisablehook = DropPostsToClosedLoops(sys.unraisablehook)
     _drop_closed_loop_tracebacks()
@@ -281,7 +286,8 @@ def _leaves(tree: Any) -> dict[str, tuple]:
         return str(key)
 
     leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return {"/".join(map(name, path)): (tuple(getattr(leaf, "shape", ())), str(getattr(leaf, "dtype", "?"))) for path, leaf in leaves}
+    return {"/".join(map(name, path)): (tuple(getattr(leaf, "shape", ())), str(getattr(leaf, "dtype", "?")))
+            for path, leaf in leaves}
 
 
 def _difference(stored: dict[str, tuple], expected: dict[str, tuple], most: int = 2) -> str:
@@ -289,21 +295,22 @@ def _difference(stored: dict[str, tuple], expected: dict[str, tuple], most: int 
     def listed(paths: list[str]) -> str:
         return ", ".join(paths[:most]) + (f" and {len(paths) - most} more" if len(paths) > most else "")
 
-    parts = []
+    differences = []
     missing = sorted(set(expected) - set(stored))
     extra = sorted(set(stored) - set(expected))
     if missing:
-        parts.append(f"it lacks {listed(missing)}")
+        differences.append(f"it lacks {listed(missing)}")
     if extra:
-        parts.append(f"it holds {listed(extra)}, which this run does not have")
+        differences.append(f"it holds {listed(extra)}, which this run does not have")
     changed = sorted(p for p in set(stored) & set(expected) if stored[p] != expected[p])
     if changed:
         first = changed[0]
         (shape, dtype), (want_shape, want_dtype) = stored[first], expected[first]
-        what = f"shape {shape} where this run has {want_shape}" if shape != want_shape else f"dtype {dtype} where this run has {want_dtype}"
+        what = (f"shape {shape} where this run has {want_shape}" if shape != want_shape
+                else f"dtype {dtype} where this run has {want_dtype}")
         more = f" ({len(changed) - 1} more arrays differ)" if len(changed) > 1 else ""
-        parts.append(f"{first} has {what}{more}")
-    return "; ".join(parts)
+        differences.append(f"{first} has {what}{more}")
+    return "; ".join(differences)
 
 
 def check_same_run(snapshot: Snapshot, config: dict, folder: Path) -> None:
@@ -311,8 +318,10 @@ def check_same_run(snapshot: Snapshot, config: dict, folder: Path) -> None:
     one run. More rounds are what resuming is for, so `rounds` may differ."""
     if snapshot.config is None:
         return
-    changed = [name for name in sorted(set(config) | set(snapshot.config)) if name != "rounds" and config.get(name) != snapshot.config.get(name)]
+    changed = [name for name in sorted(set(config) | set(snapshot.config))
+               if name != "rounds" and config.get(name) != snapshot.config.get(name)]
     if changed:
         what = ", ".join(f"{name} {snapshot.config.get(name)!r} -> {config.get(name)!r}" for name in changed)
-        raise UsageError(f"{folder}'s checkpoints were computed under another configuration than its config.json now holds ({what}); "
-                         "put config.json back as it was to resume, or start a new run with another --out")
+        raise UsageError(f"{folder}'s checkpoints were computed under another configuration than its config.json "
+                         f"now holds ({what}); put config.json back as it was to resume, or start a new run with "
+                         "another --out")

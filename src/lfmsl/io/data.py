@@ -25,7 +25,8 @@ import numpy as np
 from lfmsl.datasets import DATASETS, SPECS
 from lfmsl.errors import UsageError, first_line
 
-_MANUAL_HINT = "pass --manual-dir DIR or set LFMSL_MANUAL_DIR to a folder with a '{name}/' subfolder of the original files"
+_MANUAL_HINT = ("pass --manual-dir DIR or set LFMSL_MANUAL_DIR to a folder with a '{name}/' subfolder of the "
+                "original files")
 _CHUNK = 10_000  # batch_size=-1 breaks under tfds.testing.mock_data; fixed chunks work everywhere.
 _DOWNLOAD_HOST = ("storage.googleapis.com", 443)  # where tfds downloads these datasets from
 _TF_NODE = re.compile(r"\{\{[^}]*\}\}\s*|\s*\[Op:[^\]]*\]( name:\S*)?")  # TensorFlow's op names around an op's error
@@ -224,8 +225,9 @@ def _prepare(tfds: ModuleType, builder, name: str, data_dir: Path, manual_dir) -
         if not _online():
             where = manual_dir or os.environ.get("LFMSL_MANUAL_DIR")
             looked = f"looked for them in {Path(where).expanduser() / name}/" if where else "no manual folder was given"
-            raise UsageError(f"{name} is not prepared in {data_dir} and there is no internet to download it; its original files "
-                             f"are {', '.join(SPECS[name].manual_files)} ({looked}); {_MANUAL_HINT.format(name=name)}")
+            raise UsageError(f"{name} is not prepared in {data_dir} and there is no internet to download it; "
+                             f"its original files are {', '.join(SPECS[name].manual_files)} ({looked}); "
+                             f"{_MANUAL_HINT.format(name=name)}")
         print(f"lfmsl: {name} is not in {data_dir} nor in a manual folder; downloading it", file=sys.stderr)
     # MNIST and Fashion-MNIST share file names: a shared extract_dir would silently mix them.
     extract_dir = data_dir / "downloads" / "extracted" / name
@@ -241,7 +243,8 @@ def _prepare(tfds: ModuleType, builder, name: str, data_dir: Path, manual_dir) -
         # Files given and still failing: the hint is about the files, not about giving them.
         hint = (f"check that {dataset_manual} holds the original files ({', '.join(SPECS[name].manual_files)}), whole"
                 if dataset_manual else _MANUAL_HINT.format(name=name))
-        raise UsageError(f"could not prepare {name} {where} ({type(error).__name__}: {first_line(error)}); {hint}") from error
+        raise UsageError(f"could not prepare {name} {where} ({type(error).__name__}: {first_line(error)}); "
+                         f"{hint}") from error
     finally:
         shutil.rmtree(extract_dir, ignore_errors=True)  # Decompressed copies are not needed afterwards.
 

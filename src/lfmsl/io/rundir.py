@@ -4,8 +4,8 @@ A run folder holds `config.json` (the configuration, written before any work) an
 `data_sources.json` (the data folders, reused on resume), `metrics.jsonl` (one line per round,
 appended as each round ends), `checkpoints/` (see `lfmsl.io.checkpoint`; any that failed to read
 are moved into `checkpoints.unreadable/`), and, once the run has done all its rounds,
-`summary.json` and `accuracy.png` (and `privacy.png` with --privacy-every); `tensorboard/` holds the metrics again as TensorBoard scalars
-(see `lfmsl.io.tensorboard`). Whether a run is finished and whether it
+`summary.json` and `accuracy.png` (and `privacy.png` with --privacy-every); `tensorboard/` holds the metrics again as
+TensorBoard scalars (see `lfmsl.io.tensorboard`). Whether a run is finished and whether it
 is the same run as a configuration are decided here only (`RunDir.finished`).
 """
 
@@ -105,7 +105,8 @@ class RunDir:
         from lfmsl.io.atomic import write_bytes
 
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, **{name: np.round(np.clip(v, 0, 1) * 255).astype(np.uint8) for name, v in images.items()})
+        np.savez_compressed(buffer, **{name: np.round(np.clip(v, 0, 1) * 255).astype(np.uint8)
+                                       for name, v in images.items()})
         write_bytes(self.path / PRIVACY_IMAGES_FILE, buffer.getvalue())
 
     def privacy_images(self) -> dict | None:
@@ -132,8 +133,8 @@ class RunDir:
         never restores, extends or overwrites what another run left)."""
         found = self.run_files()
         if found and self.config_path.exists():
-            raise UsageError(f"{self.path} already holds {', '.join(found)} of a run; continue that run with --resume {self.path} "
-                             "if it is this one, or choose another --out")
+            raise UsageError(f"{self.path} already holds {', '.join(found)} of a run; continue that run with "
+                             f"--resume {self.path} if it is this one, or choose another --out")
         if found:
             raise self.not_resumable(found)
         try:
@@ -153,8 +154,8 @@ class RunDir:
     def not_resumable(self, found: Sequence[str]) -> UsageError:
         """The refusal for a folder that holds `found` of a run but no config.json: neither a fresh
         run nor --resume can use it, so the only ways on are another folder or removing this one."""
-        return UsageError(f"{self.path} holds {', '.join(found)} of a run but no {CONFIG_FILE}, so that run cannot be resumed; "
-                          f"choose another --out for a new run, or remove {self.path} to start one there")
+        return UsageError(f"{self.path} holds {', '.join(found)} of a run but no {CONFIG_FILE}, so that run cannot "
+                          f"be resumed; choose another --out for a new run, or remove {self.path} to start one there")
 
     # config.json and data_sources.json ------------------------------------------------------
     def config(self) -> Config | None:
@@ -165,13 +166,15 @@ class RunDir:
             return Config.from_dict(json.loads(self.config_path.read_text()))
         except (ValueError, TypeError) as error:
             raise UsageError(f"{self.config_path} is not a configuration lfmsl can read ({error}); "
-                             f"remove {self.path} to run it again (a sweep then does), or start a new run with another --out") from None
+                             f"remove {self.path} to run it again (a sweep then does), or start a new run with "
+                             "another --out") from None
 
     def write_config(self, config: Config, sources: dict[str, str | Path | None]) -> None:
         """Record the configuration and where the data came from, so the run can be resumed and checked."""
         try:
             _write_json(self.config_path, config.to_dict())
-            _write_json(self.path / SOURCES_FILE, {k: None if v is None else str(Path(v).absolute()) for k, v in sources.items()})
+            _write_json(self.path / SOURCES_FILE,
+                        {k: None if v is None else str(Path(v).absolute()) for k, v in sources.items()})
         except OSError as error:
             raise _unwritable(self.path, error) from None
 
@@ -193,7 +196,8 @@ class RunDir:
                 try:
                     records.append(json.loads(line))
                 except ValueError:
-                    raise DamagedRun(f"{self.metrics_path} is damaged: line {number} is not a whole JSON record") from None
+                    raise DamagedRun(f"{self.metrics_path} is damaged: line {number} is not a whole JSON "
+                                     "record") from None
         return records
 
     def append_metrics(self, record: dict) -> None:
@@ -240,7 +244,8 @@ class RunDir:
             raise DamagedRun(f"{self.summary_path} is damaged: it lacks the configuration or the rounds completed")
         rounds = [record.get("round") for record in self.metrics()]
         if rounds != list(range(1, done + 1)):
-            raise DamagedRun(f"{self.metrics_path} is damaged: it holds rounds {_span(rounds)} where summary.json says 1 to {done}")
+            raise DamagedRun(f"{self.metrics_path} is damaged: it holds rounds {_span(rounds)} "
+                             f"where summary.json says 1 to {done}")
         return summary
 
     def write_summary(self, summary: dict) -> None:
@@ -261,7 +266,8 @@ class RunDir:
         stored = self.config()
         old = {} if stored is None else stored.to_dict()
         changed = [f"--{name.replace('_', '-')} {value} (the run has {old[name]})"
-                   for name, value in config.to_dict().items() if name in old and name not in RESUMABLE and value != old[name]]
+                   for name, value in config.to_dict().items()
+                   if name in old and name not in RESUMABLE and value != old[name]]
         if changed:
             raise UsageError(f"{self.path} holds a run with another configuration: {'; '.join(changed)}. "
                              "Leave those options out to continue it as it was, or choose another --out for a new run")
@@ -285,7 +291,8 @@ class RunDir:
             if log is None:
                 raise
             if not self.has_checkpoints():  # running it again from round 1 would be a silent restart
-                raise DamagedRun(f"{damage}, and no checkpoint is left to rebuild it from; {self.start_again_advice()}") from None
+                raise DamagedRun(f"{damage}, and no checkpoint is left to rebuild it from; "
+                                 f"{self.start_again_advice()}") from None
             log(f"{damage}; it will be repaired by rebuilding the run from its last checkpoint")
             return None
         if summary is None:
@@ -323,8 +330,8 @@ class RunDir:
             kept.append(f"{len(aside)} checkpoint{'s' if len(aside) > 1 else ''} moved into {UNREADABLE_DIR}/ because "
                         f"{'they' if len(aside) > 1 else 'it'} could not be read")
         if kept:
-            raise UsageError(f"{self.path} holds {' and '.join(kept)} but no checkpoint to continue the run from, so resuming would "
-                             f"start it again from round 1; {self.start_again_advice()}")
+            raise UsageError(f"{self.path} holds {' and '.join(kept)} but no checkpoint to continue the run from, "
+                             f"so resuming would start it again from round 1; {self.start_again_advice()}")
 
     def start_again_advice(self) -> str:
         remove = [name for name in (METRICS_FILE, SUMMARY_FILE, UNREADABLE_DIR) if (self.path / name).exists()]

@@ -37,7 +37,8 @@ class RunLock:
             self.folder.mkdir(parents=True, exist_ok=True)
             handle = os.fdopen(os.open(self.folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666), "r+")
         except OSError as error:
-            raise UsageError(f"cannot write to the output folder {self.folder}: {error.strerror}; choose another --out") from None
+            raise UsageError(f"cannot write to the output folder {self.folder}: {error.strerror}; "
+                             "choose another --out") from None
         deadline = time.monotonic() + HOLDER_WAIT_S
         while True:
             try:
@@ -49,8 +50,8 @@ class RunLock:
                     time.sleep(0.01)
                     continue
                 handle.close()
-                raise RunBusy(f"{self.folder} is in use by another lfmsl process (pid {holder or 'unknown'}); wait for it to end, "
-                              "or choose another --out") from None
+                raise RunBusy(f"{self.folder} is in use by another lfmsl process (pid {holder or 'unknown'}); "
+                              "wait for it to end, or choose another --out") from None
         handle.seek(0)
         handle.write(f"{os.getpid():>{PID_WIDTH}}\n")  # one fixed-width write over the old pid: never an empty file
         handle.truncate()

@@ -32,7 +32,7 @@ from lfmsl.models.heads import Decoder, FlatAux, PoolAux
 from lfmsl.models.layers import PatchConv, PatchConvTranspose, extract_patches, reshape_max_pool
 
 __all__ = [
-    "ARCHITECTURES", "MODELS", "Architecture", "Decoder", "FlatAux", "PatchConv", "PatchConvTranspose", "PoolAux", "Segment",
-    "SplitModel", "count_jaxpr_flops", "count_params", "cut_range", "default_model_for", "extract_patches", "flops_per_sample",
-    "get_model", "init_params", "reshape_max_pool",
+    "ARCHITECTURES", "MODELS", "Architecture", "Decoder", "FlatAux", "PatchConv", "PatchConvTranspose", "PoolAux",
+    "Segment", "SplitModel", "count_jaxpr_flops", "count_params", "cut_range", "default_model_for", "extract_patches",
+    "flops_per_sample", "get_model", "init_params", "reshape_max_pool",
 ]

@@ -56,7 +56,7 @@ class Architecture:
 
     block: Callable[[int, jax.Array, int, str], jax.Array]
     blocks: int
-    default_cut: int  # client blocks; today's cut, whose results are kept bit for bit
+    default_cut: int  # client blocks; the cut the golden metrics pin
     size_multiple: int  # H and W must be multiples of it (the pools and strides)
 
 
@@ -122,7 +122,8 @@ def get_model(name: str, input_shape: tuple[int, int, int], num_classes: int, co
     cut = arch.default_cut if cut is None else cut
     low, high = cut_range(name)
     if not low <= cut <= high:
-        raise UsageError(f"--cut {cut} is out of range for model {name}: it has {arch.blocks} blocks, so cut after block {low} to {high}")
+        raise UsageError(f"--cut {cut} is out of range for model {name}: it has {arch.blocks} blocks, "
+                         f"so cut after block {low} to {high}")
     h, w, c = input_shape
     if h % arch.size_multiple or w % arch.size_multiple:
         raise UsageError(f"model {name} needs H and W divisible by {arch.size_multiple}, got {h}x{w}")
@@ -134,11 +135,12 @@ def get_model(name: str, input_shape: tuple[int, int, int], num_classes: int, co
         while 2 ** doublings < ratio:
             doublings += 1
         if 2 ** doublings != ratio or w // smashed[1] != ratio:
-            raise UsageError(f"no decoder from smashed data {smashed} back to {input_shape}: the resolution must shrink by a power of 2")
+            raise UsageError(f"no decoder from smashed data {smashed} back to {input_shape}: the resolution must "
+                             "shrink by a power of 2")
         decoder = Decoder(c, doublings, None, conv_impl)
     else:  # a vector: Dense back to the last feature map, then up to the image
         decoder = Decoder(c, 2, (h // 4, w // 4, 64), conv_impl)
-    flat_aux = name == "cnn" and cut == arch.default_cut  # today's head there, kept bit for bit
+    flat_aux = name == "cnn" and cut == arch.default_cut  # the head the golden metrics pin
     return SplitModel(name=name, input_shape=input_shape, smashed_shape=smashed, num_classes=num_classes, cut=cut,
                       client=client, server=Segment(name, cut, arch.blocks, num_classes, conv_impl), decoder=decoder,
                       aux=FlatAux(num_classes) if flat_aux else PoolAux(num_classes))

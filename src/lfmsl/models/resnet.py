@@ -53,7 +53,8 @@ def resnet_block(i: int, x: jax.Array, num_classes: int, impl: str) -> jax.Array
         x = nn.relu(nn.GroupNorm(GN_GROUPS, name="stem_norm")(x))
     if i < len(STAGES):
         for b in range(2):
-            x = BasicBlock(STAGES[i], 2 if i > 0 and b == 0 else 1, GN_GROUPS, impl, name=f"stage{i + 1}_block{b + 1}")(x)
+            x = BasicBlock(STAGES[i], 2 if i > 0 and b == 0 else 1, GN_GROUPS, impl,
+                           name=f"stage{i + 1}_block{b + 1}")(x)
     if i == len(STAGES) - 1:
         x = nn.Dense(num_classes, name="head")(global_avg_pool(x))
     return x

@@ -74,8 +74,8 @@ def fit(loss: Callable[[PyTree, jax.Array, jax.Array], jax.Array], params: PyTre
     return params
 
 
-def fit_inverse(model: SplitModel, encode: Callable[[jax.Array, jax.Array], jax.Array], images: jax.Array, steps: int, lr: float,
-                key: jax.Array) -> PyTree:
+def fit_inverse(model: SplitModel, encode: Callable[[jax.Array, jax.Array], jax.Array], images: jax.Array, steps: int,
+                lr: float, key: jax.Array) -> PyTree:
     """An inverse network (the decoder's architecture) trained to map `encode(images, key)` back to `images`."""
     init_key, fit_key = jax.random.split(key)
     params = model.decoder.init(init_key, encode(images[:1], init_key))["params"]
@@ -88,7 +88,8 @@ def fit_inverse(model: SplitModel, encode: Callable[[jax.Array, jax.Array], jax.
     return fit(loss, params, images.shape[0], steps, lr, fit_key)
 
 
-def fit_shadow(model: SplitModel, server: PyTree, images: jax.Array, labels: jax.Array, steps: int, lr: float, key: jax.Array) -> PyTree:
+def fit_shadow(model: SplitModel, server: PyTree, images: jax.Array, labels: jax.Array, steps: int, lr: float,
+               key: jax.Array) -> PyTree:
     """A shadow client segment trained so that the frozen server segment classifies the auxiliary set through it."""
     init_key, fit_key = jax.random.split(key)
     params = model.client.init(init_key, images[:1])["params"]
@@ -107,8 +108,8 @@ def rebuild(model: SplitModel, inverse: PyTree, smashed: jax.Array) -> jax.Array
     return model.decoder.apply({"params": inverse}, flat).reshape(lead + tuple(model.input_shape))
 
 
-def reconstructions(model: SplitModel, attacks: tuple[str, ...], observed: Observed, knowledge: Knowledge, key: jax.Array,
-                    steps: int, lr: float, sigma: float) -> dict[str, jax.Array]:
+def reconstructions(model: SplitModel, attacks: tuple[str, ...], observed: Observed, knowledge: Knowledge,
+                    key: jax.Array, steps: int, lr: float, sigma: float) -> dict[str, jax.Array]:
     """attack -> the evaluated clients' probes as that attack rebuilds them."""
     aux = knowledge.aux_images
     out = {}
@@ -129,13 +130,14 @@ def reconstructions(model: SplitModel, attacks: tuple[str, ...], observed: Obser
     return out
 
 
-def measure(model: SplitModel, attacks: tuple[str, ...], observed: Observed, knowledge: Knowledge, key: jax.Array, steps: int,
-            lr: float, sigma: float) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+def measure(model: SplitModel, attacks: tuple[str, ...], observed: Observed, knowledge: Knowledge, key: jax.Array,
+            steps: int, lr: float, sigma: float) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
     """One leakage measurement: (scalars, images).
 
     scalars: `privacy_dcor`, the distance correlation between each client's probes and their smashed data (NoPeek's
     V-statistic, biased towards 1 in high dimension), `privacy_dcor_unbiased`, Szekely and Rizzo's bias-corrected
-    squared distance correlation (about 0 for independent data), both means over the evaluated clients, and `privacy_<attack>_<mse|psnr|ssim>` of each attack (mean over the clients).
+    squared distance correlation (about 0 for independent data), both means over the evaluated clients, and
+    `privacy_<attack>_<mse|psnr|ssim>` of each attack (mean over the clients).
     images: the first evaluated client's first SHOWN probes (`inputs`) and each attack's reconstruction of them."""
     pairs = (observed.probes, observed.smashed)
     scalars = {"privacy_dcor": jnp.mean(jax.vmap(distance_correlation)(*pairs)),

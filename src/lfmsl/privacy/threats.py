@@ -10,7 +10,8 @@ from lfmsl.errors import UsageError
 # Each attack and what the server needs for it (docs/PRIVACY.md cites the papers).
 ATTACKS = {
     "decoder": "the averaged decoder (LocFedMix-SL with its decoders averaged), applied to the smashed data",
-    "inverse": "an inverse network trained on the auxiliary set through the client segment the server averages (or relays)",
+    "inverse": "an inverse network trained on the auxiliary set through the client segment the server averages "
+               "(or relays)",
     "shadow": "He et al.'s query-free attack: a shadow client segment trained through the server's own segment on the "
               "auxiliary set, then an inverse network of the shadow",
 }
@@ -28,8 +29,10 @@ class Holdings:
     def reasons(self) -> dict[str, str | None]:
         """attack -> None where it applies, else why not."""
         return {
-            "decoder": None if self.decoder else "the server holds no decoder here (only LocFedMix-SL's averaged decoders)",
-            "inverse": None if self.client_segment else "the server never holds the client segment here (nothing averages or relays it)",
+            "decoder": (None if self.decoder
+                        else "the server holds no decoder here (only LocFedMix-SL's averaged decoders)"),
+            "inverse": (None if self.client_segment
+                        else "the server never holds the client segment here (nothing averages or relays it)"),
             "shadow": None,
         }
 
@@ -37,7 +40,8 @@ class Holdings:
 def holdings(exchange) -> Holdings:
     """The server's holdings under an algorithm that exchanges `exchange` (an `lfmsl.algorithms.Exchange`)."""
     smashed = exchange.schedule in ("parallel", "relay")
-    return Holdings(smashed=smashed, client_segment=smashed and ("client" in exchange.averaged or exchange.schedule == "relay"),
+    return Holdings(smashed=smashed,
+                    client_segment=smashed and ("client" in exchange.averaged or exchange.schedule == "relay"),
                     decoder=smashed and "decoder" in exchange.averaged, aux_head=smashed and "aux" in exchange.averaged)
 
 
@@ -50,7 +54,8 @@ def parse_attacks(spec: str) -> tuple[str, ...] | None:
     names = tuple(name.strip() for name in spec.split(","))
     unknown = [name for name in names if name not in ATTACKS]
     if unknown or len(set(names)) != len(names):
-        raise UsageError(f"--attacks takes auto or a comma-separated list of distinct {', '.join(ATTACKS)}, got {spec!r}")
+        raise UsageError(f"--attacks takes auto or a comma-separated list of distinct {', '.join(ATTACKS)}, "
+                         f"got {spec!r}")
     return names
 
 

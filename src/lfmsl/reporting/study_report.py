@@ -198,9 +198,9 @@ class Report:
                 f"epochs, seed {scale.seeds[0]}):", "",
                 table(["learning rate", "final accuracy (%)"], checks)]
         if self.sgd_lr is None:
-            return "\n".join(text + ["(the learning-rate check has not finished: part (b) has not started)\n"])
-        text += [f"Chosen: **{self.sgd_lr:g}**, for every part of every algorithm, with `--optimizer sgd --client-grad "
-                 "global` (LocSplitFed sends no gradient down, so it takes only the optimiser; target "
+            return "\n".join(text + ["(the learning-rate check has not finished: section (b) has not started)\n"])
+        text += [f"Chosen: **{self.sgd_lr:g}**, for every section of every algorithm, with `--optimizer sgd "
+                 "--client-grad global` (LocSplitFed sends no gradient down, so it takes only the optimiser; target "
                  f"{100 * TARGETS['sgd']:g} %).", ""]
         hi = max(self.scale.clients_imbalance)
         for n in self.scale.clients_imbalance:
@@ -274,10 +274,10 @@ class Report:
                 labels.append(label), means.append(100 * e.mean), spreads.append(100 * (e.half_width or 0.0))
         if labels:
             plots.bar_plot(labels, means, self.figures / "ablations.png", "final test accuracy (%), 95 % CI",
-                           f"LocFedMix-SL's parts, N = {n}", spreads)
-        return "\n".join([f"N = {n}, IID, Adam; each setting minus all parts on (averaging once a round), paired by "
-                          "seed (points; a positive difference means the setting beats LocFedMix-SL):", "",
-                          table(["parts on", "final accuracy (%)", "minus all on"], rows),
+                           f"LocFedMix-SL's components, N = {n}", spreads)
+        return "\n".join([f"N = {n}, IID, Adam; each setting minus all components on (averaging once a round), "
+                          "paired by seed (points; a positive difference means the setting beats LocFedMix-SL):", "",
+                          table(["components on", "final accuracy (%)", "minus all on"], rows),
                           "![ablations](figures/ablations.png)\n"])
 
     # (e) -----------------------------------------------------------------------------------
