@@ -199,7 +199,7 @@ class Report:
                 table(["learning rate", "final accuracy (%)"], checks)]
         if self.sgd_lr is None:
             return "\n".join(text + ["(the learning-rate check has not finished: section (b) has not started)\n"])
-        text += [f"Chosen: **{self.sgd_lr:g}**, for every section of every algorithm, with `--optimizer sgd "
+        text += [f"Chosen: **{self.sgd_lr:g}**, for every model part of every algorithm, with `--optimizer sgd "
                  "--client-grad global` (LocSplitFed sends no gradient down, so it takes only the optimiser; target "
                  f"{100 * TARGETS['sgd']:g} %).", ""]
         hi = max(self.scale.clients_imbalance)
