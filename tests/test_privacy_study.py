@@ -42,7 +42,7 @@ def test_quick_privacy_study_end_to_end_then_resumes_without_work(tmp_path, manu
     finished = {p.parent.name for p in (results / "runs").glob("*/summary.json")}
     assert finished == {ps.sweep.run_name(c) for c in ps.algorithms(scale, scale.clients)}
     report = (results / "REPORT.md").read_text()
-    assert "## (a) Every split algorithm at N = 2" in report and "| PSL | shadow_ssim |" in report
+    assert "## (a) Every split algorithm at N = 2" in report and "| LocFedMix-SL minus PSL | shadow_ssim |" in report
     assert "| LocFedMix-SL |" in report and "no runs yet" not in report.split("## (a100)")[0]
     assert (results / "figures" / "reconstructions-n2.png").stat().st_size > 0
     assert all((results / "runs" / name / "privacy_images.npz").is_file() for name in finished)

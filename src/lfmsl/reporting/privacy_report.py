@@ -69,21 +69,27 @@ def leakage_table(cells: Cells, configs: Sequence[Config], rows: Sequence[str], 
     return table(header, body)
 
 
-def paired_table(cells: Cells, ours: Config, baselines: Sequence[Config]) -> str:
-    """`ours` minus each baseline, paired by seed, for every measure both runs have (last round)."""
+LEAKAGE = ["privacy_dcor", "privacy_dcor_unbiased"] + [f"privacy_{a}_ssim" for a in ATTACK_NAMES]
+MORE_LESS = {"test_accuracy": ("more accurate", "less accurate")}  # any other measure: leakage
+
+
+def paired_table(cells: Cells, pairs: Sequence[tuple[str, Config, Config]], measures: Sequence[str] = LEAKAGE) -> str:
+    """Each pair's first run minus its second, paired by seed, for every measure both have (last round); the
+    first column names the pair (e.g. 'LocFedMix-SL minus PSL')."""
     rows = []
-    for theirs in baselines:
-        for metric in ["privacy_dcor", "privacy_dcor_unbiased"] + [f"privacy_{a}_ssim" for a in ATTACK_NAMES]:
-            d = stats.paired_difference(per_seed(cells, ours, metric), per_seed(cells, theirs, metric))
+    for name, first, second in pairs:
+        for metric in measures:
+            d = stats.paired_difference(per_seed(cells, first, metric), per_seed(cells, second, metric))
             if d is None:
                 continue
-            verdict = {stats.SUPPORTED: f"{label(ours.algorithm)} leaks more",
-                       stats.CONTRADICTED: f"{label(ours.algorithm)} leaks less",
+            more, less = MORE_LESS.get(metric, ("leaks more", "leaks less"))
+            verdict = {stats.SUPPORTED: more, stats.CONTRADICTED: less,
                        stats.UNDECIDED: "undecided"}[stats.verdict(d, 1)]
-            rows.append([label(theirs.algorithm), metric.removeprefix("privacy_"), describe(d), verdict])
+            scale = 100.0 if metric == "test_accuracy" else 1.0  # accuracy in points
+            rows.append([name, metric.removeprefix("privacy_"), describe(d, scale), verdict])
     if not rows:
         return "(no paired runs yet)"
-    return table(["baseline", "measure", f"{label(ours.algorithm)} minus baseline (95 % CI)", "verdict"], rows)
+    return table(["comparison", "measure", "difference (95 % CI)", "verdict"], rows)
 
 
 def tradeoff_figure(cells: Cells, scale_: ps.Scale, path: Path) -> Path:
@@ -145,21 +151,31 @@ def write_report(scale_: ps.Scale, results: Path) -> Path:
                      leakage_table(cells, configs, names, scale_), ""]
         ours = [c for c in configs if c.algorithm == ps.OURS]
         if ours:
+            pairs = [(f"{label(ps.OURS)} minus {label(c.algorithm)}", ours[0], c) for c in configs
+                     if c.algorithm != ps.OURS]
             sections += [f"{label(ps.OURS)} minus each baseline at N = {clients}, paired by seed (last round):\n",
-                         paired_table(cells, ours[0], [c for c in configs if c.algorithm != ps.OURS]), ""]
+                         paired_table(cells, pairs), ""]
         picture = reconstructions_figure(cells, configs, names, figures / f"reconstructions-n{clients}.png")
         if picture is not None:
             sections += [f"![reconstructions at N = {clients}](figures/{picture.name})", ""]
     variants = ps.locfedmix_variants(scale_)[:: len(scale_.seeds)]
     names = [f"--loc-weight {c.loc_weight:g}" + ("" if c.average_decoders else ", decoders local") for c in variants]
+    default = ps.base(scale_, algorithm=ps.OURS, clients=scale_.clients)
+    pairs = [(f"default minus {name}", default, c) for name, c in zip(names, variants) if c != default]
     sections += ["## (b) LocFedMix-SL's regulariser and its decoders\n", leakage_table(cells, variants, names, scale_),
-                 ""]
+                 "", "The default (--loc-weight 1, decoders averaged) minus each variant, paired by seed "
+                 "(last round):\n",
+                 paired_table(cells, pairs, ["test_accuracy"] + LEAKAGE), ""]
     defended = ps.defences(scale_)[:: len(scale_.seeds)]
     plain = [ps.base(scale_, algorithm=a, clients=scale_.clients) for a in ps.DEFENDED]
     rows = plain + defended
     names = [f"{label(c.algorithm)}" + (f", NoPeek {c.nopeek_weight:g}" if c.nopeek_weight else "")
              + (f", noise {c.smash_noise:g}" if c.smash_noise else "") for c in rows]
+    undefended = {c.algorithm: c for c in plain}
+    pairs = [(f"{name} minus none", c, undefended[c.algorithm]) for name, c in zip(names[len(plain):], defended)]
     sections += ["## (c) The defences\n", leakage_table(cells, rows, names, scale_), "",
+                 "Each defence minus the same algorithm undefended, paired by seed (last round):\n",
+                 paired_table(cells, pairs, ["test_accuracy"] + LEAKAGE), "",
                  f"![defence trade-off](figures/{tradeoff_figure(cells, scale_, figures / 'defences.png').name})", ""]
     cuts = ps.cut_depth(scale_)[:: len(scale_.seeds)]
     names = [f"{label(c.algorithm)}, allconv cut {c.cut}" for c in cuts]
