@@ -3,7 +3,6 @@
 
 import math
 
-import dcor
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,6 +16,16 @@ from lfmsl.privacy.measures import (
     reconstruction_scores,
 )
 from tolerance import chain
+
+
+def reference():
+    """The `dcor` package, imported by the one test process that runs this file: at import it compiles numba
+    functions into its on-disk cache, and two pytest-xdist workers doing so at once in a fresh environment left a
+    cache that aborts every later import (LLVM: symbol not found)."""
+    import dcor
+
+    return dcor
+
 
 # SSIM's stabilising constants C1 = (k1 max_val)^2 and C2 = (k2 max_val)^2 with dm-pix's defaults k1 = 0.01,
 # k2 = 0.03, max_val = 1.
@@ -35,7 +44,7 @@ def sample(n: int, dependent: bool, seed: int = 0) -> tuple[np.ndarray, np.ndarr
 
 def reference(x: np.ndarray, y: np.ndarray) -> float:
     """dcor's default estimator, the biased V-statistic, in float64."""
-    return float(dcor.distance_correlation(x.reshape(len(x), -1), y.reshape(len(y), -1)))
+    return float(reference().distance_correlation(x.reshape(len(x), -1), y.reshape(len(y), -1)))
 
 
 def float32_rtol(x: np.ndarray, n: int, value: float) -> float:
@@ -154,7 +163,7 @@ def test_vmapped_over_clients_it_equals_the_loop():
 
 def u_reference(x: np.ndarray, y: np.ndarray) -> float:
     """dcor's bias-corrected squared distance correlation (Szekely and Rizzo 2014), in float64."""
-    return float(dcor.u_distance_correlation_sqr(x.reshape(len(x), -1), y.reshape(len(y), -1)))
+    return float(reference().u_distance_correlation_sqr(x.reshape(len(x), -1), y.reshape(len(y), -1)))
 
 
 def float32_atol(x: np.ndarray, n: int) -> float:
