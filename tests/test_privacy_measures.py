@@ -18,7 +18,7 @@ from lfmsl.privacy.measures import (
 from tolerance import chain
 
 
-def reference():
+def dcor_package():
     """The `dcor` package, imported by the one test process that runs this file: at import it compiles numba
     functions into its on-disk cache, and two pytest-xdist workers doing so at once in a fresh environment left a
     cache that aborts every later import (LLVM: symbol not found)."""
@@ -44,7 +44,7 @@ def sample(n: int, dependent: bool, seed: int = 0) -> tuple[np.ndarray, np.ndarr
 
 def reference(x: np.ndarray, y: np.ndarray) -> float:
     """dcor's default estimator, the biased V-statistic, in float64."""
-    return float(reference().distance_correlation(x.reshape(len(x), -1), y.reshape(len(y), -1)))
+    return float(dcor_package().distance_correlation(x.reshape(len(x), -1), y.reshape(len(y), -1)))
 
 
 def float32_rtol(x: np.ndarray, n: int, value: float) -> float:
@@ -163,7 +163,7 @@ def test_vmapped_over_clients_it_equals_the_loop():
 
 def u_reference(x: np.ndarray, y: np.ndarray) -> float:
     """dcor's bias-corrected squared distance correlation (Szekely and Rizzo 2014), in float64."""
-    return float(reference().u_distance_correlation_sqr(x.reshape(len(x), -1), y.reshape(len(y), -1)))
+    return float(dcor_package().u_distance_correlation_sqr(x.reshape(len(x), -1), y.reshape(len(y), -1)))
 
 
 def float32_atol(x: np.ndarray, n: int) -> float:
