@@ -13,10 +13,11 @@ import sys
 import jax
 import numpy as np
 
-from lfmsl import algorithms
+from lfmsl import algorithms, datasets
 from lfmsl.algorithms import participation
 from lfmsl.algorithms.base import Algorithm, Context, State
 from lfmsl.config import Config
+from lfmsl.core import memory
 from lfmsl.core.batching import ClientData, active_per_iteration, iterations_per_round, make_client_data
 from lfmsl.core.executors import resolve
 from lfmsl.core.partition import partition, stratified_subset
@@ -125,10 +126,38 @@ class BuiltRound:
             return lowered.compile()
 
 
+def model_for(config: Config, image_shape: tuple[int, int, int], num_classes: int) -> SplitModel:
+    """The run's split model: --model (else the dataset's default) cut at --cut."""
+    return get_model(config.model or default_model_for(config.dataset), image_shape, num_classes, config.conv,
+                     config.cut)
+
+
+def require_state_fits(configs: list[Config]) -> None:
+    """Refuse, before a sweep's first run, a grid whose largest run's state cannot fit in memory: per algorithm,
+    dataset, model, cut and optimiser, the run with the most clients (the state grows with the client count,
+    and nothing else in a grid changes its size). A run refused two hours into a night's sweep is a lost night."""
+    largest: dict[tuple, Config] = {}
+    for config in configs:
+        family = (config.algorithm, config.dataset, config.model, config.cut, config.conv, config.optimizer)
+        if family not in largest or config.clients > largest[family].clients:
+            largest[family] = config
+    for config in largest.values():
+        shape = datasets.spec(config.dataset)
+        model = model_for(config, shape.image_shape, shape.num_classes)
+        learners = 1 if algorithms.exchange(config).schedule == "central" else config.clients
+        context = algorithms.context(config, model, learners, iterations=1,
+                                     executor=resolve(config.executor, num_clients=learners))
+        try:
+            memory.require_state_fit(jax.eval_shape(algorithms.build(config, context).init, jax.random.key(0)),
+                                     learners)
+        except UsageError as error:
+            raise UsageError(f"the grid's {config.algorithm} run with {config.clients} clients cannot fit: "
+                             f"{error}") from None
+
+
 def build_round(config: Config, dataset: Dataset) -> BuiltRound:
     """The round of a run of `config` on `dataset` (validated beforehand: `lfmsl.algorithms.validate`)."""
-    model = get_model(config.model or default_model_for(config.dataset), dataset.image_shape, dataset.num_classes,
-                      config.conv, config.cut)
+    model = model_for(config, dataset.image_shape, dataset.num_classes)
     client_indices = client_partition(config, dataset.y_train)
     sent = algorithms.exchange(config)
     # A central learner (centralized training) sees the union of the clients' data.

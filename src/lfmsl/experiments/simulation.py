@@ -14,18 +14,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lfmsl import algorithms, datasets
 from lfmsl.algorithms.base import State
 from lfmsl.config import Config
 from lfmsl.core import memory
 from lfmsl.core.evaluate import TestData, evaluate_pairs, make_test_data
-from lfmsl.core.executors import resolve
 from lfmsl.core.partition import stratified_subset
-from lfmsl.errors import UsageError
 from lfmsl.experiments.leakage import Leakage
 from lfmsl.experiments.round_builder import BuiltRound, build_round
 from lfmsl.io.data import Dataset
-from lfmsl.models import get_model
 
 RoundRecord = dict[str, float]
 
@@ -34,30 +30,6 @@ def eval_client_ids(config: Config, num_clients: int) -> np.ndarray:
     """Evenly spread clients whose own models are scored where clients keep their own."""
     count = num_clients if config.eval_clients == 0 else min(config.eval_clients, num_clients)
     return np.unique(np.linspace(0, num_clients - 1, count).round().astype(np.int32))
-
-
-def require_state_fits(configs: list[Config]) -> None:
-    """Refuse, before a sweep's first run, a grid whose largest run's state cannot fit in memory: per algorithm,
-    dataset, model, cut and optimiser, the run with the most clients (the state grows with the client count,
-    and nothing else in a grid changes its size). A run refused two hours into a night's sweep is a lost night."""
-    largest: dict[tuple, Config] = {}
-    for config in configs:
-        family = (config.algorithm, config.dataset, config.model, config.cut, config.conv, config.optimizer)
-        if family not in largest or config.clients > largest[family].clients:
-            largest[family] = config
-    for config in largest.values():
-        shape = datasets.spec(config.dataset)
-        model = get_model(config.model or shape.default_model, shape.image_shape, shape.num_classes, config.conv,
-                          config.cut)
-        learners = 1 if algorithms.exchange(config).schedule == "central" else config.clients
-        context = algorithms.context(config, model, learners, iterations=1,
-                                     executor=resolve(config.executor, num_clients=learners))
-        try:
-            memory.require_state_fit(jax.eval_shape(algorithms.build(config, context).init, jax.random.key(0)),
-                                     learners)
-        except UsageError as error:
-            raise UsageError(f"the grid's {config.algorithm} run with {config.clients} clients cannot fit: "
-                             f"{error}") from None
 
 
 class Simulation:

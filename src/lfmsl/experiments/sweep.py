@@ -94,7 +94,7 @@ def run_sweep(configs: Sequence[Config], out: Path, load: Callable[[str], object
         validate(config)
     check_backend()
     options = dataclasses.replace(options, how_to_continue=CONTINUE)
-    from lfmsl.experiments.simulation import require_state_fits
+    from lfmsl.experiments.round_builder import require_state_fits
 
     require_state_fits(configs)
     runs = [Run(config, Path(out) / run_name(config)) for config in configs]
