@@ -413,3 +413,49 @@ def test_the_noise_of_a_failed_restore_is_dropped_and_nothing_else(tmp_path, mon
     assert passes(future.replace("checkpoints", "elsewhere"))
     assert passes("Exception in callback: whatever")
     assert sum(isinstance(f, checkpoint.UnawaitedReadsOf) for f in asyncio_log.filters) == 1
+
+
+def _written_by(thread_writes: list[tuple[str, str]], stream) -> None:
+    """Write each (thread, text) in this order, 'main' from this thread and 'worker' from one other thread."""
+    import queue
+    import threading
+
+    jobs, done = queue.Queue(), queue.Queue()
+
+    def worker():
+        while (text := jobs.get()) is not None:
+            stream.write(text)
+            done.put(True)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    for who, text in thread_writes:
+        if who == "main":
+            stream.write(text)
+        else:
+            jobs.put(text)
+            done.get()
+    jobs.put(None)
+    thread.join()
+
+
+def test_a_closed_loop_traceback_is_dropped_even_with_the_error_line_written_in_its_middle():
+    """CI saw the main thread's one line land between a tensorstore thread's traceback lines: the old filter
+    took the error line for the traceback's last line, printed the traceback and then its tail."""
+    import io
+
+    out = io.StringIO()
+    stream = checkpoint.DropClosedLoopTracebacks(out)
+    error = "lfmsl: error: no space left on the disk of /x/run (RESOURCE_EXHAUSTED: …); nothing finished is lost\n"
+    _written_by([("worker", "Traceback (most recent call last):\n"),
+                 ("worker", '  File "asyncio/base_events.py", line 806, in call_soon_threadsafe\n'),
+                 ("main", error),
+                 ("worker", "    self._check_closed()\n"),
+                 ("worker", "    raise RuntimeError('Event loop is closed')\n"),
+                 ("worker", "RuntimeError: Event loop is closed\n"),
+                 ("main", "round 2/3: acc 41.00%")], stream)
+    stream.flush()
+    assert out.getvalue() == error + "round 2/3: acc 41.00%"
+    other = "Traceback (most recent call last):\n  File \"x.py\", line 1\nValueError: a real error\n"
+    stream.write(other)
+    assert out.getvalue().endswith(other)  # every other traceback passes whole

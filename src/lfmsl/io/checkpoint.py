@@ -159,35 +159,42 @@ class Checkpoints:
 class DropClosedLoopTracebacks:
     """A stderr that drops the tracebacks tensorstore's threads print when a write they finish posts to orbax's
     event loop after a failed save closed it (dozens after a disk filled up, each 'RuntimeError: Event loop is
-    closed'); everything else passes through. A traceback is held until its last line decides it; as several
-    threads print at once, their lines interleave, so once such a traceback was dropped, stray frame lines and
-    closed-loop lines are dropped too (lfmsl's own lines never start with a space)."""
+    closed'); everything else passes through. Each thread's text is assembled apart, so lfmsl's own line, written
+    by the main thread while a traceback is half printed, neither joins nor splits it. A traceback is held until
+    its last line decides it. Once one was dropped, stray frame lines and closed-loop lines are dropped too (a
+    safety net: lfmsl's own lines never start with a space)."""
 
     START = "Traceback (most recent call last):"
     CLOSED = "RuntimeError: Event loop is closed"
 
     def __init__(self, stream: Any):
-        self.stream, self._held, self._partial, self._dropped = stream, [], "", False
+        self.stream, self._dropped = stream, False
+        self._held: dict[int, list[str]] = {}
+        self._partial: dict[int, str] = {}
         self._lock = threading.Lock()
 
     def write(self, text: str) -> int:
         with self._lock:
-            *lines, self._partial = (self._partial + text).split("\n")
+            thread = threading.get_ident()
+            held = self._held.setdefault(thread, [])
+            *lines, partial = (self._partial.get(thread, "") + text).split("\n")
             for line in lines:
-                self._line(line + "\n")
-            if self._partial and not self._held and not self.START.startswith(self._partial[: len(self.START)]):
-                self.stream.write(self._partial)  # a progress bar's '\r' line, or text awaiting its newline
-                self._partial = ""
+                self._line(held, line + "\n")
+            if partial and not held and not self.START.startswith(partial[: len(self.START)]):
+                self.stream.write(partial)  # a progress bar's '\r' line, or text awaiting its newline
+                partial = ""
+            self._partial[thread] = partial
         return len(text)
 
-    def _line(self, line: str) -> None:
-        if not self._held and not line.startswith(self.START):
+    def _line(self, held: list[str], line: str) -> None:
+        if not held and not line.startswith(self.START):
             if not (self._dropped and (line[:1] == " " or line.strip() == self.CLOSED)):
                 self.stream.write(line)
             return
-        self._held.append(line)
+        held.append(line)
         if line.strip() and not line[:1].isspace() and not line.startswith(self.START):  # an exception's own line
-            block, self._held = "".join(self._held), []
+            block = "".join(held)
+            held.clear()
             if line.strip() == self.CLOSED:
                 self._dropped = True
             else:
@@ -195,9 +202,9 @@ class DropClosedLoopTracebacks:
 
     def flush(self) -> None:
         with self._lock:
-            if self._partial and not self._held:
-                self.stream.write(self._partial)
-                self._partial = ""
+            thread = threading.get_ident()
+            if self._partial.get(thread) and not self._held.get(thread):
+                self.stream.write(self._partial.pop(thread))
         self.stream.flush()
 
     def __getattr__(self, name: str) -> Any:
