@@ -55,7 +55,7 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
     g.add_argument("--resume", type=_folder, default=None, metavar="DIR",
                    help="continue the stopped run in DIR with the configuration it was started with; options given as "
                         "well must match it, except a larger --rounds, which extends the run")
-    add_flags(run, RunOptions, into=g)
+    add_flags(run, RunOptions, ("checkpoint_every", "manual_dir", "data_dir", "progress", "allow_divergence"), into=g)
     g.add_argument("--distributed", action="store_true",
                    help="join jax.distributed first (one process per host of a TPU pod slice or GPU cluster; see "
                         "docs/SCALING.md)")
@@ -68,7 +68,7 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
     g = sweep.add_argument_group(IO)
     g.add_argument("--out", type=_folder, required=True, metavar="DIR",
                    help="folder of the sweep: one subfolder per run, and the tables")
-    add_flags(sweep, RunOptions, ("manual_dir", "data_dir", "allow_divergence"), into=g)
+    add_flags(sweep, RunOptions, ("manual_dir", "data_dir", "allow_divergence", "runs_per_program"), into=g)
     g.add_argument("--progress", action="store_true", help="a progress bar per run (default: one line per run)")
     return parser
 

@@ -106,6 +106,13 @@ class BuiltRound:
         algorithm = build_algorithm(self.config, context, self.schedule, self.run_key)
         return dataclasses.replace(self, context=context, algorithm=algorithm)
 
+    def with_values(self, config: Config) -> Algorithm:
+        """The algorithm built from `config`, whose value fields (`grouped.VALUES`) may be traced arrays: a group
+        of runs builds its algorithm inside its program, so that those values are inputs, not constants."""
+        context = algorithms.context(config, self.model, self.context.num_clients, self.context.iterations,
+                                     self.context.executor)
+        return build_algorithm(config, context, self.schedule, self.run_key)
+
     def round_key(self, round_index: int) -> jax.Array:
         """Round r's randomness depends on (seed, r) alone, so any round can be recomputed."""
         return jax.random.fold_in(self.run_key, round_index)

@@ -34,6 +34,10 @@ class RunOptions:
         False, IO,
         help=("go on when the training loss explodes while staying finite (above 1e3, or 100 times round 1's); by "
               "default the run stops there with exit status 3, as on a NaN loss, which always stops"))
+    runs_per_program: int | None = option(
+        None, IO, metavar="K", kind=POSITIVE_INT, default_help="as many as fit in memory",
+        help=("a sweep trains at most K runs that differ only in --seed, --lr, --client-lr, --server-lr, --mix-alpha "
+              "or --loc-weight as one program (docs/PERFORMANCE.md#many-runs-one-program); 1: each run alone"))
     how_to_continue: str | None = None  # ends an interrupted run's message; None: `lfmsl run --resume` of its folder
 
     def load_dataset(self, name: str):
@@ -45,3 +49,5 @@ class RunOptions:
     def __post_init__(self):
         if not POSITIVE_INT.accepts(self.checkpoint_every):
             raise UsageError(f"--checkpoint-every must be a positive number of rounds, got {self.checkpoint_every}")
+        if self.runs_per_program is not None and not POSITIVE_INT.accepts(self.runs_per_program):
+            raise UsageError(f"--runs-per-program must be a positive number of runs, got {self.runs_per_program}")

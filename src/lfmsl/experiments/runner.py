@@ -146,16 +146,7 @@ def _simulate(config: Config, folder: RunDir, store: checkpoint.Checkpoints, dat
     log(f"lfmsl: {config.algorithm} on {config.dataset}, {plural(config.clients, 'client')}, "
         f"{plural(config.rounds, 'round')} -> {out}" + outputs.numerics_note())
     simulation = Simulation(config, dataset)  # data-dependent checks happen here, before compiling
-    folder.write_config(config, {"manual_dir": options.manual_dir, "data_dir": options.data_dir})
-    snapshot = store.latest(simulation.state) if steps else None
-    history = []
-    if snapshot is not None:
-        checkpoint.check_same_run(snapshot, config.to_dict(), out)
-        simulation.state, simulation.run_key, history = snapshot.state, snapshot.run_key, snapshot.history
-        log(f"lfmsl: resuming after round {snapshot.rounds_done} from {store.directory / str(snapshot.rounds_done)}")
-    folder.write_metrics(history)  # drops rounds past the checkpoint: they are recomputed
-    board = folder.tensorboard(history)  # rebuilt: it holds what metrics.jsonl holds
-    folder.drop_summary()  # a finished run being extended is not finished
+    history, board = _continue_from_checkpoint(config, folder, store, simulation, options, steps)
     start = len(history)
 
     if start < config.rounds:
@@ -175,20 +166,47 @@ def _simulate(config: Config, folder: RunDir, store: checkpoint.Checkpoints, dat
             progress_bar.close()
     if len(history) < config.rounds:
         stop.check(f"after round {len(history)} of {config.rounds}, which is saved; {resume_hint}")
+    summary = finish(config, folder, simulation, history, start, time.perf_counter() - started,
+                     simulation.compile_time_s, simulation.context.executor)
+    # The caller learns of a stop request all the same.
+    stop.check("after the run finished; every output is written" + (f"; {how_to_continue}" if how_to_continue else ""))
+    return summary
 
+
+def _continue_from_checkpoint(config: Config, folder: RunDir, store: checkpoint.Checkpoints, simulation,
+                              options: RunOptions, steps: list[int]) -> tuple[list[dict], Any]:
+    """Write the run's configuration and put its newest checkpoint (if any) into `simulation`; the history so far
+    and the TensorBoard log, both rewritten to hold exactly the rounds the checkpoint holds."""
+    folder.write_config(config, {"manual_dir": options.manual_dir, "data_dir": options.data_dir})
+    snapshot = store.latest(simulation.state) if steps else None
+    history = []
+    if snapshot is not None:
+        checkpoint.check_same_run(snapshot, config.to_dict(), folder.path)
+        simulation.state, simulation.run_key, history = snapshot.state, snapshot.run_key, snapshot.history
+        log(f"lfmsl: resuming after round {snapshot.rounds_done} from {store.directory / str(snapshot.rounds_done)}")
+    folder.write_metrics(history)  # drops rounds past the checkpoint: they are recomputed
+    board = folder.tensorboard(history)  # rebuilt: it holds what metrics.jsonl holds
+    folder.drop_summary()  # a finished run being extended is not finished
+    return history, board
+
+
+def finish(config: Config, folder: RunDir, simulation, history: list[dict], start: int, run_time_s: float,
+           compile_time_s: float, executor: str) -> dict:
+    """Write a finished run's summary, plot and reconstructions, say so, and return the summary. `compile_time_s`
+    and `executor` are those of the program that ran it (a group's, where it shared one: grouped.py)."""
     summary = {
         "config": config.to_dict(),
         "resolved": {
             "model": simulation.model.name,
-            "executor": simulation.context.executor,
+            "executor": executor,
             "iterations_per_round": simulation.context.iterations,
             "client_sizes": {"min": int(min(map(len, simulation.client_indices))),
                              "max": int(max(map(len, simulation.client_indices)))},
             **({"active_per_iteration": list(simulation.active)} if simulation.active is not None else {}),
         },
         "resumed_after_round": start,
-        "compile_time_s": simulation.compile_time_s,
-        "run_time_s": time.perf_counter() - started,
+        "compile_time_s": compile_time_s,
+        "run_time_s": run_time_s,
         **outputs.summarise_run(history),
         **outputs.summarise_privacy(history),
         **summary_fields(history, config.target_accuracy),
@@ -208,11 +226,9 @@ def _simulate(config: Config, folder: RunDir, store: checkpoint.Checkpoints, dat
         f"lfmsl: done. final accuracy {100 * summary['final_test_accuracy']:.2f}%, "
         f"best {100 * summary['best_test_accuracy']:.2f}% "
         f"(round {summary['best_round']}), {summary['total_wall_time_s']:.1f} s for {plural(len(history), 'round')} "
-        f"+ {simulation.compile_time_s:.1f} s compile; simulated latency {summary['sim_latency_s']:.3g} s, "
-        f"{summary['comm_bytes'] / 1e6:.4g} MB sent. Outputs in {out}"
+        f"+ {compile_time_s:.1f} s compile; simulated latency {summary['sim_latency_s']:.3g} s, "
+        f"{summary['comm_bytes'] / 1e6:.4g} MB sent. Outputs in {folder.path}"
     )
-    # The caller learns of a stop request all the same.
-    stop.check("after the run finished; every output is written" + (f"; {how_to_continue}" if how_to_continue else ""))
     return summary
 
 
@@ -226,22 +242,35 @@ def _run_rounds(simulation, store: checkpoint.Checkpoints, folder: RunDir, histo
         done = len(history)
         segment_end = min(config.rounds, (done // every + 1) * every)
         for record in simulation.rounds(done, segment_end, keep_going=stop.keep_going):
-            record["wall_time_s"] += wall_time  # simulator time summed over the sessions of a run
-            check_loss(record, first_train_loss(history), config, store, allow_divergence)
-            folder.append_metrics(record)
-            if board is not None:
-                board.add(record)
-            history.append(record)
+            accept(record, wall_time, history, config, store, folder, board, allow_divergence)
             _show(record, config, progress_bar)
         if len(history) > done:
             wall_time = history[-1]["wall_time_s"]
-            try:
-                store.save(len(history), simulation.state, simulation.run_key, history, wall_time, config.to_dict())
-            except Exception as error:
-                if disk_full(error):  # the rounds since the last checkpoint cannot be resumed: --resume recomputes them
-                    folder.keep_metrics(store.steps()[-1] if store.steps() else 0)
-                raise
+            save(store, folder, simulation.state, simulation.run_key, history, config)
     return history
+
+
+def accept(record: dict, wall_time: float, history: list[dict], config: Config, store: checkpoint.Checkpoints,
+           folder: RunDir, board=None, allow_divergence: bool = False) -> None:
+    """Check a round's record (Diverged where its loss is not sound), then append it to the run's metrics,
+    TensorBoard log and `history`. `wall_time`: the simulator time of the run's earlier sessions."""
+    record["wall_time_s"] += wall_time  # simulator time summed over the sessions of a run
+    check_loss(record, first_train_loss(history), config, store, allow_divergence)
+    folder.append_metrics(record)
+    if board is not None:
+        board.add(record)
+    history.append(record)
+
+
+def save(store: checkpoint.Checkpoints, folder: RunDir, state, run_key, history: list[dict], config: Config) -> None:
+    """Checkpoint the state after the rounds in `history`; on a full disk, cut metrics.jsonl back to the rounds the
+    last whole checkpoint holds (--resume recomputes the others) before raising."""
+    try:
+        store.save(len(history), state, run_key, history, history[-1]["wall_time_s"], config.to_dict())
+    except Exception as error:
+        if disk_full(error):
+            folder.keep_metrics(store.steps()[-1] if store.steps() else 0)
+        raise
 
 
 EXPLODED_LOSS = 1e3  # a training loss above this, or EXPLOSION times round 1's, counts as diverged

@@ -126,19 +126,10 @@ class Simulation:
         already dispatched finish and the generator ends with `state` after the last one yielded.
         """
         self.compile()
-        began = last = time.perf_counter()
-        pending = None
-        for r in range(start, stop + 1):
-            dispatched = self.step(r) if r < stop and keep_going() else None
-            if pending is not None:
-                record = self._record(pending[0], jax.device_get(pending[1]))
-                now = time.perf_counter()
-                record["round_time_s"], record["wall_time_s"] = now - last, now - began
-                last = now
-                yield record
-            if dispatched is None:
-                return
-            pending = (r, dispatched)
+        for r, fetched, round_time, wall_time in pipelined(self.step, start, stop, keep_going):
+            record = self._record(r, fetched)
+            record["round_time_s"], record["wall_time_s"] = round_time, wall_time
+            yield record
 
     def _record(self, round_index: int, fetched: tuple) -> RoundRecord:
         train, (accuracy, loss), (leakage, images) = fetched
@@ -159,3 +150,22 @@ class Simulation:
             record["dropped"] = int(np.sum(~self.schedule.survivors(round_index)))
         record.update(self.costs.record_fields(round_index))
         return record
+
+
+def pipelined(step: Callable[[int], object], start: int, stop: int, keep_going: Callable[[], bool]
+              ) -> Iterator[tuple[int, object, float, float]]:
+    """Rounds start..stop-1 of `step` (which dispatches a round and returns its device outputs), each dispatched
+    before the one before it is fetched, so the device computes while the host writes: yields each round's index,
+    fetched outputs, its time and the time since `start`."""
+    began = last = time.perf_counter()
+    pending = None
+    for r in range(start, stop + 1):
+        dispatched = step(r) if r < stop and keep_going() else None
+        if pending is not None:
+            fetched = jax.device_get(pending[1])
+            now = time.perf_counter()
+            yield pending[0], fetched, now - last, now - began
+            last = now
+        if dispatched is None:
+            return
+        pending = (r, dispatched)

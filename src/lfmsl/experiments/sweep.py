@@ -115,18 +115,53 @@ def run_sweep(configs: Sequence[Config], out: Path, load: Callable[[str], object
         return datasets[name]
 
     def run_each(batch: list[Run], stop) -> None:
-        for run in sorted(batch, key=lambda r: r.config.dataset):
-            stop.check(f"before the run {run.path.name}; every finished run is kept; {CONTINUE}")
-            log(f"lfmsl sweep: {run.path.name}")
-            run.skipped = None
-            with _failures(run, log):  # an interrupted run resumes from its checkpoint
-                run.summary = run_checked(run.config, run.path, True, options, dataset(run.config.dataset)).summary
+        for group in programs(sorted(batch, key=lambda r: r.config.dataset), options.runs_per_program):
+            names = ", ".join(run.path.name for run in group)
+            stop.check(f"before the run{'s' if len(group) > 1 else ''} {names}; every finished run is kept; {CONTINUE}")
+            log(f"lfmsl sweep: {names}")
+            for run in group:
+                run.skipped = None
+            if len(group) == 1:
+                run = group[0]
+                with _failures(run, log):  # an interrupted run resumes from its checkpoint
+                    run.summary = run_checked(run.config, run.path, True, options, dataset(run.config.dataset)).summary
+            else:
+                _run_group(group, options, dataset(group[0].config.dataset), log)
 
     with StopRequests() as stop:
         run_each(todo, stop)
         # Once more the runs another sweep had: finished since (found so), stopped (resumed here) or still running.
         run_each(still_running(runs), stop)
     return runs
+
+
+def programs(runs: Sequence[Run], most: int | None = None) -> list[list[Run]]:
+    """`runs` in groups that share one program (`grouped.program_of`), at most `most` runs each (None: any number;
+    the group splits itself where it cannot fit in memory), in the order first seen; a run that must run alone
+    (`grouped.runs_alone`) is a group of its own."""
+    from lfmsl.experiments.grouped import program_of, runs_alone
+
+    groups: dict[object, list[Run]] = {}
+    for index, run in enumerate(runs):
+        key = index if most == 1 or runs_alone(run.config) else program_of(run.config)
+        groups.setdefault(key, []).append(run)
+    size = lambda group: len(group) if most is None else most
+    return [group[i:i + size(group)] for group in groups.values() for i in range(0, len(group), size(group))]
+
+
+def _run_group(group: list[Run], options: RunOptions, dataset, log: Callable[[str], None]) -> None:
+    """Run `group` as one program (group_runner.py), recording each run's summary, or why it is left out."""
+    from lfmsl.experiments.group_runner import run_group
+
+    try:
+        outcomes = run_group([run.config for run in group], [run.path for run in group], options, dataset)
+    except UsageError as error:  # a full disk stops every run of the group
+        outcomes = [error] * len(group)
+    for run, outcome in zip(group, outcomes):
+        with _failures(run, log):
+            if isinstance(outcome, UsageError):
+                raise outcome
+            run.summary = outcome.summary
 
 
 @contextlib.contextmanager
