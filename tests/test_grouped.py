@@ -10,6 +10,7 @@ import pytest
 
 from lfmsl.algorithms import names
 from lfmsl.config import Config
+from lfmsl.errors import UsageError
 from lfmsl.experiments import sweep
 from lfmsl.experiments.grouped import GroupSimulation, program_of
 from lfmsl.experiments.run_options import RunOptions
@@ -81,12 +82,13 @@ def test_a_sweep_groups_the_runs_that_differ_only_in_values():
         Config(algorithm="psl", seed=0), Config(algorithm="psl", seed=1, lr=0.1), Config(algorithm="locfedmix"),
         Config(algorithm="psl", seed=2, clients=20), Config(algorithm="psl", seed=3),
         Config(algorithm="psl", seed=4, privacy_every=1), Config(algorithm="sl", seed=0), Config(algorithm="sl", seed=1)]]
-    groups = [[runs.index(run) for run in group] for group in sweep.programs(runs)]
+    groups = [[runs.index(run) for run in group] for group in sweep.programs(runs, most=100)]
     # psl seeds 0, 1, 3 share a program; other clients, another algorithm, --privacy-every and SL's relay order
     # drawn from its seed each make a program of their own
     assert groups == [[0, 1, 4], [2], [3], [5], [6], [7]]
     assert [[runs.index(run) for run in group] for group in sweep.programs(runs, most=2)][:2] == [[0, 1], [4]]
     assert all(len(group) == 1 for group in sweep.programs(runs, most=1))
+    assert len(sweep.programs(runs)) == (len(runs) if jax.default_backend() == "cpu" else 6)  # CPU: each alone
     assert program_of(runs[0].config) == program_of(runs[1].config) != program_of(runs[6].config)
 
 
@@ -98,35 +100,58 @@ def records_of(path) -> list[dict]:
 def test_a_grouped_sweep_gives_its_runs_results_and_resumes_and_stops_each_run_alone(tmp_path, capsys):
     load = lambda name: tiny_dataset(train=60, test=40)
     base = Config(algorithm="psl", clients=2, rounds=4, batch_size=16, eval_clients=1, **SGD)
-    configs = [dataclasses.replace(base, seed=s) for s in (0, 1, 2)]
-    configs.append(dataclasses.replace(base, seed=3, lr=1e6))  # its loss explodes: it stops, the others go on
+    configs = [dataclasses.replace(base, seed=3, lr=1e6)]  # its loss explodes: it stops, the others go on
+    configs += [dataclasses.replace(base, seed=s) for s in (0, 1, 2)]
     logged = []
-    options = RunOptions(progress=False, checkpoint_every=1)
+    options = RunOptions(progress=False, checkpoint_every=1, runs_per_program=4)
     grouped = sweep.run_sweep(configs, tmp_path / "grouped", load, options, log=logged.append)
     alone = sweep.run_sweep(configs, tmp_path / "alone", load, dataclasses.replace(options, runs_per_program=1),
                             log=lambda message: None)
     compiles = capsys.readouterr().err.count("compiled in")
     assert compiles == 1 + 4  # one program for the four runs, and one each for them alone
-    assert [run.exit_code for run in grouped] == [run.exit_code for run in alone] == [0, 0, 0, 3]
-    assert "diverged" in grouped[3].skipped and grouped[3].summary is None
+    assert [run.exit_code for run in grouped] == [run.exit_code for run in alone] == [3, 0, 0, 0]
+    assert "exploded" in grouped[0].skipped and grouped[0].summary is None
     tolerance = sgd(steps=4 * 2, reduction=16 * PIXELS)
-    for together, single in zip(grouped[:3], alone[:3]):
+    for together, single in zip(grouped[1:], alone[1:]):
         assert together.summary["rounds_completed"] == 4
         for got, want in zip(records_of(together.path), records_of(single.path), strict=True):
             assert_records_close(got, want, tolerance)
     # Killed apart: seed 1 after its round-3 checkpoint, seed 2 in round 1, before any. Each resumes from where it
     # stopped (two groups) and recomputes what was lost as before.
     before = {run.path: records_of(run.path) for run in grouped}
-    (grouped[1].path / "summary.json").unlink()
-    shutil.rmtree(grouped[1].path / "checkpoints" / "4")
+    (grouped[2].path / "summary.json").unlink()
+    shutil.rmtree(grouped[2].path / "checkpoints" / "4")
     for lost in ("summary.json", "metrics.jsonl", "checkpoints"):
-        shutil.rmtree(grouped[2].path / lost) if lost == "checkpoints" else (grouped[2].path / lost).unlink()
+        shutil.rmtree(grouped[3].path / lost) if lost == "checkpoints" else (grouped[3].path / lost).unlink()
     logged.clear()
     again = sweep.run_sweep(configs, tmp_path / "grouped", load, options, log=logged.append)
     assert capsys.readouterr().err.count("compiled in") == 2  # one group from round 3, one from the start
-    assert [run.skipped for run in again] == [None, None, None, again[3].skipped], logged
-    assert [run.summary["resumed_after_round"] for run in again[1:3]] == [3, 0]
-    for run in again[:3]:
+    assert [run.skipped is None for run in again] == [False, True, True, True], logged
+    assert [run.summary["resumed_after_round"] for run in again[2:]] == [3, 0]
+    for run in again[1:]:
         for got, want in zip(records_of(run.path), before[run.path], strict=True):
             assert_records_close(got, want, tolerance)
-    assert again[0].summary == grouped[0].summary  # finished: found, not run
+    assert again[1].summary == grouped[1].summary  # finished: found, not run
+
+
+@pytest.mark.slow
+def test_lfmsl_run_takes_a_list_of_configurations_and_gives_a_list_of_outcomes(tmp_path):
+    """The Python API groups as a sweep does: the same program, so the same numbers bit for bit, and a run that
+    diverges is its error in the list while the others finish."""
+    import lfmsl
+    from lfmsl.errors import Diverged
+
+    dataset = tiny_dataset(train=60, test=40)
+    base = Config(algorithm="psl", clients=2, rounds=2, batch_size=16, eval_clients=1, **SGD)
+    configs = [base, dataclasses.replace(base, seed=1), dataclasses.replace(base, seed=2, lr=1e6)]
+    options = RunOptions(progress=False, runs_per_program=3)
+    first = lfmsl.run(configs, out=tmp_path / "a", options=options, dataset=dataset)
+    second = lfmsl.run(configs, out=[tmp_path / "b" / str(i) for i in range(3)], options=options, dataset=dataset)
+    assert isinstance(first[2], Diverged) and isinstance(second[2], Diverged)
+    for one, other in zip(first[:2], second[:2]):
+        assert one.path.parent == tmp_path / "a" and len(one.history) == 2
+        assert [{k: v for k, v in r.items() if k not in TIMING} for r in one.history] == [
+            {k: v for k, v in r.items() if k not in TIMING} for r in other.history]
+    assert first[0].history[-1]["test_loss"] != first[1].history[-1]["test_loss"]  # two seeds, two runs
+    with pytest.raises(UsageError, match="one distinct folder per configuration"):
+        lfmsl.run(configs, out=[tmp_path / "c"] * 3, options=options, dataset=dataset)

@@ -41,9 +41,52 @@ class _Member:
     outcome: Outcome | None = None  # set once the run finished, failed or was left out
 
 
-def run_group(configs: Sequence[Config], outs: Sequence[str | Path], options: RunOptions, dataset: Dataset
-              ) -> list[Outcome]:
-    """Run (or resume, or find finished) each `configs[i]` in `outs[i]`, those not finished sharing one program;
+def run_many(configs: Sequence[Config], out: str | Path | Sequence[str | Path] | None, resume: bool,
+             options: RunOptions, dataset: Dataset | None = None) -> list[Outcome]:
+    """`lfmsl.run` of a list of configurations: each into its own folder (`out`: one per configuration, or the
+    folder under which each gets its sweep name, by default a new one under runs/), the runs that differ only in
+    values trained as one program (`options.runs_per_program` caps a group); each run's RunResult, or the
+    UsageError that stopped it (Diverged, RunBusy, another run in its folder), the other runs unaffected."""
+    from lfmsl.algorithms import validate
+    from lfmsl.core.backend import check_backend
+    from lfmsl.experiments.grouped import most_per_program, programs
+    from lfmsl.experiments.runner import run_checked
+    from lfmsl.experiments.sweep import run_name
+
+    for config in configs:
+        validate(config)
+    check_backend()
+    if out is None or isinstance(out, (str, Path)):
+        parent = Path(out) if out is not None else RunDir.new("runs", "runs", configs[0].dataset).path
+        outs = [parent / run_name(config) for config in configs]
+    else:
+        outs = [Path(folder) for folder in out]
+        if len(outs) != len(configs) or len(set(outs)) != len(outs):
+            raise UsageError(f"give one distinct folder per configuration: {len(configs)} configurations, "
+                             f"{len(set(outs))} distinct folders")
+    datasets = {dataset.name: dataset} if dataset is not None else {}
+    outcomes: list[Outcome | None] = [None] * len(configs)
+    for group in programs(configs, most_per_program(options.runs_per_program)):
+        name = configs[group[0]].dataset
+        if name not in datasets:
+            datasets[name] = options.load_dataset(name)
+        try:
+            if len(group) == 1:
+                together = [run_checked(configs[group[0]], outs[group[0]], resume, options, datasets[name])]
+            else:
+                together = run_group([configs[i] for i in group], [outs[i] for i in group], options, datasets[name],
+                                     resume)
+        except UsageError as error:  # a full disk stops every run of the group; the next group may have room
+            together = [error] * len(group)
+        for i, outcome in zip(group, together):
+            outcomes[i] = outcome
+    return outcomes
+
+
+def run_group(configs: Sequence[Config], outs: Sequence[str | Path], options: RunOptions, dataset: Dataset,
+              resume: bool = True) -> list[Outcome]:
+    """Run (or, with `resume`, resume or find finished) each `configs[i]` in `outs[i]`, those not finished sharing
+    one program;
     each run's result, or the UsageError that left it out (RunBusy, Diverged, a run of another configuration in
     its folder). The configurations are ones `validate` accepted that `grouped.program_of` maps to one program.
     Raises Interrupted after SIGINT or SIGTERM (every run saved after its last round), DiskFull on a full disk."""
@@ -52,7 +95,7 @@ def run_group(configs: Sequence[Config], outs: Sequence[str | Path], options: Ru
         for m in members:
             try:
                 held.enter_context(RunLock(m.folder.path))
-                finished = _open_run_dir(m.config, m.folder, resume=True)
+                finished = _open_run_dir(m.config, m.folder, resume)
                 if finished is not None:
                     m.outcome = RunResult(m.folder.metrics(), finished, m.folder.path)
                     continue
@@ -113,26 +156,27 @@ def _run_together(members: list[_Member], options: RunOptions, dataset: Dataset,
         return
     log(f"lfmsl: compiled in {group.compile_time_s:.1f} s (executor {group.executor})")
     started = time.perf_counter()
-    wall_time = [m.history[-1]["wall_time_s"] if m.history else 0.0 for m in members]
+    done = start  # rounds the group has run (a run that diverged keeps fewer)
     try:
-        while len(members[0].history) < rounds and stop.keep_going():
-            done = len(members[0].history)
+        while done < rounds and stop.keep_going():
+            wall_time = [m.history[-1]["wall_time_s"] if m.history else 0.0 for m in members]  # each segment adds on
             segment_end = min(rounds, (done // options.checkpoint_every + 1) * options.checkpoint_every)
+            saved = done
             for records in group.rounds(done, segment_end, keep_going=stop.keep_going):
                 for m, record, earlier in zip(members, records, wall_time):
                     if m.outcome is None:
                         _accept(m, record, earlier, options)
                 _show(members, records, rounds)
+                done += 1
             for index, m in enumerate(members):
-                if m.outcome is None and len(m.history) > done:
+                if m.outcome is None and done > saved:
                     save(m.store, m.folder, group.state_of(index), group.members[index].run_key, m.history, m.config)
             if all(m.outcome is not None for m in members):
                 break
     finally:
         for m in members:
             m.board.close()
-    stop.check(f"after round {len(members[0].history)} of {rounds} of a group of {len(members)} runs, each saved; "
-               f"{then}")
+    stop.check(f"after round {done} of {rounds} of a group of {len(members)} runs, each saved; {then}")
     for index, m in enumerate(members):
         if m.outcome is None:
             summary = finish(m.config, m.folder, group.members[index], m.history, start,

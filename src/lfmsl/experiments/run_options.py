@@ -35,7 +35,7 @@ class RunOptions:
         help=("go on when the training loss explodes while staying finite (above 1e3, or 100 times round 1's); by "
               "default the run stops there with exit status 3, as on a NaN loss, which always stops"))
     runs_per_program: int | None = option(
-        None, IO, metavar="K", kind=POSITIVE_INT, default_help="as many as fit in memory",
+        None, IO, metavar="K", kind=POSITIVE_INT, default_help="as many as fit on a GPU or TPU, 1 on a CPU",
         help=("a sweep trains at most K runs that differ only in --seed, --lr, --client-lr, --server-lr, --mix-alpha "
               "or --loc-weight as one program (docs/PERFORMANCE.md#many-runs-one-program); 1: each run alone"))
     how_to_continue: str | None = None  # ends an interrupted run's message; None: `lfmsl run --resume` of its folder

@@ -136,17 +136,11 @@ def run_sweep(configs: Sequence[Config], out: Path, load: Callable[[str], object
 
 
 def programs(runs: Sequence[Run], most: int | None = None) -> list[list[Run]]:
-    """`runs` in groups that share one program (`grouped.program_of`), at most `most` runs each (None: any number;
-    the group splits itself where it cannot fit in memory), in the order first seen; a run that must run alone
-    (`grouped.runs_alone`) is a group of its own."""
-    from lfmsl.experiments.grouped import program_of, runs_alone
+    """`runs` in the groups that train as one program (`grouped.programs`), at most `most` each (None: the default
+    of --runs-per-program, `grouped.most_per_program`)."""
+    from lfmsl.experiments.grouped import most_per_program, programs as groups
 
-    groups: dict[object, list[Run]] = {}
-    for index, run in enumerate(runs):
-        key = index if most == 1 or runs_alone(run.config) else program_of(run.config)
-        groups.setdefault(key, []).append(run)
-    size = lambda group: len(group) if most is None else most
-    return [group[i:i + size(group)] for group in groups.values() for i in range(0, len(group), size(group))]
+    return [[runs[i] for i in group] for group in groups([run.config for run in runs], most_per_program(most))]
 
 
 def _run_group(group: list[Run], options: RunOptions, dataset, log: Callable[[str], None]) -> None:
