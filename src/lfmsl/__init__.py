@@ -4,6 +4,7 @@
     result = lfmsl.run(lfmsl.Config(algorithm="psl", clients=10, rounds=3), out="runs/psl",
                        options=lfmsl.RunOptions(progress=False))
     result.history[-1]["test_accuracy"], result.summary["sim_latency_s"]
+    results = lfmsl.run([config_a, config_b], out="runs/pair")   # a list in, a list of outcomes out
 
 `run`, `RunResult`, `RunOptions`, `RunDir` and `Config` are imported on first use, so `import lfmsl` stays cheap.
 """
@@ -13,10 +14,14 @@ __all__ = ["Config", "RunDir", "RunOptions", "RunResult", "run"]
 
 
 def __getattr__(name: str):
-    if name in ("run", "RunResult"):
-        from lfmsl.experiments import runner
+    if name == "run":
+        from lfmsl.experiments.api import run
 
-        return getattr(runner, name)
+        return run
+    if name == "RunResult":
+        from lfmsl.experiments.runner import RunResult
+
+        return RunResult
     if name == "RunOptions":
         from lfmsl.experiments.run_options import RunOptions
 

@@ -41,29 +41,19 @@ class _Member:
     outcome: Outcome | None = None  # set once the run finished, failed or was left out
 
 
-def run_many(configs: Sequence[Config], out: str | Path | Sequence[str | Path] | None, resume: bool,
-             options: RunOptions, dataset: Dataset | None = None) -> list[Outcome]:
-    """`lfmsl.run` of a list of configurations: each into its own folder (`out`: one per configuration, or the
-    folder under which each gets its sweep name, by default a new one under runs/), the runs that differ only in
-    values trained as one program (`options.runs_per_program` caps a group); each run's RunResult, or the
-    UsageError that stopped it (Diverged, RunBusy, another run in its folder), the other runs unaffected."""
+def run_many(configs: Sequence[Config], outs: Sequence[Path], resume: bool, options: RunOptions,
+             dataset: Dataset | None = None) -> list[Outcome]:
+    """Each configuration into its own folder, the runs that differ only in values trained as one program
+    (`options.runs_per_program` caps a group); each run's RunResult, or the UsageError that stopped it (Diverged,
+    RunBusy, another run in its folder), the other runs unaffected."""
     from lfmsl.algorithms import validate
     from lfmsl.core.backend import check_backend
     from lfmsl.experiments.grouped import most_per_program, programs
     from lfmsl.experiments.runner import run_checked
-    from lfmsl.experiments.sweep import run_name
 
     for config in configs:
         validate(config)
     check_backend()
-    if out is None or isinstance(out, (str, Path)):
-        parent = Path(out) if out is not None else RunDir.new("runs", "runs", configs[0].dataset).path
-        outs = [parent / run_name(config) for config in configs]
-    else:
-        outs = [Path(folder) for folder in out]
-        if len(outs) != len(configs) or len(set(outs)) != len(outs):
-            raise UsageError(f"give one distinct folder per configuration: {len(configs)} configurations, "
-                             f"{len(set(outs))} distinct folders")
     datasets = {dataset.name: dataset} if dataset is not None else {}
     outcomes: list[Outcome | None] = [None] * len(configs)
     for group in programs(configs, most_per_program(options.runs_per_program)):

@@ -11,7 +11,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 from lfmsl.io import checkpoint, outputs
 from lfmsl.algorithms import validate
@@ -46,14 +46,9 @@ class RunResult(NamedTuple):
     path: Path  # the run folder
 
 
-def run(config: Config | Sequence[Config], out: str | Path | Sequence[str | Path] | None = None, resume: bool = False,
-        options: RunOptions | None = None, *, dataset: Dataset | None = None, **settings: Any
-        ) -> RunResult | list[RunResult | UsageError]:
+def run(config: Config, out: str | Path | None = None, resume: bool = False, options: RunOptions | None = None, *,
+        dataset: Dataset | None = None, **settings: Any) -> RunResult:
     """Run one simulation of `config` into the folder `out`; its round records and summary.
-
-    A list of configurations gives a list of outcomes, each run in its own folder (`out`: one folder per
-    configuration, or the folder under which each gets its sweep name), the runs that differ only in values
-    trained as one program (group_runner.run_many); a run that fails is its UsageError in the list.
 
     `out=None` is a new folder under runs/ (as `lfmsl run` does), because a run always keeps its
     metrics, summary and checkpoints: it can be resumed and read later (pass a temporary folder
@@ -73,10 +68,6 @@ def run(config: Config | Sequence[Config], out: str | Path | Sequence[str | Path
     resumed run with no checkpoint to continue from does not start again at round 1 over rounds
     already in metrics.jsonl or checkpoints moved aside as unreadable: UsageError says what is there.
     """
-    if not isinstance(config, Config):
-        from lfmsl.experiments.group_runner import run_many
-
-        return run_many(list(config), out, resume, dataclasses.replace(options or RunOptions(), **settings), dataset)
     validate(config)
     check_backend()  # and the platform asked for in JAX_PLATFORMS can start
     return run_checked(config, out, resume, dataclasses.replace(options or RunOptions(), **settings), dataset)
