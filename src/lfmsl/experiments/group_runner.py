@@ -49,7 +49,6 @@ def run_many(configs: Sequence[Config], outs: Sequence[Path], resume: bool, opti
     from lfmsl.algorithms import validate
     from lfmsl.core.backend import check_backend
     from lfmsl.experiments.grouped import most_per_program, programs
-    from lfmsl.experiments.runner import run_checked
 
     for config in configs:
         validate(config)
@@ -60,17 +59,25 @@ def run_many(configs: Sequence[Config], outs: Sequence[Path], resume: bool, opti
         name = configs[group[0]].dataset
         if name not in datasets:
             datasets[name] = options.load_dataset(name)
-        try:
-            if len(group) == 1:
-                together = [run_checked(configs[group[0]], outs[group[0]], resume, options, datasets[name])]
-            else:
-                together = run_group([configs[i] for i in group], [outs[i] for i in group], options, datasets[name],
-                                     resume)
-        except UsageError as error:  # a full disk stops every run of the group; the next group may have room
-            together = [error] * len(group)
+        together = run_program([configs[i] for i in group], [outs[i] for i in group], resume, options,
+                               datasets[name])
         for i, outcome in zip(group, together):
             outcomes[i] = outcome
     return outcomes
+
+
+def run_program(configs: Sequence[Config], outs: Sequence[str | Path], resume: bool, options: RunOptions,
+                dataset: Dataset) -> list[Outcome]:
+    """The runs of one group (`grouped.programs`): one run as `lfmsl.run` runs it, more as one program; each run's
+    RunResult, or the UsageError that stopped it (a full disk stops every run of the group)."""
+    from lfmsl.experiments.runner import run_checked
+
+    try:
+        if len(configs) == 1:
+            return [run_checked(configs[0], outs[0], resume, options, dataset)]
+        return run_group(configs, outs, options, dataset, resume)
+    except UsageError as error:
+        return [error] * len(configs)
 
 
 def run_group(configs: Sequence[Config], outs: Sequence[str | Path], options: RunOptions, dataset: Dataset,

@@ -104,7 +104,6 @@ def run_sweep(configs: Sequence[Config], out: Path, load: Callable[[str], object
     todo = [run for run in runs if run.summary is None and run.skipped is None]
     finished = sum(run.summary is not None for run in runs)
     log(f"lfmsl sweep: {len(runs)} runs, {finished} already finished, {len(todo)} to run -> {out}")
-    from lfmsl.experiments.runner import run_checked
     from lfmsl.stopping import StopRequests
 
     datasets: dict[str, object] = {}
@@ -121,12 +120,7 @@ def run_sweep(configs: Sequence[Config], out: Path, load: Callable[[str], object
             log(f"lfmsl sweep: {names}")
             for run in group:
                 run.skipped = None
-            if len(group) == 1:
-                run = group[0]
-                with _failures(run, log):  # an interrupted run resumes from its checkpoint
-                    run.summary = run_checked(run.config, run.path, True, options, dataset(run.config.dataset)).summary
-            else:
-                _run_group(group, options, dataset(group[0].config.dataset), log)
+            _run_group(group, options, dataset(group[0].config.dataset), log)  # interrupted runs resume
 
     with StopRequests() as stop:
         run_each(todo, stop)
@@ -145,12 +139,9 @@ def programs(runs: Sequence[Run], most: int | None = None) -> list[list[Run]]:
 
 def _run_group(group: list[Run], options: RunOptions, dataset, log: Callable[[str], None]) -> None:
     """Run `group` as one program (group_runner.py), recording each run's summary, or why it is left out."""
-    from lfmsl.experiments.group_runner import run_group
+    from lfmsl.experiments.group_runner import run_program
 
-    try:
-        outcomes = run_group([run.config for run in group], [run.path for run in group], options, dataset)
-    except UsageError as error:  # a full disk stops every run of the group
-        outcomes = [error] * len(group)
+    outcomes = run_program([run.config for run in group], [run.path for run in group], True, options, dataset)
     for run, outcome in zip(group, outcomes):
         with _failures(run, log):
             if isinstance(outcome, UsageError):
