@@ -1,9 +1,12 @@
 """Tests of the split models: shapes, parameter counts, the cut, per-client vectorisation."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import fast_jit
@@ -382,3 +385,33 @@ def test_default_models():
     assert models.default_model_for("fashion_mnist") == "cnn"
     assert models.default_model_for("cifar10") == "resnet18"
     assert set(models.MODELS) == {"cnn", "allconv", "resnet18"}
+
+
+@pytest.mark.parametrize("name,conv_impl", [("cnn", "patches"), ("cnn", "xla"), ("allconv", "patches")])
+def test_bfloat16_products_round_the_operands_and_sum_in_float32(name, conv_impl):
+    """--matmul-precision bfloat16: the same parameters, logits and gradients within bfloat16's rounding of the
+    float32 model's (8 bits of mantissa: about 1e-2 relative), and not the float32 model's exactly."""
+    exact = models.get_model(name, MNIST, 10, conv_impl)
+    rounded = models.get_model(name, MNIST, 10, conv_impl, precision="bfloat16")
+    params = models.init_params(exact, jax.random.key(0))
+    assert jax.tree.structure(params) == jax.tree.structure(models.init_params(rounded, jax.random.key(0)))
+    x = jax.random.uniform(jax.random.key(1), (8, *MNIST))
+    labels = jnp.arange(8) % 10
+
+    def loss(model, p):
+        logits = model.logits(p["client"], p["server"], x)
+        reconstruction = model.decoder.apply({"params": p["decoder"]}, model.client.apply({"params": p["client"]}, x))
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean() + jnp.mean(reconstruction)
+
+    (value, grads), (value16, grads16) = (jax.value_and_grad(functools.partial(loss, m))(params)
+                                          for m in (exact, rounded))
+    assert value16.dtype == jnp.float32 and value16 != value
+    assert abs(float(value16) - float(value)) < 2e-2 * abs(float(value))
+    flat, flat16 = (jnp.concatenate([g.ravel() for g in jax.tree.leaves(t)]) for t in (grads, grads16))
+    assert flat16.dtype == jnp.float32
+    assert float(jnp.linalg.norm(flat16 - flat)) < 5e-2 * float(jnp.linalg.norm(flat))
+
+
+def test_an_unknown_precision_is_refused():
+    with pytest.raises(UsageError, match="unknown precision 'float16'"):
+        models.get_model("cnn", MNIST, 10, precision="float16")

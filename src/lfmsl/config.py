@@ -18,7 +18,7 @@ from lfmsl.core.numerics import RECONSTRUCTION_LOSSES
 from lfmsl.datasets import DATASETS
 from lfmsl.errors import UsageError
 from lfmsl.core.executors import parse_executor
-from lfmsl.models import MODELS, cut_range, default_model_for
+from lfmsl.models import MODELS, PRECISIONS, cut_range, default_model_for
 from lfmsl.core.partition import parse_partition
 from lfmsl.profiles import PROFILES
 
@@ -180,6 +180,10 @@ class Config:
     conv: str = option(
         "patches", SIMULATE, choices=CONV_IMPLS,
         help="every model's convolutions: im2col with a matrix product, or XLA's convolution")
+    matmul_precision: str = option(
+        "float32", SIMULATE, choices=PRECISIONS,
+        help=("the operands of every matrix product and convolution: float32, or bfloat16 summed in float32, for "
+              "GPUs and TPUs whose matrix units run bfloat16 many times faster (a CPU gains little and rounds more)"))
     # LocFedMix-SL's three components and their settings.
     mix: bool = option(True, COMPONENTS, help="switch off smashed-data mixup at the server")
     loc: bool = option(True, COMPONENTS, help="switch off the local reconstruction regulariser")

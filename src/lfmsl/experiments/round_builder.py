@@ -134,9 +134,10 @@ class BuiltRound:
 
 
 def model_for(config: Config, image_shape: tuple[int, int, int], num_classes: int) -> SplitModel:
-    """The run's split model: --model (else the dataset's default) cut at --cut."""
+    """The run's split model: --model (else the dataset's default) cut at --cut, its products in
+    --matmul-precision."""
     return get_model(config.model or default_model_for(config.dataset), image_shape, num_classes, config.conv,
-                     config.cut)
+                     config.cut, config.matmul_precision)
 
 
 def require_state_fits(configs: list[Config]) -> None:

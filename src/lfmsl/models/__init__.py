@@ -29,10 +29,10 @@ from lfmsl.models.factory import (
 )
 from lfmsl.models.flops import count_jaxpr_flops, count_params, flops_per_sample
 from lfmsl.models.heads import Decoder, FlatAux, PoolAux
-from lfmsl.models.layers import PatchConv, PatchConvTranspose, extract_patches, reshape_max_pool
+from lfmsl.models.layers import PRECISIONS, PatchConv, PatchConvTranspose, extract_patches, reshape_max_pool
 
 __all__ = [
-    "ARCHITECTURES", "MODELS", "Architecture", "Decoder", "FlatAux", "PatchConv", "PatchConvTranspose", "PoolAux",
-    "Segment", "SplitModel", "count_jaxpr_flops", "count_params", "cut_range", "default_model_for", "extract_patches",
-    "flops_per_sample", "get_model", "init_params", "reshape_max_pool",
+    "ARCHITECTURES", "MODELS", "PRECISIONS", "Architecture", "Decoder", "FlatAux", "PatchConv", "PatchConvTranspose",
+    "PoolAux", "Segment", "SplitModel", "count_jaxpr_flops", "count_params", "cut_range", "default_model_for",
+    "extract_patches", "flops_per_sample", "get_model", "init_params", "reshape_max_pool",
 ]

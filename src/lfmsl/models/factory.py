@@ -16,6 +16,7 @@ from lfmsl import datasets
 from lfmsl.errors import UsageError
 from lfmsl.models.cnn import allconv_block, cnn_block
 from lfmsl.models.heads import Decoder, FlatAux, PoolAux
+from lfmsl.models.layers import PRECISIONS
 from lfmsl.models.resnet import resnet_block
 
 
@@ -54,7 +55,7 @@ class SplitModel:
 class Architecture:
     """A network as numbered blocks and where it is cut by default."""
 
-    block: Callable[[int, jax.Array, int, str], jax.Array]
+    block: Callable[[int, jax.Array, int, str, str], jax.Array]  # (index, x, classes, conv_impl, precision)
     blocks: int
     default_cut: int  # client blocks; the cut the golden metrics pin
     size_multiple: int  # H and W must be multiples of it (the pools and strides)
@@ -76,13 +77,14 @@ class Segment(nn.Module):
     stop: int
     num_classes: int
     conv_impl: str = "xla"
+    precision: str = "float32"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         if self.start == 0:
             x = jnp.asarray(x, jnp.float32)
         for i in range(self.start, self.stop):
-            x = ARCHITECTURES[self.architecture].block(i, x, self.num_classes, self.conv_impl)
+            x = ARCHITECTURES[self.architecture].block(i, x, self.num_classes, self.conv_impl, self.precision)
         return x
 
 
@@ -101,13 +103,15 @@ def cut_range(name: str) -> tuple[int, int]:
 
 
 def get_model(name: str, input_shape: tuple[int, int, int], num_classes: int, conv_impl: str = "patches",
-              cut: int | None = None) -> SplitModel:
+              cut: int | None = None, precision: str = "float32") -> SplitModel:
     """Build the split model ``name`` for images of ``input_shape`` (H, W, C), cut after block
     ``cut`` (default: the model's own cut; see ``ARCHITECTURES`` and each block function).
 
     ``conv_impl`` picks the convolutions of every model, in the client, the server and the
     decoder: "patches" (im2col, or sub-pixel patches for the decoder's transposed convolutions,
     and a matrix product; faster on a CPU and under vmap, see docs/PERFORMANCE.md) or "xla".
+    ``precision`` ("float32" or "bfloat16") is the operands' type in every matrix product and
+    convolution; bfloat16 products still sum in float32 (``layers.product``).
     """
     input_shape = tuple(int(d) for d in input_shape)
     if name not in MODELS:
@@ -118,6 +122,8 @@ def get_model(name: str, input_shape: tuple[int, int, int], num_classes: int, co
         raise UsageError(f"num_classes must be at least 2, got {num_classes}")
     if conv_impl not in ("xla", "patches"):
         raise UsageError(f"unknown conv_impl {conv_impl!r}; choose 'xla' or 'patches'")
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}; choose {' or '.join(PRECISIONS)}")
     arch = ARCHITECTURES[name]
     cut = arch.default_cut if cut is None else cut
     low, high = cut_range(name)
@@ -127,7 +133,7 @@ def get_model(name: str, input_shape: tuple[int, int, int], num_classes: int, co
     h, w, c = input_shape
     if h % arch.size_multiple or w % arch.size_multiple:
         raise UsageError(f"model {name} needs H and W divisible by {arch.size_multiple}, got {h}x{w}")
-    client = Segment(name, 0, cut, num_classes, conv_impl)
+    client = Segment(name, 0, cut, num_classes, conv_impl, precision)
     x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
     smashed = tuple(jax.eval_shape(lambda x: client.init_with_output(jax.random.key(0), x)[0], x).shape[1:])
     if len(smashed) == 3:
@@ -137,13 +143,13 @@ def get_model(name: str, input_shape: tuple[int, int, int], num_classes: int, co
         if 2 ** doublings != ratio or w // smashed[1] != ratio:
             raise UsageError(f"no decoder from smashed data {smashed} back to {input_shape}: the resolution must "
                              "shrink by a power of 2")
-        decoder = Decoder(c, doublings, None, conv_impl)
+        decoder = Decoder(c, doublings, None, conv_impl, precision)
     else:  # a vector: Dense back to the last feature map, then up to the image
-        decoder = Decoder(c, 2, (h // 4, w // 4, 64), conv_impl)
+        decoder = Decoder(c, 2, (h // 4, w // 4, 64), conv_impl, precision)
     flat_aux = name == "cnn" and cut == arch.default_cut  # the head the golden metrics pin
     return SplitModel(name=name, input_shape=input_shape, smashed_shape=smashed, num_classes=num_classes, cut=cut,
-                      client=client, server=Segment(name, cut, arch.blocks, num_classes, conv_impl), decoder=decoder,
-                      aux=FlatAux(num_classes) if flat_aux else PoolAux(num_classes))
+                      client=client, server=Segment(name, cut, arch.blocks, num_classes, conv_impl, precision),
+                      decoder=decoder, aux=(FlatAux if flat_aux else PoolAux)(num_classes, precision))
 
 
 def example_inputs(model: SplitModel, batch: int) -> dict[str, jax.ShapeDtypeStruct]:

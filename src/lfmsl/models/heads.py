@@ -7,7 +7,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from lfmsl.models.layers import conv, conv_transpose, flatten, global_avg_pool
+from lfmsl.models.layers import conv, conv_transpose, dense, flatten, global_avg_pool
 
 class Decoder(nn.Module):
     """LocFedMix-SL's decoder from any smashed shape back to the image, built from the shapes:
@@ -21,30 +21,33 @@ class Decoder(nn.Module):
     doublings: int
     dense_to: tuple[int, int, int] | None = None
     conv_impl: str = "xla"
+    precision: str = "float32"
 
     @nn.compact
     def __call__(self, s: jax.Array) -> jax.Array:
         if self.dense_to is not None:
-            s = nn.relu(nn.Dense(int(np.prod(self.dense_to)), name="fc")(s)).reshape((s.shape[0], *self.dense_to))
+            s = nn.relu(dense(int(np.prod(self.dense_to)), "fc", self.precision)(s))
+            s = s.reshape((s.shape[0], *self.dense_to))
         if self.doublings == 0:
-            s = nn.relu(conv(self.conv_impl, 32, "conv1")(s))
+            s = nn.relu(conv(self.conv_impl, 32, "conv1", self.precision)(s))
         for i in range(self.doublings):
             output = self.doublings >= 2 and i == self.doublings - 1
-            s = conv_transpose(self.conv_impl, self.out_channels if output else 32, f"deconv{i + 1}")(s)
+            s = conv_transpose(self.conv_impl, self.out_channels if output else 32, f"deconv{i + 1}", self.precision)(s)
             if output:
                 return nn.sigmoid(s)
             s = nn.relu(s)
-        return nn.sigmoid(conv(self.conv_impl, self.out_channels, "conv2")(s))
+        return nn.sigmoid(conv(self.conv_impl, self.out_channels, "conv2", self.precision)(s))
 
 
 class FlatAux(nn.Module):
     """LocSplitFed's auxiliary classifier on the flattened smashed data (the cnn's default cut)."""
 
     num_classes: int
+    precision: str = "float32"
 
     @nn.compact
     def __call__(self, s: jax.Array) -> jax.Array:
-        return nn.Dense(self.num_classes, name="fc")(flatten(s))
+        return dense(self.num_classes, "fc", self.precision)(flatten(s))
 
 
 class PoolAux(nn.Module):
@@ -52,7 +55,8 @@ class PoolAux(nn.Module):
     feature map (a vector is used as it is), then Dense num_classes."""
 
     num_classes: int
+    precision: str = "float32"
 
     @nn.compact
     def __call__(self, s: jax.Array) -> jax.Array:
-        return nn.Dense(self.num_classes, name="fc")(global_avg_pool(s) if s.ndim == 4 else s)
+        return dense(self.num_classes, "fc", self.precision)(global_avg_pool(s) if s.ndim == 4 else s)
