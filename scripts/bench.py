@@ -7,6 +7,8 @@
     python scripts/bench.py --models cnn,allconv:1,allconv:4 --clients 100 --executor auto   # the cut's cost
     python scripts/bench.py --algorithms psl,locfedmix --clients 100,10000 --clients-per-round 100 \
         --executor auto --batch-size 6 --iterations 1          # cross-device: 100 of 10,000 clients per round
+    python scripts/bench.py --clients 10,100 --runs 1,4,16 --executor auto     # runs x clients in one program
+    python scripts/bench.py --algorithms psl --clients 10 --evaluate         # the evaluation's share of a round
     python scripts/bench.py --clients 100 --executor auto --batch-size 8 --iterations 3 \
         --compare-torch ../shared/bench/torch_locfedmix_loop.py --torch-python /path/to/env/with/torch/bin/python
 
@@ -15,7 +17,12 @@ memory fails alone): it builds the round as a run does (lfmsl.experiments.round_
 data of the real shapes (Fashion-MNIST, 28x28x1 uint8, 10 classes; no TensorFlow is needed),
 compiles the round once (timed), runs it once to warm up and then `--repeats` more times.
 
-Reported per case: client-steps per second (clients x iterations per round / round time),
+`--runs R` trains R runs of the case (seeds 0 to R-1) as one program with a leading runs axis, as a sweep groups
+them (lfmsl.experiments.grouped): a case's round is then all R runs' rounds, and its client-steps are
+R x clients x iterations. `--evaluate` also times the evaluation that follows each round of a run (the models a
+run scores, on 10,000 test images as by default) and reports its share of the round plus evaluation.
+
+Reported per case: client-steps per second (runs x clients x iterations per round / round time),
 samples per second (x batch), compile time, peak memory (max RSS on a CPU, the device's
 `peak_bytes_in_use` on a GPU or TPU), FLOPs and bytes per round from XLA's cost analysis of the
 vectorised iteration (XLA counts a loop body once, so the loop executors' own analyses
@@ -56,10 +63,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--iterations", type=int, default=2,
                    help="iterations per round, i.e. samples per client / batch (default: 2)")
+    p.add_argument("--runs", default="1",
+                   help="comma-separated runs per program: R seeds trained side by side in one program (default: 1)")
+    p.add_argument("--evaluate", action="store_true",
+                   help="also time each round's evaluation on 10,000 test images and report its share")
     p.add_argument("--clients-per-round", type=int, default=None, metavar="K",
                    help="K participants drawn per round among each case's clients, as lfmsl run's flag (default: all)")
     p.add_argument("--repeats", type=int, default=2, help="timed rounds after one warm-up round (default: 2)")
     p.add_argument("--conv", default="patches", choices=("patches", "xla"))
+    p.add_argument("--matmul-precision", default="float32", choices=("float32", "bfloat16"),
+                   help="the models' products, as lfmsl run's flag (default: float32)")
     p.add_argument("--models", default="cnn",
                    help="comma-separated MODEL or MODEL:CUT, e.g. cnn,allconv:1,allconv:4 (default: cnn at its cut)")
     p.add_argument("--max-memory-gb", type=float, default=None,
@@ -95,32 +108,101 @@ def peak_memory_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
-def run_case(spec: dict) -> dict:
-    """Compile and time one (algorithm, clients, executor) round; returns the measurements."""
+def timed(step, repeats: int) -> list[float]:
+    """Wall times of `step(r)` for r = 0..repeats, each until its outputs are ready (the first compiles nothing
+    but warms up)."""
     import jax
 
-    from lfmsl.experiments.bench_cases import case_round, parallel_algorithms, participating
+    times = []
+    for r in range(repeats + 1):
+        began = time.perf_counter()
+        jax.block_until_ready(step(r))
+        times.append(time.perf_counter() - began)
+    return times
 
-    if spec["algorithm"] not in parallel_algorithms():
-        raise SystemExit(f"bench times the parallel algorithms and fedavg; {spec['algorithm']} has no parallel clients")
+
+def run_single(spec: dict) -> tuple:
+    """One run's round, built as a run builds it: (executor, mix, compile seconds, round times, last metrics)."""
+    from lfmsl.experiments.bench_cases import case_round
+
     # where K < N: the round built for K, on K of the N clients (as lfmsl run does)
     built = case_round(spec, spec["iterations"])
     state = built.init_state()
     start = time.perf_counter()
     compiled = built.compile(state)
     compile_s = time.perf_counter() - start
-    times = []
-    for r in range(spec["repeats"] + 1):
-        began = time.perf_counter()
-        state, metrics = compiled(state, built.data, *built.round_inputs(r))
-        jax.block_until_ready((state, metrics))
-        times.append(time.perf_counter() - began)
+    outputs = {}
+
+    def step(r):
+        nonlocal state
+        state, outputs["metrics"] = compiled(state, built.data, *built.round_inputs(r))
+        return state, outputs["metrics"]
+
+    times = timed(step, spec["repeats"])
+    return built.context.executor, built.config.mix, compile_s, times, outputs["metrics"]
+
+
+def run_group(spec: dict) -> tuple:
+    """R runs (seeds 0..R-1) of the case as one program, as a sweep groups them; its round includes the runs'
+    evaluations on the case's small synthetic test set (a few batches: next to nothing)."""
+    import dataclasses
+
+    from lfmsl.experiments.bench_cases import case_config, synthetic_dataset
+    from lfmsl.experiments.grouped import GroupSimulation
+
+    config = case_config(spec)
+    dataset = synthetic_dataset(spec["clients"], spec["iterations"] * spec["batch_size"])
+    group = GroupSimulation([dataclasses.replace(config, seed=seed) for seed in range(spec["runs"])], dataset)
+    group.start()
+    group.compile()
+    outputs = {}
+
+    def step(r):
+        outputs["metrics"], accuracy = group.step(r)
+        return outputs["metrics"], accuracy
+
+    times = timed(step, spec["repeats"])
+    return group.executor, config.mix, group.compile_time_s, times, outputs["metrics"]
+
+
+def evaluation_s(spec: dict, round_s: float) -> float:
+    """The median time of a run's evaluation after its round: the models it scores (10 evaluated clients' own
+    where clients keep their own) on 10,000 test images; a run's round and evaluation timed together, minus the
+    round's time `round_s`."""
+    from lfmsl.experiments.bench_cases import case_config, synthetic_dataset
+    from lfmsl.experiments.simulation import Simulation
+    from lfmsl.io.data import Dataset
+
+    train = synthetic_dataset(spec["clients"], spec["iterations"] * spec["batch_size"])
+    test = synthetic_dataset(1, 10_000, seed=1)
+    simulation = Simulation(case_config(spec), Dataset(train.name, train.x_train, train.y_train, test.x_train,
+                                                       test.y_train, train.num_classes))
+    simulation.compile()
+    steps = timed(simulation.step, spec["repeats"])
+    return max(statistics.median(steps[1:]) - round_s, 0.0)
+
+
+def run_case(spec: dict) -> dict:
+    """Compile and time one (algorithm, clients, runs, executor) round; returns the measurements."""
+    import jax
+
+    from lfmsl.experiments.bench_cases import parallel_algorithms, participating
+
+    if spec["algorithm"] not in parallel_algorithms():
+        raise SystemExit(f"bench times the parallel algorithms and fedavg; {spec['algorithm']} has no parallel clients")
+    runs = spec.get("runs", 1)
+    executor, mix, compile_s, times, metrics = (run_group if runs > 1 else run_single)(spec)
     round_s = statistics.median(times[1:])
-    steps = participating(spec) * spec["iterations"]
+    steps = runs * participating(spec) * spec["iterations"]
+    extra = {}
+    if spec.get("evaluate"):
+        extra["evaluation_s"] = evaluation_s(spec, round_s)
+        extra["evaluation_share"] = extra["evaluation_s"] / (extra["evaluation_s"] + round_s)
     return {
         **spec,
-        "resolved_executor": built.context.executor,
-        "mix": built.config.mix,
+        **extra,
+        "resolved_executor": executor,
+        "mix": mix,
         "round_s": round_s,
         "round_s_min": min(times[1:]),
         "first_round_s": times[0],
@@ -128,7 +210,7 @@ def run_case(spec: dict) -> dict:
         "samples_per_s": steps * spec["batch_size"] / round_s,
         "compile_s": compile_s,
         "peak_memory_bytes": peak_memory_bytes(),
-        "train_loss": float(metrics["train_loss"]),
+        "train_loss": float(jax.numpy.mean(metrics["train_loss"])),
     }
 
 
@@ -310,21 +392,24 @@ def table(results: list[dict], hw: dict) -> str:
     rows = [f"# {hw['device_kind']} ({hw['platform']}, {hw['cpu_count']} CPUs), "
             f"peak {hw['peak_flops'] / 1e9:.0f} GFLOP/s, "
             f"{hw['peak_bytes_per_s'] / 1e9:.0f} GB/s ({hw['peak_source']})",
-            f"{'algorithm':<11} {'model':<10} {'clients':>9} {'executor':<11} {'round s':>8} {'client-steps/s':>14} "
-            f"{'samples/s':>10} {'compile s':>9} {'peak MiB':>9} {'GFLOP/s':>8} {'% limit':>7}"]
+            f"{'algorithm':<11} {'model':<10} {'clients':>9} {'runs':>4} {'executor':<11} {'round s':>8} "
+            f"{'client-steps/s':>14} {'samples/s':>10} {'compile s':>9} {'peak MiB':>9} {'GFLOP/s':>8} {'% limit':>7}"
+            + (f" {'eval s':>7} {'eval %':>6}" if any("evaluation_s" in r for r in results) else "")]
     for r in results:
         clients = f"{r['clients_per_round']}/{r['clients']}" if participating(r) < r["clients"] else str(r["clients"])
         executor = r["executor"] + (f"->{r['resolved_executor']}"
                                     if r.get("resolved_executor", r["executor"]) != r["executor"] else "")
         model = r.get("model", "cnn") + (f":{r['cut']}" if r.get("cut") else "")
         if "achieved_flops_per_s" not in r:
-            rows.append(f"{r['algorithm']:<11} {model:<10} {clients:>9} {executor:<11} "
+            rows.append(f"{r['algorithm']:<11} {model:<10} {clients:>9} {r.get('runs', 1):>4} {executor:<11} "
                         f"{r.get('error', 'no cost analysis')}")
             continue
-        rows.append(f"{r['algorithm']:<11} {model:<10} {clients:>9} {executor:<11} {r['round_s']:>8.2f} "
-                    f"{r['client_steps_per_s']:>14.1f} {r['samples_per_s']:>10.0f} {r['compile_s']:>9.1f} "
-                    f"{r['peak_memory_bytes'] / 2**20:>9.0f} "
-                    f"{r['achieved_flops_per_s'] / 1e9:>8.1f} {100 * r['hardware_fraction']:>7.1f}")
+        evaluation = (f" {r['evaluation_s']:>7.2f} {100 * r['evaluation_share']:>6.1f}" if "evaluation_s" in r
+                      else "")
+        rows.append(f"{r['algorithm']:<11} {model:<10} {clients:>9} {r.get('runs', 1):>4} {executor:<11} "
+                    f"{r['round_s']:>8.2f} {r['client_steps_per_s']:>14.1f} {r['samples_per_s']:>10.0f} "
+                    f"{r['compile_s']:>9.1f} {r['peak_memory_bytes'] / 2**20:>9.0f} "
+                    f"{r['achieved_flops_per_s'] / 1e9:>8.1f} {100 * r['hardware_fraction']:>7.1f}{evaluation}")
     return "\n".join(rows)
 
 
@@ -349,6 +434,11 @@ def main(argv=None) -> int:
             raise UsageError(f"--algorithms: {', '.join(bad)} not benchmarkable; "
                              f"choose from {', '.join(parallel)} or 'all'")
         clients = [int(c) for c in args.clients.split(",")]
+        runs = [int(r) for r in args.runs.split(",") if r.isdigit() and int(r) > 0]
+        if len(runs) != len(args.runs.split(",")):
+            raise UsageError(f"--runs must be a comma list of positive integers, got {args.runs!r}")
+        if args.evaluate and runs != [1]:
+            raise UsageError("--evaluate times one run's evaluation: leave --runs at 1")
         if args.clients_per_round is not None and args.clients_per_round < 1:
             raise UsageError(f"--clients-per-round must be a positive integer, got {args.clients_per_round}")
         executors = args.executor.split(",")
@@ -373,18 +463,20 @@ def main(argv=None) -> int:
     for (model, cut), algorithm, n in [(m, a, n) for m in model_cuts for a in names for n in clients]:
         base = {"algorithm": algorithm, "clients": n, "batch_size": args.batch_size, "model": model, "cut": cut,
                 "iterations": args.iterations, "repeats": args.repeats, "conv": args.conv,
-                "clients_per_round": args.clients_per_round}
+                "clients_per_round": args.clients_per_round, "evaluate": args.evaluate,
+                "matmul_precision": args.matmul_precision}
         cost = spawn({**base, "executor": "vmap", "cost_only": True}, args)
         peer = (run_peer(args.compare_torch, args.torch_python, n, args.batch_size, args.iterations, args.repeats,
                          args.case_timeout)
                 if args.compare_torch is not None else None)
-        for executor in executors:
-            result = spawn({**base, "executor": executor}, args)
+        for count, executor in [(r, e) for r in runs for e in executors]:
+            result = spawn({**base, "runs": count, "executor": executor}, args)
             if peer is not None:
                 result = add_ratio(result, peer)
             result.update({f"hw_{k}": v for k, v in hw.items()})
-            if "error" not in result and "error" not in cost:
-                result = add_fractions({**result, **{k: cost[k] for k in ("flops_per_round", "bytes_per_round")}}, hw)
+            if "error" not in result and "error" not in cost:  # R runs do R times one run's work
+                result = add_fractions({**result, **{k: count * cost[k] for k in ("flops_per_round",
+                                                                                  "bytes_per_round")}}, hw)
             results.append(result)
             print(table(results[-1:], hw).splitlines()[-1], file=sys.stderr, flush=True)  # progress
     print(json.dumps(results, indent=1) if args.json else table(results, hw))

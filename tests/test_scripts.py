@@ -202,3 +202,21 @@ def test_privacy_cost_times_a_round_and_a_measurement_side_by_side(capsys):
     # the share is the run's measurements (after rounds 1 and 2) against its 2 rounds, from times printed to 0.01 s
     want = 100 * 2 * float(measure_s) / (2 * float(round_s))
     assert abs(float(share) - want) <= 1 + want * 0.005 / min(float(measure_s), float(round_s))
+
+
+def test_bench_times_runs_in_one_program_and_the_evaluations_share(capsys):
+    bench = load("bench")
+    base = {"algorithm": "psl", "clients": 2, "batch_size": 8, "model": "cnn", "cut": None, "iterations": 1,
+            "repeats": 1, "conv": "patches", "clients_per_round": None, "executor": "vmap"}
+    group = bench.run_case({**base, "runs": 3})
+    assert group["client_steps_per_s"] == pytest.approx(3 * 2 * 1 / group["round_s"])
+    alone = bench.run_case({**base, "runs": 1, "evaluate": True})
+    assert alone["client_steps_per_s"] == pytest.approx(2 / alone["round_s"])
+    assert alone["evaluation_s"] > 0 and 0 < alone["evaluation_share"] < 1
+    assert " eval %" in bench.table([alone], {"device_kind": "cpu", "platform": "cpu", "cpu_count": 2,
+                                             "peak_flops": 1e9, "peak_bytes_per_s": 1e9, "peak_source": "test"})
+    for argv, message in ((["--runs", "0"], "--runs must be a comma list of positive integers"),
+                          (["--runs", "1,2", "--evaluate"], "--evaluate times one run's evaluation")):
+        assert bench.main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err

@@ -39,7 +39,8 @@ def participating(spec: dict) -> int:
 
 def case_config(spec: dict) -> Config:
     """A case's configuration: `algorithm`, `clients` (of which `clients_per_round` take part, default all),
-    `batch_size`, `executor`, `conv`, `model` and `cut` (default the cnn at its cut); validated."""
+    `batch_size`, `executor`, `conv`, `model` and `cut` (default the cnn at its cut), `matmul_precision` (default
+    float32); validated."""
     algorithm, clients, per_round = spec["algorithm"], spec["clients"], participating(spec)
     entry = algorithms.get(algorithm)
     mixes = entry.exchange(Config(algorithm=algorithm)).mixed_per_client > 0
@@ -47,7 +48,7 @@ def case_config(spec: dict) -> Config:
     return algorithms.validate(Config(
         algorithm=algorithm, clients=clients, clients_per_round=per_round if per_round < clients else None,
         batch_size=spec["batch_size"], executor=spec["executor"], model=spec.get("model", "cnn"), cut=spec.get("cut"),
-        conv=spec["conv"], **extra))
+        conv=spec["conv"], matmul_precision=spec.get("matmul_precision", "float32"), **extra))
 
 
 def synthetic_dataset(num_clients: int, per_client: int, seed: int = 0) -> Dataset:
