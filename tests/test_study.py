@@ -144,8 +144,9 @@ def test_quick_study_end_to_end_then_resumes_without_work(tmp_path, manual_data_
     from test_scripts import SCRIPTS
 
     results, env = tmp_path / "study", environment(compile_cache, fast_compile=True)
+    # each cell's 2 seeds as one program: half the compiles (the numbers are the runs' alone, tests/test_grouped.py)
     argv = [sys.executable, str(SCRIPTS / "reproduce.py"), "--quick", "--results", str(results), "--manual-dir", str(manual_data_dir),
-            "--data-dir", str(tfds_data_dir)]
+            "--data-dir", str(tfds_data_dir), "--runs-per-program", "2"]
     first = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
     scale = study.Scale.quick()

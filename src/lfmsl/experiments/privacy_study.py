@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 from lfmsl.algorithms import without_inert
 from lfmsl.config import Config
 from lfmsl.experiments import sweep
+from lfmsl.experiments.run_options import RunOptions
 
 SPLIT_ALGORITHMS = ("sl", "psl", "sflv1", "sflv2", "locsplitfed", "locfedmix", "sglr", "mix2sfl")
 OURS = "locfedmix"  # the algorithm every other is compared with, paired by seed
@@ -102,8 +103,10 @@ def configs_of(scale: Scale, section: str) -> list[Config]:
             "d": lambda: cut_depth(scale)}[section]()
 
 
-def run_study(scale: Scale, results: Path, load: Callable[[str], object], sections: Sequence[str] = SECTIONS,
+def run_study(scale: Scale, results: Path, options: RunOptions, sections: Sequence[str] = SECTIONS,
               log: Callable[[str], None] = print) -> dict[str, list[sweep.Run]]:
-    """Run (or find finished) the sections in order; returns each section's runs."""
+    """Run (or find finished) the sections in order, as `options` says (its data folders; its --runs-per-program
+    groups each cell's seeds); returns each section's runs."""
     runs_dir = Path(results) / "runs"
-    return {section: sweep.run_sweep(configs_of(scale, section), runs_dir, load, log=log) for section in sections}
+    return {section: sweep.run_sweep(configs_of(scale, section), runs_dir, options.load_dataset, options,
+                                      log=log) for section in sections}

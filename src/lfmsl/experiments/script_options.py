@@ -54,7 +54,7 @@ def parser(name: str, description: str, *, datasets: str, rounds: int, train_siz
                    help=f"where figures and tables go (default: docs/figures/{name})")
     g.add_argument("--quick", action="store_true",
                    help="a tiny configuration (1 round, 120 samples, 3 clients, 200 test samples): a smoke test")
-    add_flags(p, RunOptions, ("manual_dir", "data_dir"), into=g)
+    add_flags(p, RunOptions, ("manual_dir", "data_dir", "runs_per_program"), into=g)
     return p
 
 
@@ -131,7 +131,7 @@ def study_main(argv: Sequence[str] | None, name: str, description: str, sections
                scales: Callable[[bool], object], run_study: Callable, write_report: Callable) -> int:
     """The whole of a study script (scripts/reproduce.py, scripts/privacy.py): its sections in order into
     results/<name> (finished runs skipped, interrupted ones resumed), then its report from whatever has finished.
-    `scales(quick)` is the study's size; `run_study(scale, results, load, sections, log)`,
+    `scales(quick)` is the study's size; `run_study(scale, results, options, sections, log)`,
     `write_report(scale, results)`."""
     p = argparse.ArgumentParser(prog=f"scripts/{name}.py", description=description,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -144,7 +144,7 @@ def study_main(argv: Sequence[str] | None, name: str, description: str, sections
                    help="the same study shrunk to seconds per run (2 or 3 clients, 16 samples each, 2 rounds, 2 seeds)")
     p.add_argument("--report-only", action="store_true",
                    help="run nothing: write the report from the runs that have finished")
-    add_flags(p, RunOptions, ("manual_dir", "data_dir"), into=p)
+    add_flags(p, RunOptions, ("manual_dir", "data_dir", "runs_per_program"), into=p)
     args = p.parse_args(argv)
     unknown = [section for section in args.sections if section not in sections]
     if unknown:
@@ -153,7 +153,7 @@ def study_main(argv: Sequence[str] | None, name: str, description: str, sections
 
     scale = scales(args.quick)
     if not args.report_only:
-        run_study(scale, args.results, run_options(args).load_dataset, args.sections, log=log)
+        run_study(scale, args.results, run_options(args), args.sections, log=log)
     log(f"{name}: report in {write_report(scale, args.results)}")
     return 0
 

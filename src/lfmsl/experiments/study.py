@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 from lfmsl.experiments import sweep
 from lfmsl.algorithms import exchange, names, without_inert
 from lfmsl.config import Config
+from lfmsl.experiments.run_options import RunOptions
 
 SPLIT_ALGORITHMS = names(role="paper")  # the paper's comparison, in the order the algorithms list themselves
 LATER_ALGORITHMS = names(role="later")
@@ -127,12 +128,13 @@ def best_rate(checks: Sequence[tuple[float, float]]) -> float:
     return max(checks, key=lambda check: (check[1], -check[0]))[0]
 
 
-def run_study(scale: Scale, results: Path, load: Callable[[str], object], sections: Sequence[str] = SECTIONS,
+def run_study(scale: Scale, results: Path, options: RunOptions, sections: Sequence[str] = SECTIONS,
               log: Callable[[str], None] = print) -> dict[str, list[sweep.Run]]:
-    """Run (or find finished) the sections in order; returns each section's runs."""
+    """Run (or find finished) the sections in order, as `options` says (its data folders; its --runs-per-program
+    groups each cell's seeds); returns each section's runs."""
     runs_dir = Path(results) / "runs"
     done: dict[str, list[sweep.Run]] = {}
-    run = lambda configs: sweep.run_sweep(configs, runs_dir, load, log=log)
+    run = lambda configs: sweep.run_sweep(configs, runs_dir, options.load_dataset, options, log=log)
     if "a" in sections:
         done["a"] = run(scaling(scale))
     if "b" in sections:
