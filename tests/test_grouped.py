@@ -155,3 +155,19 @@ def test_lfmsl_run_takes_a_list_of_configurations_and_gives_a_list_of_outcomes(t
     assert first[0].history[-1]["test_loss"] != first[1].history[-1]["test_loss"]  # two seeds, two runs
     with pytest.raises(UsageError, match="one distinct folder per configuration"):
         lfmsl.run(configs, out=[tmp_path / "c"] * 3, options=options, dataset=dataset)
+
+
+def test_a_large_groups_round_is_one_short_line(capsys):
+    from types import SimpleNamespace
+
+    from lfmsl.experiments import group_runner
+
+    records = [{"round": 3, "test_accuracy": 0.5 + 0.01 * i, "train_loss": 1.0 - 0.1 * i, "round_time_s": 2.0}
+               for i in range(6)]
+    members = [SimpleNamespace(outcome=None, history=[r]) for r in records]
+    members[5].outcome, members[5].history = "diverged", []  # stopped in an earlier round
+    group_runner._show(members, records, 10)
+    line = capsys.readouterr().err.strip()
+    assert line == "round 3/10: 5 runs: acc 50.00 to 54.00% loss 0.6000 to 1.0000, 1 stopped (2.0 s)"
+    group_runner._show(members[:2], records[:2], 10)
+    assert capsys.readouterr().err.strip() == "round 3/10: acc 50.00% loss 1.0000 | acc 51.00% loss 0.9000 (2.0 s)"

@@ -18,6 +18,12 @@ class DiskFull(UsageError):
 
     exit_code = 5
 
+    @classmethod
+    def at(cls, where: object, error: BaseException, then: str) -> "DiskFull":
+        """The one-line message for a full disk under `where`, the system's words in brackets, then what to do."""
+        return cls(f"no space left on the disk of {where} ({first_line(error, 120)}); nothing finished is lost: "
+                   f"free some space, then {then}")
+
 
 def disk_full(error: BaseException) -> bool:
     """Whether `error`, or one it was raised from, is the disk being full: OSError ENOSPC or EDQUOT, or a library's

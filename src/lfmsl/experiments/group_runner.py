@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from lfmsl.config import Config
-from lfmsl.errors import DiskFull, Diverged, UsageError, disk_full, first_line
+from lfmsl.errors import DiskFull, Diverged, UsageError, disk_full
 from lfmsl.experiments.run_options import RunOptions
 from lfmsl.experiments.runner import (RunResult, _continue_from_checkpoint, _open_run_dir, accept, describe, finish,
                                       log, save)
@@ -106,15 +106,15 @@ def run_group(configs: Sequence[Config], outs: Sequence[str | Path], options: Ru
             except UsageError as error:
                 m.outcome = error
         todo = [m for m in members if m.outcome is None]
+        after = {id(m): _checkpointed(m) for m in todo}  # the round each run's last checkpoint followed
         try:
-            for start in sorted({_checkpointed(m) for m in todo}):
-                _run_together([m for m in todo if _checkpointed(m) == start], options, dataset, stop)
+            for start in sorted(set(after.values())):
+                _run_together([m for m in todo if after[id(m)] == start], options, dataset, stop)
         except Exception as error:
             if not disk_full(error):
                 raise
-            raise DiskFull(f"no space left on the disk of {members[0].folder.path.parent} ({first_line(error, 120)}); "
-                           f"nothing finished is lost: free some space, then "
-                           f"{options.how_to_continue or 'run the same command again'}") from None
+            raise DiskFull.at(members[0].folder.path.parent, error,
+                              options.how_to_continue or "run the same command again") from None
     return [m.outcome for m in members]
 
 
@@ -190,8 +190,21 @@ def _accept(m: _Member, record: dict, wall_time: float, options: RunOptions) -> 
         m.outcome = error
 
 
+SHOWN_APART = 4  # runs whose round is shown one by one; a larger group's line gives the range over its runs
+
+
 def _show(members: list[_Member], records: list[dict], rounds: int) -> None:
-    """One line per round for the whole group: each run's accuracy and loss, in the group's order."""
-    parts = [describe(record) if m.outcome is None or m.history and m.history[-1] is record else "stopped"
-             for m, record in zip(members, records)]
-    log(f"round {records[0]['round']}/{rounds}: " + " | ".join(parts) + f" ({records[0]['round_time_s']:.1f} s)")
+    """One line per round for the whole group: each run's accuracy and loss in the group's order, or for more than
+    SHOWN_APART runs the range of each over the runs still going (each run's own numbers are in its metrics)."""
+    going = [bool(m.outcome is None or m.history and m.history[-1] is record) for m, record in zip(members, records)]
+    if len(members) <= SHOWN_APART:
+        text = " | ".join(describe(r) if g else "stopped" for r, g in zip(records, going))
+    else:
+        shown = [r for r, g in zip(records, going) if g and "train_loss" in r]
+        accuracy = [100 * r["test_accuracy"] for r in shown]
+        loss = [r["train_loss"] for r in shown]
+        text = (f"{len(shown)} runs: acc {min(accuracy):.2f} to {max(accuracy):.2f}% loss {min(loss):.4f} to "
+                f"{max(loss):.4f}" if shown else f"{len(members)} runs: no round trained")
+        stopped = going.count(False)
+        text += f", {stopped} stopped" if stopped else ""
+    log(f"round {records[0]['round']}/{rounds}: {text} ({records[0]['round_time_s']:.1f} s)")

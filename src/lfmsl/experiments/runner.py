@@ -18,7 +18,7 @@ from lfmsl.algorithms import validate
 from lfmsl.config import Config
 from lfmsl.core.backend import check_backend
 from lfmsl.experiments.run_options import RunOptions
-from lfmsl.errors import DiskFull, Diverged, UsageError, disk_full, first_line, plural
+from lfmsl.errors import DiskFull, Diverged, UsageError, disk_full, plural
 from lfmsl.costs.latency import summary_fields
 from lfmsl.io.rundir import RunDir
 from lfmsl.io.data import Dataset
@@ -92,8 +92,7 @@ def run_checked(config: Config, out: str | Path | None, resume: bool, options: R
         then = _how_to_continue(options, folder) if started else "run the same command again"
         if not started and created:
             folder.discard_unstarted()
-        raise DiskFull(f"no space left on the disk of {folder.path} ({first_line(error, 120)}); nothing finished is "
-                       f"lost: free some space, then {then}") from None
+        raise DiskFull.at(folder.path, error, then) from None
     return RunResult(folder.metrics(), summary, folder.path)
 
 
