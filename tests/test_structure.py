@@ -80,7 +80,7 @@ LAYERS = [
     ("costs", "io"),
     ("experiments",),
     ("reporting",),
-    ("cli", "__main__", ""),
+    ("cli", "__main__", "", "launch"),
 ]
 
 

@@ -70,6 +70,18 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
                    help="folder of the sweep: one subfolder per run, and the tables")
     add_flags(sweep, RunOptions, ("manual_dir", "data_dir", "allow_divergence", "runs_per_program"), into=g)
     g.add_argument("--progress", action="store_true", help="a progress bar per run (default: one line per run)")
+    g.add_argument("--distributed", action="store_true",
+                   help="join jax.distributed first; every process takes part in each run (docs/SCALING.md)")
+    launch = commands.add_parser(
+        "launch", help="run one command as several processes on this machine, joined by jax.distributed",
+        description="Start N processes of 'lfmsl run' or 'lfmsl sweep' (the command after '--') as one run: a "
+                    "coordinator on a free local port, and on the CPU --devices-per-process devices each. Process 0 "
+                    "alone writes the run folder; the exit status is the worst of the processes'.")
+    launch.add_argument("--processes", type=int, required=True, metavar="N", help="how many processes")
+    launch.add_argument("--devices-per-process", type=int, default=None, metavar="D",
+                        help="CPU devices each process makes (XLA's forced host device count; default: one)")
+    launch.add_argument("arguments", nargs=argparse.REMAINDER, metavar="-- run|sweep ARGS",
+                        help="the lfmsl command each process runs")
     return parser
 
 
@@ -102,16 +114,43 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command is None:
-        raise UsageError("say what to do: 'lfmsl run' or 'lfmsl sweep' (see 'lfmsl --help')")
+        raise UsageError("say what to do: 'lfmsl run', 'lfmsl sweep' or 'lfmsl launch' (see 'lfmsl --help')")
+    if args.command == "launch":
+        from lfmsl.launch import launch
+
+        return launch(args.processes, args.devices_per_process, args.arguments)
+    if args.distributed:  # before JAX touches a device
+        return _distributed(args, argv)
+    return _command(args, argv)
+
+
+def _distributed(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    """The command as one process of several. Where another process is lost, this one says so in one line and ends
+    at once: JAX would otherwise wait for it at exit, then abort with its own report."""
+    import os
+
+    from lfmsl.core import processes
+
+    processes.initialize()
+    try:
+        return _command(args, argv)
+    except Exception as error:  # noqa: BLE001 - anything else is re-raised as it was
+        lost = processes.lost_contact(error)
+        if lost is None:
+            raise
+        folder = args.resume or args.out
+        print(f"lfmsl: error: {lost}; the run continues from its last checkpoint when the same processes start "
+              f"again with --resume {folder}" if args.command == "run" else
+              f"lfmsl: error: {lost}; run the same command again to continue the sweep", file=sys.stderr, flush=True)
+        os._exit(processes.LOST_EXIT)
+
+
+def _command(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     if args.command == "sweep":
         from lfmsl.experiments.sweep import sweep_command
 
         return sweep_command(args)
     config = run_config(args, argv)
-    if args.distributed:  # before JAX touches a device
-        from lfmsl.core.sharding import initialize_distributed
-
-        initialize_distributed()
     from lfmsl.experiments.flags import values_of
     from lfmsl.experiments.run_options import RunOptions
     from lfmsl.experiments.runner import run

@@ -30,6 +30,9 @@ class StopRequests:
     """
 
     _active: "StopRequests | None" = None  # the outermost one in effect
+    # Where several processes are one run (core/processes.py): given whether this process was asked to stop, whether
+    # any was. Every process asks at the same points of the run, so all stop after the same round.
+    shared: Callable[[bool], bool] | None = None
 
     def __init__(self) -> None:
         self._signum: int | None = None
@@ -44,12 +47,18 @@ class StopRequests:
     def signal_name(self) -> str | None:
         return None if self.signum is None else signal.Signals(self.signum).name
 
+    def _asked(self) -> bool:
+        outermost = self._outer or self
+        if StopRequests.shared is not None and StopRequests.shared(self.signum is not None) and self.signum is None:
+            outermost._signum = signal.SIGINT  # another process of the run was asked to stop
+        return self.signum is not None
+
     def keep_going(self) -> bool:
-        return self.signum is None
+        return not self._asked()
 
     def check(self, what: str) -> None:
         """Raise `Interrupted` if a stop was asked for; `what` says what is kept and how to go on."""
-        if self.signum is not None:
+        if self._asked():
             raise Interrupted(f"stopped by {self.signal_name} {what}", self.signum)
 
     def _handle(self, signum: int, frame) -> None:

@@ -25,16 +25,6 @@ _set_mesh = getattr(jax, "set_mesh", None) or jax.sharding.use_mesh
 PyTree = Any
 
 
-def initialize_distributed() -> None:
-    """Join JAX's multi-process runtime (`jax.distributed`), e.g. on a TPU pod slice or a GPU
-    cluster; the coordinator and process ids come from the environment (see docs/SCALING.md)."""
-    try:
-        jax.distributed.initialize()
-    except (RuntimeError, ValueError) as error:
-        raise UsageError(f"--distributed: jax.distributed.initialize() failed ({error}); "
-                         "run one process per host with the cluster's environment set, see docs/SCALING.md") from None
-
-
 def client_mesh(devices: list | None = None) -> Mesh:
     """A one-axis mesh over all devices of all processes."""
     return Mesh(np.array(devices if devices is not None else jax.devices()), (AXIS,))

@@ -6,7 +6,9 @@ and the notebook all go through it, with a `Config` (what to simulate) and a `Ru
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import math
 import sys
 import time
@@ -76,8 +78,16 @@ def run(config: Config, out: str | Path | None = None, resume: bool = False, opt
 def run_checked(config: Config, out: str | Path | None, resume: bool, options: RunOptions,
                 dataset: Dataset | None = None) -> RunResult:
     """`run` of a configuration that `validate` has accepted: a sweep checks its whole grid before its first run,
-    and each run is then checked no more."""
+    and each run is then checked no more. Of a distributed run's processes, process 0 alone writes the folder
+    (`rundir.Observed`), and all of them stop where it refuses the folder."""
+    from lfmsl.core import processes
+
+    processes.agree("configurations", json.dumps(config.to_dict(), sort_keys=True))
+    if out is None and processes.count() > 1:
+        raise UsageError("--distributed: give --out DIR, the run folder every process takes part in")
     folder = RunDir(out) if out is not None else RunDir.new("runs", config.algorithm, config.dataset)
+    if not processes.writes():
+        folder = folder.observed()
     created = not folder.path.exists()
     try:
         summary = _run_locked(config, folder, resume, options, dataset)
@@ -101,9 +111,11 @@ def _how_to_continue(options: RunOptions, folder: RunDir) -> str:
 
 
 def _run_locked(config: Config, folder: RunDir, resume: bool, options: RunOptions, dataset: Dataset | None) -> dict:
+    from lfmsl.core.processes import decided_by_first
+
     # Signals only set a flag, read at safe points; one writer per folder.
-    with StopRequests() as stop, RunLock(folder.path):
-        finished = _open_run_dir(config, folder, resume)
+    with StopRequests() as stop, RunLock(folder.path) if folder.writes else contextlib.nullcontext():
+        finished = decided_by_first(lambda: _open_run_dir(config, folder, resume, check_restart=True))
         if finished is not None:
             log(f"lfmsl: the run in {folder.path} already finished its {config.rounds} rounds; nothing to do")
             return finished
@@ -113,8 +125,6 @@ def _run_locked(config: Config, folder: RunDir, resume: bool, options: RunOption
                                           data_dir=options.data_dir or recorded.get("data_dir"))
         store = checkpoint.Checkpoints(folder.path)
         try:
-            if not store.steps():
-                folder.check_nothing_lost_by_restarting()
             if dataset is None:
                 dataset = options.load_dataset(config.dataset)
             return _simulate(config, folder, store, dataset, options, stop)
@@ -122,13 +132,18 @@ def _run_locked(config: Config, folder: RunDir, resume: bool, options: RunOption
             store.close()
 
 
-def _open_run_dir(config: Config, folder: RunDir, resume: bool) -> dict | None:
-    """Create or check the run folder; the summary of a run there that is already finished."""
+def _open_run_dir(config: Config, folder: RunDir, resume: bool, check_restart: bool = False) -> dict | None:
+    """Create or check the run folder; the summary of a run there that is already finished. `check_restart`: refuse
+    a run with no checkpoint that would start again over rounds the folder holds."""
+    finished = None
     if resume and folder.config() is not None:
         # Refuses a run of another configuration.
-        return folder.finished(config, lambda message: log(f"lfmsl: {message}"))
-    folder.create()  # refuses a folder that holds a run
-    return None
+        finished = folder.finished(config, lambda message: log(f"lfmsl: {message}"))
+    else:
+        folder.create()  # refuses a folder that holds a run
+    if finished is None and check_restart and not folder.has_checkpoints():
+        folder.check_nothing_lost_by_restarting()
+    return finished
 
 
 def _simulate(config: Config, folder: RunDir, store: checkpoint.Checkpoints, dataset: Dataset, options: RunOptions,
@@ -212,9 +227,10 @@ def finish(config: Config, folder: RunDir, simulation, history: list[dict], star
         **outputs.environment(),
     }
     folder.write_summary(summary)
-    outputs.plot_accuracy({config.algorithm: history}, folder.plot_path,
-                          f"{config.algorithm} on {config.dataset}, {config.clients} clients")
-    if simulation.privacy_images:
+    if folder.writes:
+        outputs.plot_accuracy({config.algorithm: history}, folder.plot_path,
+                              f"{config.algorithm} on {config.dataset}, {config.clients} clients")
+    if simulation.privacy_images and folder.writes:
         from lfmsl.io.plots import image_grid
 
         folder.write_privacy_images(simulation.privacy_images)

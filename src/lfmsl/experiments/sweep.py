@@ -306,14 +306,16 @@ def finished_runs(path: Path) -> list[Run]:
 
 def sweep_command(args: argparse.Namespace) -> int:
     """`lfmsl sweep`: run the grid, then write the tables."""
+    from lfmsl.core import processes
     from lfmsl.experiments.runner import log
 
     configs = grid(vars(args), log)
     options = RunOptions(**values_of(args, RunOptions))
     runs = run_sweep(configs, args.out, options.load_dataset, options, log)
     rows = aggregate(runs)
-    write_tables(rows, args.out)
-    log(f"lfmsl sweep: tables in {args.out / 'results.csv'} and {args.out / 'results.md'}")
+    if processes.writes():  # of a distributed sweep's processes, process 0 writes
+        write_tables(rows, args.out)
+        log(f"lfmsl sweep: tables in {args.out / 'results.csv'} and {args.out / 'results.md'}")
     print(markdown_table(rows), end="")
     missing = left_out(runs)
     if missing:

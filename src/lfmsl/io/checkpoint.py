@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lfmsl.core import processes
 from lfmsl.errors import UsageError, disk_full, first_line
 from lfmsl.io.rundir import UNREADABLE_DIR, RunDir
 
@@ -134,8 +135,9 @@ class Checkpoints:
                 print(f"lfmsl: checkpoint {self.directory / str(step)} is incomplete or damaged ({reason}); "
                       f"moved to {aside}; using the one before", file=sys.stderr)
                 last_error = reason
-                aside.parent.mkdir(exist_ok=True)
-                shutil.move(self.directory / str(step), aside)
+                if processes.writes():  # of a distributed run's processes, process 0 moves it
+                    aside.parent.mkdir(exist_ok=True)
+                    shutil.move(self.directory / str(step), aside)
                 self._manager.reload()
         if steps:
             raise UsageError(f"no checkpoint in {self.directory} can be read (the last error: {last_error}); "
@@ -274,11 +276,13 @@ def _snapshot(step: int, state: Any, meta: dict) -> Snapshot:
     """Check that the JSON part belongs to this step, and rebuild the typed run key.
 
     The arrays are put back as a fresh run has them (uncommitted to a device), so the round
-    compiles to the same program as in a run that was never stopped.
+    compiles to the same program as in a run that was never stopped; an array spread over several processes
+    (a distributed run) stays as orbax laid it out, on the run's mesh: no process can read all of it.
     """
     if meta.get("format") != FORMAT or meta.get("rounds_done") != step or len(meta.get("history", ())) != step:
         raise ValueError(f"its metadata does not describe {step} rounds")
-    state = jax.tree.map(lambda leaf: jnp.asarray(np.asarray(leaf)), state)
+    uncommitted = lambda leaf: jnp.asarray(np.asarray(leaf)) if getattr(leaf, "is_fully_addressable", True) else leaf
+    state = jax.tree.map(uncommitted, state)
     run_key = jax.random.wrap_key_data(jnp.asarray(meta["run_key"], dtype=jnp.uint32), impl=meta["run_key_impl"])
     return Snapshot(step, state, run_key, list(meta["history"]), float(meta["wall_time_s"]), meta.get("config"))
 

@@ -44,8 +44,14 @@ class DamagedRun(UsageError):
 class RunDir:
     """The files of the run in `path` (which need not exist yet)."""
 
+    writes = True  # False for `Observed`: a process of a distributed run other than process 0
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
+
+    def observed(self) -> "Observed":
+        """This folder as a process that reads it and leaves the writing to another (process 0)."""
+        return Observed(self.path)
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -337,6 +343,54 @@ class RunDir:
         remove = [name for name in (METRICS_FILE, SUMMARY_FILE, UNREADABLE_DIR) if (self.path / name).exists()]
         return (f"to run it again from round 1, remove {' and '.join(remove)} from {self.path} and resume again; "
                 "or choose another --out for a new run")
+
+
+class _NoLog:
+    """The TensorBoard log of a process that writes none."""
+
+    def add(self, record: dict, flush: bool = True) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class Observed(RunDir):
+    """The run folder as the processes of a distributed run other than process 0 see it: they read what is there
+    (a run to resume, its configuration and summary) and write nothing; process 0 writes every file. Orbax's
+    checkpoints are the exception: every process saves its own shards of the state (checkpoint.py)."""
+
+    writes = False
+
+    def create(self) -> "RunDir":
+        return self
+
+    def discard_unstarted(self) -> None:
+        pass
+
+    def write_privacy_images(self, images: dict) -> None:
+        pass
+
+    def write_config(self, config: Config, sources: dict[str, str | Path | None]) -> None:
+        pass
+
+    def append_metrics(self, record: dict) -> None:
+        pass
+
+    def keep_metrics(self, rounds: int) -> None:
+        pass
+
+    def write_metrics(self, history: Sequence[dict]) -> None:
+        pass
+
+    def tensorboard(self, history: Sequence[dict]) -> _NoLog:
+        return _NoLog()
+
+    def write_summary(self, summary: dict) -> None:
+        pass
+
+    def drop_summary(self) -> None:
+        pass
 
 
 def _write_json(path: Path, payload: dict) -> None:
