@@ -33,10 +33,25 @@ def _bfloat16_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred
 
 
 def _bfloat16_conv(lhs, rhs, *args, **kwargs):
-    """flax's Conv convolution with bfloat16 operands and a float32 sum."""
+    """flax's Conv convolution with bfloat16 operands and a float32 sum. Its gradient is the float32 convolution's
+    at the rounded operands: jax 0.6 cannot transpose a convolution of bfloat16 operands into float32."""
     kwargs.pop("preferred_element_type", None)
-    return jax.lax.conv_general_dilated(lhs.astype(jnp.bfloat16), rhs.astype(jnp.bfloat16), *args,
-                                        preferred_element_type=jnp.float32, **kwargs)
+    exact = lambda a, b: jax.lax.conv_general_dilated(a, b, *args, **kwargs)
+    rounded = lambda x: x.astype(jnp.bfloat16).astype(jnp.float32)
+
+    @jax.custom_vjp
+    def conv(a, b):
+        return jax.lax.conv_general_dilated(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16), *args,
+                                            preferred_element_type=jnp.float32, **kwargs)
+
+    def forward(a, b):
+        return conv(a, b), (a, b)
+
+    def backward(operands, grad):
+        return jax.vjp(exact, *map(rounded, operands))[1](grad)
+
+    conv.defvjp(forward, backward)
+    return conv(lhs, rhs)
 
 
 def dense(features: int, name: str, precision: str = "float32") -> nn.Module:
