@@ -171,3 +171,20 @@ def test_a_large_groups_round_is_one_short_line(capsys):
     assert line == "round 3/10: 5 runs: acc 50.00 to 54.00% loss 0.6000 to 1.0000, 1 stopped (2.0 s)"
     group_runner._show(members[:2], records[:2], 10)
     assert capsys.readouterr().err.strip() == "round 3/10: acc 50.00% loss 1.0000 | acc 51.00% loss 0.9000 (2.0 s)"
+
+
+def test_runs_whose_partitions_differ_in_shape_run_as_separate_programs():
+    """A non-IID partition draws other client sizes for each seed: such runs cannot share a program, and a
+    group of them says which can (a sweep then runs each set as its own program, group_runner.py)."""
+    from lfmsl.experiments.grouped import ShapesDiffer
+
+    dataset = tiny_dataset(train=120, test=40)
+    configs = [Config(algorithm="psl", clients=3, rounds=1, batch_size=BATCH, partition="dirichlet:0.3", seed=seed)
+               for seed in range(3)]
+    with pytest.raises(ShapesDiffer) as differ:
+        GroupSimulation(configs, dataset)
+    assert sorted(i for group in differ.value.groups for i in group) == [0, 1, 2]
+    assert len(differ.value.groups) > 1
+    shapes = lambda c: Simulation(c, dataset).data.client_index.shape
+    for group in differ.value.groups:
+        assert len({shapes(configs[i]) for i in group}) == 1

@@ -126,11 +126,17 @@ def _checkpointed(m: _Member) -> int:
 def _run_together(members: list[_Member], options: RunOptions, dataset: Dataset, stop: StopRequests) -> None:
     """Run `members`, all checkpointed after the same round, as one group to their last round; where they cannot
     fit in memory together, as two groups of half as many, and so on."""
-    from lfmsl.experiments.grouped import GroupSimulation, GroupTooLarge
+    from lfmsl.experiments.grouped import GroupSimulation, GroupTooLarge, ShapesDiffer
 
     then = options.how_to_continue or "run the same command again"
     stop.check(f"before a group of {len(members)} runs; nothing was lost; {then}")
-    group = GroupSimulation([m.config for m in members], dataset)
+    try:
+        group = GroupSimulation([m.config for m in members], dataset)
+    except ShapesDiffer as differ:  # each set of runs whose shapes agree is a group of its own
+        log(f"lfmsl: {differ}; they run as {len(differ.groups)} programs")
+        for indices in differ.groups:
+            _run_together([members[i] for i in indices], options, dataset, stop)
+        return
     for m, simulation in zip(members, group.members):
         m.history, m.board = _continue_from_checkpoint(m.config, m.folder, m.store, simulation, options,
                                                        m.store.steps())

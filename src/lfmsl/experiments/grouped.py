@@ -97,6 +97,15 @@ class GroupTooLarge(Exception):
     """A group's state or compiled round cannot fit in memory: its runs are to be split into smaller groups."""
 
 
+class ShapesDiffer(ValueError):
+    """The runs' partitions give other shapes (a non-IID partition draws other client sizes per seed): `groups` are
+    the indices of the runs that can share a program."""
+
+    def __init__(self, groups: list[list[int]], seeds: list[int]):
+        super().__init__(f"the partitions of seeds {seeds} give other shapes than seed {seeds[0]}'s")
+        self.groups = groups
+
+
 # The clients' own fields of `ClientData` carry the runs axis; the training set itself is one for all runs.
 DATA_AXES = ClientData(images=None, labels=None, client_index=0, sizes=0, weights=0, present=None)
 
@@ -117,9 +126,11 @@ class GroupSimulation:
         self.configs = list(configs)
         self.members = [Simulation(config, dataset) for config in configs]
         first = self.members[0]
-        differing = [m.config.seed for m in self.members if _shape_facts(m) != _shape_facts(first)]
-        if differing:
-            raise ValueError(f"the partitions of seeds {differing} give other shapes than seed {first.config.seed}'s")
+        shapes: dict[tuple, list[int]] = {}
+        for index, m in enumerate(self.members):
+            shapes.setdefault(_shape_facts(m), []).append(index)
+        if len(shapes) > 1:
+            raise ShapesDiffer(list(shapes.values()), [m.config.seed for m in self.members])
         runs = len(self.members)
         # the executor that --executor auto picks for R x K clients at once
         executor = resolve(first.config.executor, num_clients=runs * first.schedule.per_round)
