@@ -138,7 +138,7 @@ def test_processes_started_with_other_flags_stop_at_once(env, tmp_path, tfds_dat
 @pytest.mark.slow
 def test_a_killed_process_stops_the_other_within_seconds_and_the_run_resumes(env, tmp_path, tfds_data_dir,
                                                                              manual_data_dir):
-    args = ["--algorithm", "psl", *TINY, "--rounds", "40", "--test-size", "40", "--eval-clients", "0",
+    args = ["--algorithm", "psl", *TINY, "--rounds", "10", "--test-size", "40", "--eval-clients", "0",
             "--checkpoint-every", "1", *data(tfds_data_dir, manual_data_dir)]
     out = tmp_path / "run"
     launcher = subprocess.Popen([sys.executable, "-m", "lfmsl", "launch", "--processes", "2",
