@@ -172,3 +172,23 @@ def _process_id(pid: int) -> str | None:
         return None
     found = [v.split(b"=", 1)[1].decode() for v in variables if v.startswith(processes.INDEX.encode() + b"=")]
     return found[0] if found else None
+
+
+@pytest.mark.slow
+def test_a_two_process_run_resumes_in_one_process_of_another_device_count(env, tmp_path, tfds_data_dir,
+                                                                          manual_data_dir):
+    """The checkpoint written by two processes of 2 devices is laid out anew on the mesh of one process of 4 (and
+    then of 2): the rounds after it are the two-process run's, within float rounding."""
+    args = ["--algorithm", "psl", *RUN, "--optimizer", SGD["optimizer"], "--lr", SGD["lr"],
+            *data(tfds_data_dir, manual_data_dir)]
+    two = lambda out, rounds: lfmsl(["launch", "--processes", 2, "--devices-per-process", 2, "--", "run", *args,
+                                     "--rounds", rounds, "--out", out], env)
+    devices = lambda count: {**env, "XLA_FLAGS": f"{env['XLA_FLAGS']} --xla_force_host_platform_device_count={count}"}
+    assert two(tmp_path / "moved", 1).returncode == 0
+    for count, rounds in ((4, 2), (2, 3)):
+        resumed = lfmsl(["run", "--resume", tmp_path / "moved", "--rounds", rounds], devices(count))
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert two(tmp_path / "whole", 3).returncode == 0
+    for a, b in zip(metrics(tmp_path / "whole"), metrics(tmp_path / "moved"), strict=True):
+        for key in ("train_loss", "test_accuracy", "test_loss"):
+            np.testing.assert_allclose(b[key], a[key], **sgd(steps=6, reduction=8 * 28 * 28), err_msg=key)

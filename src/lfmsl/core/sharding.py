@@ -108,6 +108,11 @@ class Placement:
         self._state = state_shardings(jax.eval_shape(init, key), self.mesh, self.num_clients)
         return jax.jit(init, out_shardings=self._state)(key)
 
+    def place_state(self, state):
+        """A restored state laid out as `init_state` lays a fresh one out (a checkpoint's arrays come back
+        uncommitted, or in the layout of the processes that wrote it), so the compiled round takes it as it is."""
+        return jax.device_put(state, self._state) if self.active and self._state is not None else state
+
     def data(self, data):
         return put(data, data_shardings(data, self.mesh, self.num_clients)) if self.active else data
 

@@ -196,7 +196,8 @@ def _continue_from_checkpoint(config: Config, folder: RunDir, store: checkpoint.
     history = []
     if snapshot is not None:
         checkpoint.check_same_run(snapshot, config.to_dict(), folder.path)
-        simulation.state, simulation.run_key, history = snapshot.state, snapshot.run_key, snapshot.history
+        simulation.state = simulation.placement.place_state(snapshot.state)
+        simulation.run_key, history = snapshot.run_key, snapshot.history
         log(f"lfmsl: resuming after round {snapshot.rounds_done} from {store.directory / str(snapshot.rounds_done)}")
     folder.write_metrics(history)  # drops rounds past the checkpoint: they are recomputed
     board = folder.tensorboard(history)  # rebuilt: it holds what metrics.jsonl holds
