@@ -108,17 +108,17 @@ def peak_memory_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
-def timed(step, repeats: int) -> list[float]:
+def timed(step, repeats: int) -> tuple[list[float], object]:
     """Wall times of `step(r)` for r = 0..repeats, each until its outputs are ready (the first compiles nothing
-    but warms up)."""
+    but warms up), and the last step's outputs."""
     import jax
 
-    times = []
+    times, outputs = [], None
     for r in range(repeats + 1):
         began = time.perf_counter()
-        jax.block_until_ready(step(r))
+        outputs = jax.block_until_ready(step(r))
         times.append(time.perf_counter() - began)
-    return times
+    return times, outputs
 
 
 def run_single(spec: dict) -> tuple:
@@ -131,15 +131,14 @@ def run_single(spec: dict) -> tuple:
     start = time.perf_counter()
     compiled = built.compile(state)
     compile_s = time.perf_counter() - start
-    outputs = {}
 
     def step(r):
         nonlocal state
-        state, outputs["metrics"] = compiled(state, built.data, *built.round_inputs(r))
-        return state, outputs["metrics"]
+        state, metrics = compiled(state, built.data, *built.round_inputs(r))
+        return state, metrics  # timed until both are ready
 
-    times = timed(step, spec["repeats"])
-    return built.context.executor, built.config.mix, compile_s, times, outputs["metrics"]
+    times, (_, metrics) = timed(step, spec["repeats"])
+    return built.context.executor, built.config.mix, compile_s, times, metrics
 
 
 def run_group(spec: dict) -> tuple:
@@ -155,14 +154,8 @@ def run_group(spec: dict) -> tuple:
     group = GroupSimulation([dataclasses.replace(config, seed=seed) for seed in range(spec["runs"])], dataset)
     group.start()
     group.compile()
-    outputs = {}
-
-    def step(r):
-        outputs["metrics"], accuracy = group.step(r)
-        return outputs["metrics"], accuracy
-
-    times = timed(step, spec["repeats"])
-    return group.executor, config.mix, group.compile_time_s, times, outputs["metrics"]
+    times, (metrics, _) = timed(group.step, spec["repeats"])
+    return group.executor, config.mix, group.compile_time_s, times, metrics
 
 
 def evaluation_s(spec: dict, round_s: float) -> float:
@@ -178,7 +171,7 @@ def evaluation_s(spec: dict, round_s: float) -> float:
     simulation = Simulation(case_config(spec), Dataset(train.name, train.x_train, train.y_train, test.x_train,
                                                        test.y_train, train.num_classes))
     simulation.compile()
-    steps = timed(simulation.step, spec["repeats"])
+    steps, _ = timed(simulation.step, spec["repeats"])
     return max(statistics.median(steps[1:]) - round_s, 0.0)
 
 
