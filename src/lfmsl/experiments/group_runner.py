@@ -99,9 +99,7 @@ def run_group(configs: Sequence[Config], outs: Sequence[str | Path], options: Ru
                 m.store = checkpoint.Checkpoints(m.folder.path)
                 held.callback(m.store.close)
                 steps = m.store.steps()
-                if not steps:
-                    m.folder.check_nothing_lost_by_restarting()
-                else:
+                if steps:
                     m.folder.check_rounds(steps[-1], m.config.rounds)
             except UsageError as error:
                 m.outcome = error

@@ -115,7 +115,7 @@ def _run_locked(config: Config, folder: RunDir, resume: bool, options: RunOption
 
     # Signals only set a flag, read at safe points; one writer per folder.
     with StopRequests() as stop, RunLock(folder.path) if folder.writes else contextlib.nullcontext():
-        finished = decided_by_first(lambda: _open_run_dir(config, folder, resume, check_restart=True))
+        finished = decided_by_first(lambda: _open_run_dir(config, folder, resume))
         if finished is not None:
             log(f"lfmsl: the run in {folder.path} already finished its {config.rounds} rounds; nothing to do")
             return finished
@@ -132,16 +132,16 @@ def _run_locked(config: Config, folder: RunDir, resume: bool, options: RunOption
             store.close()
 
 
-def _open_run_dir(config: Config, folder: RunDir, resume: bool, check_restart: bool = False) -> dict | None:
-    """Create or check the run folder; the summary of a run there that is already finished. `check_restart`: refuse
-    a run with no checkpoint that would start again over rounds the folder holds."""
+def _open_run_dir(config: Config, folder: RunDir, resume: bool) -> dict | None:
+    """Create or check the run folder; the summary of a run there that is already finished. A run with no
+    checkpoint that would start again over rounds the folder holds is refused."""
     finished = None
     if resume and folder.config() is not None:
         # Refuses a run of another configuration.
         finished = folder.finished(config, lambda message: log(f"lfmsl: {message}"))
     else:
         folder.create()  # refuses a folder that holds a run
-    if finished is None and check_restart and not folder.has_checkpoints():
+    if finished is None and not folder.has_checkpoints():
         folder.check_nothing_lost_by_restarting()
     return finished
 
