@@ -66,16 +66,20 @@ def test_a_bad_process_environment_is_one_line(monkeypatch, variables, message):
         processes._from_environment()
 
 
-def test_a_coordinator_that_does_not_answer_is_one_line_and_status_2_within_seconds(env, tmp_path):
+@pytest.mark.parametrize("index, message", [
+    ("1", "no coordinator answers at"),  # process 0 never started
+    ("0", "the 2 processes of the run did not all join within 2 s"),  # process 0 waits for one that never comes
+])
+def test_processes_that_do_not_all_join_are_one_line_and_status_2_within_seconds(env, tmp_path, index, message):
     with socket.socket() as s:
         s.bind(("localhost", 0))
         port = s.getsockname()[1]  # nobody listens there once closed
-    env = {**env, processes.ADDRESS: f"localhost:{port}", processes.COUNT: "2", processes.INDEX: "1",
+    env = {**env, processes.ADDRESS: f"localhost:{port}", processes.COUNT: "2", processes.INDEX: index,
            "LFMSL_JOIN_TIMEOUT_S": "2"}
     began = time.monotonic()
     done = lfmsl(["run", "--distributed", "--algorithm", "psl", *RUN, "--out", tmp_path / "run"], env, timeout=60)
     lines = done.stderr.strip().splitlines()
-    assert done.returncode == 2 and len(lines) == 1 and "no coordinator answers at" in lines[0], done.stderr
+    assert done.returncode == 2 and len(lines) == 1 and message in lines[0], done.stderr
     assert time.monotonic() - began < 20
     assert not (tmp_path / "run").exists()
 

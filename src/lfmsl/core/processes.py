@@ -13,6 +13,8 @@ import contextlib
 import hashlib
 import os
 import socket
+import sys
+import threading
 import time
 from typing import Callable, TypeVar
 
@@ -24,6 +26,7 @@ ADDRESS, COUNT, INDEX = "JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PRO
 # inside one collective) a process counts as lost; then every other one stops with an error instead of waiting.
 JOIN_TIMEOUT_S = int(os.environ.get("LFMSL_JOIN_TIMEOUT_S", "60"))
 LOST_AFTER_S = int(os.environ.get("LFMSL_LOST_AFTER_S", "10"))
+JOIN_MARGIN_S = 10  # jax's own join timeout comes this much after lfmsl's, which ends the process in one line
 
 
 def _from_environment() -> dict:
@@ -60,6 +63,16 @@ def _wait_for_coordinator(address: str, timeout_s: float) -> None:
             time.sleep(0.2)
 
 
+def _not_joined(processes: int | None) -> None:
+    """The watchdog's line where the processes did not all join in time (process 0 waits for the others in
+    jax.distributed.initialize, which would abort the process); then exit status 2 at once."""
+    count = f"the {processes} processes" if processes else "the processes"
+    print(f"lfmsl: error: --distributed: {count} of the run did not all join within {JOIN_TIMEOUT_S} s "
+          f"(LFMSL_JOIN_TIMEOUT_S); start each of them with the same {ADDRESS} and {COUNT}, each with its own "
+          f"{INDEX}", file=sys.stderr, flush=True)
+    os._exit(2)
+
+
 def initialize() -> None:
     """Join the other processes of the run, before JAX touches a device. A process that stops answering for
     LOST_AFTER_S stops the others; on the CPU so does a collective that waits that long (a process alive but stuck:
@@ -77,13 +90,19 @@ def initialize() -> None:
         jax.config.update("jax_enable_preemption_service", False)
     if explicit and explicit["process_id"] != 0:
         _wait_for_coordinator(os.environ[ADDRESS], JOIN_TIMEOUT_S)
-    try:
-        jax.distributed.initialize(initialization_timeout=JOIN_TIMEOUT_S, heartbeat_timeout_seconds=LOST_AFTER_S,
-                                   shutdown_timeout_seconds=LOST_AFTER_S, **explicit)
+    watchdog = threading.Timer(JOIN_TIMEOUT_S, _not_joined, args=(explicit.get("num_processes"),))
+    watchdog.daemon = True
+    watchdog.start()
+    try:  # jax's own timeout, later than the watchdog's, aborts the process with a C++ stack
+        jax.distributed.initialize(initialization_timeout=JOIN_TIMEOUT_S + JOIN_MARGIN_S,
+                                   heartbeat_timeout_seconds=LOST_AFTER_S, shutdown_timeout_seconds=LOST_AFTER_S,
+                                   **explicit)
     except (RuntimeError, ValueError) as error:
         raise UsageError(f"--distributed: jax.distributed.initialize() failed ({error}); start one process per host "
                          f"with {ADDRESS}, {COUNT} and {INDEX} set, or the cluster's own environment (docs/SCALING.md)"
                          ) from None
+    finally:
+        watchdog.cancel()
     from lfmsl.stopping import StopRequests
 
     StopRequests.shared = any_process

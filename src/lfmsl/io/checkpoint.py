@@ -132,10 +132,10 @@ class Checkpoints:
             except Exception as error:  # noqa: BLE001
                 reason = first_line(error)
                 aside = self.directory.with_name(UNREADABLE_DIR) / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
-                print(f"lfmsl: checkpoint {self.directory / str(step)} is incomplete or damaged ({reason}); "
-                      f"moved to {aside}; using the one before", file=sys.stderr)
                 last_error = reason
-                if processes.writes():  # of a distributed run's processes, process 0 moves it
+                if processes.writes():  # of a distributed run's processes, process 0 moves it and says so
+                    print(f"lfmsl: checkpoint {self.directory / str(step)} is incomplete or damaged ({reason}); "
+                          f"moved to {aside}; using the one before", file=sys.stderr)
                     aside.parent.mkdir(exist_ok=True)
                     shutil.move(self.directory / str(step), aside)
                 self._manager.reload()
