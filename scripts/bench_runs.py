@@ -1,14 +1,16 @@
 #!/usr/bin/env python
-"""Many runs, one program, measured: a sweep of seeds run grouped against the same sweep one run at a time.
+"""Ways to run a sweep, measured: its seeds grouped into one program against one run at a time, and over two
+processes, every process taking part in each run against each process taking runs of its own.
 
     python scripts/bench_runs.py                           # LocFedMix-SL, 3 seeds, N = 10 and 100
     python scripts/bench_runs.py --clients 10 --seeds 0,1,2,3,4,5 --rounds 3
+    python scripts/bench_runs.py --clients 8 --seeds 0,1,2,3 --rounds 3 --modes alone,each-run,own-runs
 
-Each sweep (`lfmsl sweep ... --runs-per-program 1`, then with every seed in one program) runs in its own process on
-Fashion-MNIST into a fresh folder, one after the other, and is measured from the outside: wall time including
-every compile and the data loading, the number of programs compiled (its "compiled in" lines) and the process's
-peak memory (max RSS). The final accuracies of the two sweeps are printed side by side: they agree within float
-rounding (docs/DETERMINISM.md). Time it on an idle machine.
+Each sweep runs in its own process (or `lfmsl launch`'s processes) on Fashion-MNIST into a fresh folder, one after
+the other, and is measured from the outside: wall time including every compile and the data loading, the number
+of programs compiled (its "compiled in" lines; of process 0 alone for the modes of several processes) and the
+peak memory of its largest process (max RSS). The final accuracies are printed side by side: they agree within
+float rounding (docs/DETERMINISM.md). Time it on an idle machine.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ import tempfile
 import time
 from pathlib import Path
 
-MODES = ("one at a time", "grouped")
+# mode -> (what it is, the lfmsl command before `sweep`'s flags, whether its seeds share a program)
+MODES = {
+    "alone": ("one at a time", [], False),
+    "grouped": ("grouped", [], True),
+    "each-run": ("2 processes x 2 devices, every one in each run",
+                 ["launch", "--processes", "2", "--devices-per-process", "2", "--"], False),
+    "own-runs": ("2 processes, runs of their own", ["launch", "--processes", "2", "--own-runs", "--"], False),
+}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -32,16 +41,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seeds", default="0,1,2", help="the sweep's seeds (default: 0,1,2)")
     p.add_argument("--samples-per-client", type=int, default=300)
     p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--modes", default="alone,grouped", help=f"comma list of {', '.join(MODES)} (default: alone,grouped; "
+                   "the speed-up is against the first)")
     p.add_argument("--json", action="store_true", help="print the results as a JSON list")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    unknown = set(args.modes.split(",")) - set(MODES)
+    if unknown:
+        p.error(f"--modes: no mode {', '.join(sorted(unknown))}; choose from {', '.join(MODES)}")
+    return args
 
 
 def sweep(args: argparse.Namespace, clients: int, mode: str, out: Path) -> dict:
     """One sweep in its own process: its wall time, compile count, peak memory and final accuracies."""
-    command = [sys.executable, "-m", "lfmsl", "sweep", "--algorithm", args.algorithm, "--clients", str(clients),
-               "--seed", args.seeds, "--samples-per-client", str(args.samples_per_client), "--rounds",
+    name, before, grouped = MODES[mode]
+    command = [sys.executable, "-m", "lfmsl", *before, "sweep", "--algorithm", args.algorithm, "--clients",
+               str(clients), "--seed", args.seeds, "--samples-per-client", str(args.samples_per_client), "--rounds",
                str(args.rounds), "--out", str(out), "--runs-per-program",
-               "1" if mode == "one at a time" else str(len(args.seeds.split(",")))]
+               str(len(args.seeds.split(","))) if grouped else "1"]
     began = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output = process.stdout.read()
@@ -51,7 +67,7 @@ def sweep(args: argparse.Namespace, clients: int, mode: str, out: Path) -> dict:
         sys.exit(f"bench_runs: the sweep failed:\n{output[-3000:]}")
     accuracies = [json.loads((run / "summary.json").read_text())["final_test_accuracy"]
                   for run in sorted(out.iterdir()) if (run / "summary.json").is_file()]
-    return {"clients": clients, "mode": mode, "runs": len(accuracies), "wall_s": round(wall, 1),
+    return {"clients": clients, "mode": name, "runs": len(accuracies), "wall_s": round(wall, 1),
             "compiles": output.count("compiled in"), "peak_rss_gb": round(usage.ru_maxrss / 2**20, 2),
             "final_accuracies": accuracies}
 
@@ -61,8 +77,8 @@ def main(argv=None) -> int:
     results = []
     with tempfile.TemporaryDirectory() as folder:
         for clients in [int(c) for c in args.clients.split(",")]:
-            for mode in MODES:
-                results.append(sweep(args, clients, mode, Path(folder) / f"n{clients}-{mode.replace(' ', '-')}"))
+            for mode in args.modes.split(","):
+                results.append(sweep(args, clients, mode, Path(folder) / f"n{clients}-{mode}"))
                 print(f"bench_runs: {results[-1]}", file=sys.stderr, flush=True)
     if args.json:
         print(json.dumps(results, indent=1))
@@ -70,7 +86,7 @@ def main(argv=None) -> int:
     print("| N | runs | mode | wall (s) | programs compiled | peak memory (GB) | speed-up | final accuracies (%) |")
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
-        alone = next(a for a in results if a["clients"] == r["clients"] and a["mode"] == "one at a time")
+        alone = next(a for a in results if a["clients"] == r["clients"])  # the first mode
         print(f"| {r['clients']} | {r['runs']} | {r['mode']} | {r['wall_s']} | {r['compiles']} | {r['peak_rss_gb']} | "
               f"{alone['wall_s'] / r['wall_s']:.2f}x | {', '.join(f'{100 * a:.2f}' for a in r['final_accuracies'])} |")
     return 0

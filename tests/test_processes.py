@@ -53,6 +53,17 @@ def test_the_launched_command_joins_the_others():
     assert "--xla_force_host_platform_device_count=2" in environment["XLA_FLAGS"]
 
 
+def test_processes_with_runs_of_their_own_are_sweeps_that_leave_the_tables_and_join_nothing(monkeypatch):
+    assert launch.command_of(["--", "sweep", "--seed", "0,1"], own_runs=True)[-4:] == \
+        ["sweep", "--no-tables", "--seed", "0,1"]
+    for refused in (["run", "--clients", "4"], ["sweep", "--distributed", "--seed", "0,1"]):
+        with pytest.raises(UsageError, match="--own-runs shares out the runs of a sweep"):
+            launch.command_of(refused, own_runs=True)
+    for name in (processes.ADDRESS, processes.COUNT, processes.INDEX):
+        monkeypatch.delenv(name, raising=False)
+    assert not {processes.ADDRESS, processes.COUNT, processes.INDEX} & set(launch.process_environment(1, 2, None, 2))
+
+
 @pytest.mark.parametrize("variables, message", [
     ({processes.COUNT: "2", processes.INDEX: "x"}, "set both JAX_NUM_PROCESSES and JAX_PROCESS_ID to whole numbers"),
     ({processes.COUNT: "2", processes.INDEX: "2"}, "JAX_PROCESS_ID=2 is not one of the 2 processes 0 to 1"),
@@ -196,3 +207,20 @@ def test_a_two_process_run_resumes_in_one_process_of_another_device_count(env, t
     for a, b in zip(metrics(tmp_path / "whole"), metrics(tmp_path / "moved"), strict=True):
         for key in ("train_loss", "test_accuracy", "test_loss"):
             np.testing.assert_allclose(b[key], a[key], **sgd(steps=6, reduction=8 * 28 * 28), err_msg=key)
+
+
+@pytest.mark.slow
+def test_processes_with_runs_of_their_own_share_a_sweep_and_give_its_runs_and_tables(env, tmp_path, tfds_data_dir,
+                                                                                     manual_data_dir):
+    """Each process a sweep over the same grid: every run once, as one process alone runs it, and whole tables."""
+    run = [arg for arg in RUN if arg != "--no-progress"]  # a sweep's runs show no progress bar by default
+    grid = ["sweep", "--algorithm", "psl", "--seed", "0,1,2", *run, *data(tfds_data_dir, manual_data_dir)]
+    shared = lfmsl(["launch", "--processes", 2, "--own-runs", "--", *grid, "--out", tmp_path / "shared"], env)
+    assert shared.returncode == 0, shared.stderr[-3000:]
+    alone = lfmsl([*grid, "--out", tmp_path / "alone"], env)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    runs = sorted(path.name for path in (tmp_path / "alone").iterdir() if path.is_dir())
+    assert len(runs) == 3 and runs == sorted(p.name for p in (tmp_path / "shared").iterdir() if p.is_dir())
+    for run in runs:
+        assert metrics(tmp_path / "shared" / run) == metrics(tmp_path / "alone" / run)
+    assert "| psl | 3 |" in shared.stdout and (tmp_path / "shared" / "results.csv").is_file()

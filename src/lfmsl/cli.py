@@ -72,14 +72,23 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
     g.add_argument("--progress", action="store_true", help="a progress bar per run (default: one line per run)")
     g.add_argument("--distributed", action="store_true",
                    help="join jax.distributed first; every process takes part in each run (docs/SCALING.md)")
+    g.add_argument("--no-tables", action="store_true",
+                   help="run the grid's runs but write no tables: for one of several sweeps that share the grid (as "
+                        "'lfmsl launch --own-runs' starts them), whose tables are written once all have ended")
     launch = commands.add_parser(
-        "launch", help="run one command as several processes on this machine, joined by jax.distributed",
+        "launch", help="run one command as several processes on this machine, joined by jax.distributed (or share a "
+                       "sweep's runs out among them)",
         description="Start N processes of 'lfmsl run' or 'lfmsl sweep' (the command after '--') as one run: a "
                     "coordinator on a free local port, and on the CPU --devices-per-process devices each. Process 0 "
-                    "alone writes the run folder; the exit status is the worst of the processes'.")
+                    "alone writes the run folder; the exit status is the worst of the processes'. With --own-runs a "
+                    "sweep's processes run runs of their own instead.")
     launch.add_argument("--processes", type=int, required=True, metavar="N", help="how many processes")
     launch.add_argument("--devices-per-process", type=int, default=None, metavar="D",
                         help="CPU devices each process makes (XLA's forced host device count; default: one)")
+    launch.add_argument("--own-runs", action="store_true",
+                        help="for a sweep: each process takes runs of the grid of its own, on its own devices, instead "
+                             "of every process taking part in each run (no jax.distributed); the tables are written "
+                             "once all have ended")
     launch.add_argument("arguments", nargs=argparse.REMAINDER, metavar="-- run|sweep ARGS",
                         help="the lfmsl command each process runs")
     return parser
@@ -118,7 +127,7 @@ def _dispatch(argv: Sequence[str] | None) -> int:
     if args.command == "launch":
         from lfmsl.launch import launch
 
-        return launch(args.processes, args.devices_per_process, args.arguments)
+        return launch(args.processes, args.devices_per_process, args.arguments, own_runs=args.own_runs)
     if args.distributed:  # before JAX touches a device
         return _distributed(args, argv)
     return _command(args, argv)

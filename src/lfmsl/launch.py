@@ -6,10 +6,15 @@ devices of its own. Process 0's output is shown as it comes; the others' is kept
 process 0 did not print is shown once at the end, with the process named. Ctrl-C and SIGTERM reach every
 process. Where a process ends with an error, the others get processes.LOST_AFTER_S and a few seconds more to end
 by themselves, then are stopped; the launcher's exit status is the worst of theirs.
+
+`--own-runs` (a sweep only) gives each process runs of its own instead: the processes are separate sweeps over
+the same grid, which share its runs out through the run folders' locks (io/runlock.py), each on its own devices,
+with no jax.distributed; once all have ended, the launcher writes the tables.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
@@ -35,27 +40,41 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def process_environment(index: int, processes: int, address: str, devices: int | None) -> dict[str, str]:
-    """Process `index`'s environment: where the coordinator is, how many processes, which one it is, and on the CPU
-    how many devices it makes."""
+def process_environment(index: int, processes: int, address: str | None, devices: int | None) -> dict[str, str]:
+    """Process `index`'s environment: where the coordinator is, how many processes, which one it is (not for
+    processes of their own: `address` None), and on the CPU how many devices it makes."""
     from lfmsl.core.processes import ADDRESS, COUNT, INDEX
 
-    env = {**os.environ, ADDRESS: address, COUNT: str(processes), INDEX: str(index)}
+    env = dict(os.environ)
+    if address is not None:
+        env.update({ADDRESS: address, COUNT: str(processes), INDEX: str(index)})
     if devices is not None:
         flags = [f for f in env.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f]
         env["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={devices}"])
     return env
 
 
-def command_of(arguments: Sequence[str]) -> list[str]:
-    """The lfmsl command every process runs: ARGS after `--`, with --distributed added."""
+def given_command(arguments: Sequence[str]) -> list[str]:
+    """ARGS after `--`: `run ...` or `sweep ...`."""
     arguments = list(arguments)
     if arguments[:1] == ["--"]:
         arguments = arguments[1:]
     if not arguments or arguments[0] not in COMMANDS:
         raise UsageError("lfmsl launch: give the command to run after '--', e.g. lfmsl launch --processes 2 -- run "
                          "--algorithm psl --clients 8")
-    if "--distributed" not in arguments:
+    return arguments
+
+
+def command_of(arguments: Sequence[str], own_runs: bool = False) -> list[str]:
+    """The lfmsl command every process runs: ARGS after `--`, with --distributed added (with `own_runs`, a sweep
+    that leaves the tables to the launcher)."""
+    arguments = given_command(arguments)
+    if own_runs:
+        if arguments[0] != "sweep" or "--distributed" in arguments:
+            raise UsageError("lfmsl launch: --own-runs shares out the runs of a sweep: give '-- sweep ARGS' without "
+                             "--distributed")
+        arguments.insert(1, "--no-tables")
+    elif "--distributed" not in arguments:
         arguments.insert(1, "--distributed")
     return [sys.executable, "-m", "lfmsl", *arguments]
 
@@ -66,16 +85,19 @@ def worst(statuses: Sequence[int]) -> int:
     return max(codes, key=lambda c: (c != 0, c != 130, c))
 
 
-def launch(processes: int, devices: int | None, arguments: Sequence[str], lost_after_s: float | None = None) -> int:
-    """Start the processes, relay signals, wait, and return the worst exit status."""
+def launch(processes: int, devices: int | None, arguments: Sequence[str], lost_after_s: float | None = None,
+           own_runs: bool = False) -> int:
+    """Start the processes, relay signals, wait, and return the worst exit status (with `own_runs`, write the
+    sweep's tables after)."""
     from lfmsl.core.processes import LOST_AFTER_S
 
     if processes < 1:
         raise UsageError(f"lfmsl launch: --processes must be a positive number, got {processes}")
     if devices is not None and devices < 1:
         raise UsageError(f"lfmsl launch: --devices-per-process must be a positive number, got {devices}")
-    command = command_of(arguments)
-    address = f"localhost:{free_port()}"
+    command = command_of(arguments, own_runs)
+    sweep = _parsed(command[3:]) if own_runs else None  # a bad flag is one line here, before any process starts
+    address = None if own_runs else f"localhost:{free_port()}"
     logs = [None] + [tempfile.TemporaryFile("w+") for _ in range(processes - 1)]
     children = [subprocess.Popen(command, env=process_environment(i, processes, address, devices), text=True,
                                  stdout=subprocess.PIPE if i == 0 else logs[i],
@@ -96,14 +118,28 @@ def launch(processes: int, devices: int | None, arguments: Sequence[str], lost_a
     for signum in (signal.SIGINT, signal.SIGTERM):
         relayed[signum] = signal.signal(signum, relay)
     try:
-        statuses = _wait(children, (LOST_AFTER_S if lost_after_s is None else lost_after_s) + GRACE_S)
+        # processes of one run stop together; sweeps with runs of their own go on without one that failed
+        patience_s = math.inf if own_runs else (LOST_AFTER_S if lost_after_s is None else lost_after_s) + GRACE_S
+        statuses = _wait(children, patience_s)
     finally:
         for signum, handler in relayed.items():
             signal.signal(signum, handler)
     for echo in echoes:
         echo.join(timeout=5)
     _show_others(logs, statuses, shown)
+    if sweep is not None and all(0 <= status < 128 for status in statuses):  # not stopped by a signal or Ctrl-C
+        from lfmsl.experiments.runner import log
+        from lfmsl.experiments.sweep import tables_command
+
+        statuses.append(tables_command(sweep, log))
     return worst(statuses)
+
+
+def _parsed(arguments: Sequence[str]):
+    """The command's arguments as its parser reads them."""
+    from lfmsl.cli import build_parser
+
+    return build_parser().parse_args(arguments)
 
 
 def _echo(stream, into, shown: set[str]) -> None:

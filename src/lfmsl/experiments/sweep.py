@@ -158,7 +158,7 @@ def _failures(run: Run, log: Callable[[str], None]) -> Iterator[None]:
         yield
     except RunBusy as busy:  # another sweep over the same grid has it: share the work
         run.skipped = str(busy)
-        log(f"lfmsl sweep: skipped, {busy}")
+        log(f"lfmsl sweep: skipped, {str(busy).split(';')[0]}; tried again after the others")
     except UsageError as error:  # diverged, or damaged beyond repair: the other runs go on
         run.skipped, run.exit_code = " ".join(str(error).splitlines()), getattr(error, "exit_code", 2)
         log(f"lfmsl sweep: {run.path.name} failed: {run.skipped}")
@@ -305,25 +305,45 @@ def finished_runs(path: Path) -> list[Run]:
 
 
 def sweep_command(args: argparse.Namespace) -> int:
-    """`lfmsl sweep`: run the grid, then write the tables."""
-    from lfmsl.core import processes
+    """`lfmsl sweep`: run the grid, then write the tables (not with --no-tables: one of several sweeps sharing the
+    grid, whose tables are written once they all end)."""
     from lfmsl.experiments.runner import log
 
     configs = grid(vars(args), log)
     options = RunOptions(**values_of(args, RunOptions))
     runs = run_sweep(configs, args.out, options.load_dataset, options, log)
+    status = max((run.exit_code for run in runs), default=0)  # a failed run fails the sweep, after the others ran
+    if args.no_tables:
+        return status
+    return max(status, report(runs, args.out, log))
+
+
+def tables_command(args: argparse.Namespace, log: Callable[[str], None] = print) -> int:
+    """The tables of `lfmsl sweep ARGS`'s grid from the runs its folder holds, running none: after several sweeps
+    that shared the grid (`lfmsl launch --own-runs`) have ended."""
+    runs = [Run(config, Path(args.out) / run_name(config)) for config in grid(vars(args))]
+    for run in runs:
+        with _failures(run, log):
+            run.summary = RunDir(run.path).finished(run.config)
+    return report(runs, args.out, log)
+
+
+def report(runs: Sequence[Run], out: Path, log: Callable[[str], None]) -> int:
+    """Write and print the tables of `runs`, name the runs they lack, and return INCOMPLETE where another process
+    is still running some of them (0 otherwise)."""
+    from lfmsl.core import processes
+
     rows = aggregate(runs)
     if processes.writes():  # of a distributed sweep's processes, process 0 writes
-        write_tables(rows, args.out)
-        log(f"lfmsl sweep: tables in {args.out / 'results.csv'} and {args.out / 'results.md'}")
+        write_tables(rows, out)
+        log(f"lfmsl sweep: tables in {out / 'results.csv'} and {out / 'results.md'}")
     print(markdown_table(rows), end="")
     missing = left_out(runs)
     if missing:
         log(f"lfmsl sweep: {missing}")
-    status = max((run.exit_code for run in runs), default=0)  # a failed run fails the sweep, after the others ran
     busy = still_running(runs)
-    if busy and status == 0:  # two sweeps over one grid: the one that ends last writes the whole tables
+    if busy and all(run.exit_code == 0 for run in runs):  # two sweeps over one grid: the last to end writes them whole
         log(f"lfmsl sweep: {len(busy)} of {len(runs)} runs are still running in another process, so these tables lack "
             "them; run the same command again once it ends (finished runs are not run again)")
-        status = INCOMPLETE
-    return status
+        return INCOMPLETE
+    return 0
