@@ -165,26 +165,16 @@ def reference_run(tmp_path_factory, tiny_data_dir, compile_cache) -> Path:
 
 
 def _use_compile_cache(path: Path | None) -> dict:
-    """Point this process's persistent XLA compilation cache at `path` (None: off); returns the old settings."""
-    import jax
-    from jax._src import compilation_cache
+    """Point this process's persistent XLA compilation cache at `path` (None: off), every program kept."""
+    from lfmsl.core.compile_cache import point_at
 
-    settings = {"jax_compilation_cache_dir": None if path is None else str(path), "jax_persistent_cache_min_compile_time_secs": 0.0,
-                "jax_persistent_cache_min_entry_size_bytes": 0}
-    before = {name: getattr(jax.config, name) for name in settings}
-    for name, value in settings.items():
-        jax.config.update(name, value)
-    compilation_cache.reset_cache()
-    return before
+    return point_at(path, jax_persistent_cache_min_compile_time_secs=0.0, jax_persistent_cache_min_entry_size_bytes=0)
 
 
 def _restore_compile_cache(before: dict) -> None:
-    import jax
-    from jax._src import compilation_cache
+    from lfmsl.core.compile_cache import restore
 
-    for name, value in before.items():
-        jax.config.update(name, value)
-    compilation_cache.reset_cache()
+    restore(before)
 
 
 @pytest.fixture(scope="session", autouse=True)

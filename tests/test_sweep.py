@@ -99,3 +99,35 @@ def test_sweep_runs_skips_finished_runs_and_resumes_unfinished_ones(tmp_path):
     # Another configuration in the same folder is refused.
     with pytest.raises(UsageError, match=r"another configuration: --clients 3 \(the run has 2\)"):
         RunDir(run.path).finished(dataclasses.replace(config, clients=3))
+
+
+@pytest.mark.slow
+def test_runs_that_share_a_program_load_it_from_the_sweeps_cache_with_the_same_numbers(tmp_path, no_compile_cache):
+    """Seed 1 after seed 0 loads the program seed 0 compiled; alone in another sweep it compiles it: same records."""
+    import jax
+
+    from lfmsl.core.compile_cache import FOLDER
+
+    configs = [Config(algorithm="psl", clients=2, rounds=1, batch_size=16, eval_clients=1, seed=s) for s in (0, 1)]
+    load = lambda name: tiny_dataset()
+    programs = lambda: sorted(path.name for path in (tmp_path / "both" / FOLDER).iterdir())
+    sweep.run_sweep(configs[:1], tmp_path / "both", load, log=lambda m: None)
+    compiled = programs()
+    assert compiled and jax.config.jax_compilation_cache_dir is None  # put back once the sweep ends
+    runs = sweep.run_sweep(configs, tmp_path / "both", load, log=lambda m: None)  # seed 0 is done: seed 1 runs
+    assert programs() == compiled  # not one program more
+    (alone,) = sweep.run_sweep(configs[1:], tmp_path / "alone", load, log=lambda m: None)
+    timing = ("round_time_s", "wall_time_s")
+    records = lambda run: [{k: v for k, v in json.loads(line).items() if k not in timing}
+                           for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+    assert records(runs[1]) == records(alone)
+
+
+def test_a_cache_the_user_set_is_left_as_it_is(tmp_path, session_compile_cache):
+    import jax
+
+    from lfmsl.core.compile_cache import FOLDER, kept_programs
+
+    with kept_programs(tmp_path):
+        assert jax.config.jax_compilation_cache_dir == str(session_compile_cache)
+    assert not (tmp_path / FOLDER).exists()

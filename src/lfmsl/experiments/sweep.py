@@ -122,7 +122,9 @@ def run_sweep(configs: Sequence[Config], out: Path, load: Callable[[str], object
                 run.skipped = None
             _run_group(group, options, dataset(group[0].config.dataset), log)  # interrupted runs resume
 
-    with StopRequests() as stop:
+    from lfmsl.core.compile_cache import kept_programs
+
+    with StopRequests() as stop, kept_programs(out):  # runs that share a program compile it once
         run_each(todo, stop)
         # Once more the runs another sweep had: finished since (found so), stopped (resumed here) or still running.
         run_each(still_running(runs), stop)
