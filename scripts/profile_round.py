@@ -20,6 +20,12 @@ program (`server`, `mixup`, `client_optimizer`, `server_optimizer`, `averaging`,
 
 Shares are of the summed operation time on all threads, which can exceed the round's wall time when
 XLA runs operations in parallel.
+
+    python scripts/profile_round.py --trace DIR                      # a trace `lfmsl run --profile DIR` wrote
+
+reads the traces a run wrote (one per process of a distributed run) and says, for each process, how long its
+collectives took (all-reduce, all-gather, ...: the time the devices and processes spend exchanging, waiting for
+each other included) against the traced round's span.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import re
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 GROUPS = ("patch building", "matmuls", "pooling and its gradient", "decoder", "mixup", "optimizer", "averaging",
           "random draws", "activations and losses", "other")
@@ -160,6 +167,40 @@ def profile_case(spec: dict) -> dict:
             **breakdown(operation_times(trace, table), table)}
 
 
+COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "collective-permute", "all-to-all")
+
+
+def collectives(trace: dict) -> dict:
+    """The traced span (first event to last) and the seconds of the collectives in it, summed over threads."""
+    events = [e for e in trace.get("traceEvents", []) if e.get("ph") == "X" and "dur" in e]
+    if not events:
+        return {"span_s": 0.0, "collectives_s": 0.0, "by_kind": {}}
+    span = (max(e["ts"] + e["dur"] for e in events) - min(e["ts"] for e in events)) / 1e6
+    kinds = collections.defaultdict(float)
+    for event in events:
+        kind = event["name"].split(".")[0]
+        if kind in COLLECTIVES:
+            kinds[kind] += event["dur"] / 1e6
+    return {"span_s": span, "collectives_s": sum(kinds.values()), "by_kind": dict(kinds)}
+
+
+def trace_report(folder: str) -> str:
+    """The collectives of every trace under `folder`, one row per process."""
+    files = sorted(glob.glob(f"{folder}/**/*.trace.json.gz", recursive=True))
+    if not files:
+        raise SystemExit(f"profile_round: no trace under {folder}; write one with lfmsl run --profile {folder}")
+    rows = ["| trace | span (s) | collectives (s) | share | by kind |", "|---|---:|---:|---:|---|"]
+    for file in files:
+        found = collectives(json.load(gzip.open(file)))
+        share = found["collectives_s"] / found["span_s"] if found["span_s"] else 0.0
+        kinds = ", ".join(f"{kind} {seconds:.3f} s" for kind, seconds in sorted(found["by_kind"].items()))
+        parts = Path(file).relative_to(folder).parts  # PROCESS/plugins/profile/TIME/HOST.trace.json.gz
+        name = "/".join(parts[:parts.index("plugins")]) if "plugins" in parts else ""
+        rows.append(f"| {name or '.'} | {found['span_s']:.3f} | "
+                    f"{found['collectives_s']:.3f} | {100 * share:.1f} % | {kinds or '-'} |")
+    return "\n".join(rows)
+
+
 def report(result: dict) -> str:
     head = (f"## {result['algorithm']}, {result['clients']} clients, batch {result['batch_size']}, "
             f"{result['iterations']} iterations, executor {result['executor']}"
@@ -188,7 +229,12 @@ def main(argv=None) -> int:
     p.add_argument("--model", default="cnn", help="MODEL or MODEL:CUT (default: cnn at its cut)")
     p.add_argument("--conv", default="patches", choices=("patches", "xla"))
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--trace", metavar="DIR", help="report the collectives of the traces lfmsl run --profile DIR wrote, "
+                                                 "instead of profiling a round")
     args = p.parse_args(argv)
+    if args.trace:
+        print(trace_report(args.trace))
+        return 0
     from lfmsl.core.executors import parse_executor
     from lfmsl.errors import UsageError
     from lfmsl.experiments.bench_cases import model_cut, parallel_algorithms

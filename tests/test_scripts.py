@@ -220,3 +220,44 @@ def test_bench_times_runs_in_one_program_and_the_evaluations_share(capsys):
         assert bench.main(argv) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_the_collectives_of_a_trace_are_summed_over_threads_against_its_span():
+    events = [{"ph": "X", "name": "all-reduce.3", "ts": 0.0, "dur": 200.0, "tid": 1},
+              {"ph": "X", "name": "all-reduce.3", "ts": 0.0, "dur": 100.0, "tid": 2},
+              {"ph": "X", "name": "all-gather.1", "ts": 500.0, "dur": 50.0, "tid": 1},
+              {"ph": "X", "name": "ynn_fusion.2", "ts": 200.0, "dur": 800.0, "tid": 1},
+              {"ph": "M", "name": "all-reduce.9"}]
+    found = load("profile_round").collectives({"traceEvents": events})
+    assert found == {"span_s": 1000e-6, "collectives_s": pytest.approx(350e-6),
+                     "by_kind": {"all-reduce": pytest.approx(300e-6), "all-gather": pytest.approx(50e-6)}}
+
+
+@pytest.mark.parametrize("start, every, segments", [
+    (0, 1, [(0, 1), (1, 2), (2, 3), (3, 4)]),
+    (0, 3, [(0, 1), (1, 2), (2, 3), (3, 6)]),  # the traced round (the second) is a segment of its own
+    (2, 5, [(2, 3), (3, 4), (4, 5), (5, 8)]),
+])
+def test_the_traced_round_is_the_sessions_second_and_a_segment_of_its_own(start, every, segments):
+    from lfmsl.experiments.round_profile import RoundProfile
+
+    profile, done, found = RoundProfile("trace", start), start, []
+    while len(found) < len(segments):
+        end = profile.segment_end(done, min(8, (done // every + 1) * every))
+        found.append((done, end))
+        done = end
+    assert found == segments and profile.round == start + 1
+
+
+@pytest.mark.slow
+def test_a_profiled_run_writes_a_trace_of_its_second_round_and_the_same_records(tmp_path, tiny_data_dir, compile_cache,
+                                                                                reference_run):
+    from cli_runs import TINY, environment, metrics, run
+
+    out, trace = tmp_path / "run", tmp_path / "trace"
+    done = run(["--data-dir", tiny_data_dir, *TINY, "--rounds", "5", "--checkpoint-every", "1", "--profile", trace,
+                "--out", out], environment(compile_cache))
+    assert done.returncode == 0, done.stderr
+    assert metrics(out) == metrics(reference_run)
+    table = load("profile_round").trace_report(str(trace))
+    assert table.splitlines()[2].startswith("| . | ") and len(table.splitlines()) == 3

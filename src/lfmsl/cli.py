@@ -55,7 +55,8 @@ def build_parser(explicit_only: bool = False) -> argparse.ArgumentParser:
     g.add_argument("--resume", type=_folder, default=None, metavar="DIR",
                    help="continue the stopped run in DIR with the configuration it was started with; options given as "
                         "well must match it, except a larger --rounds, which extends the run")
-    add_flags(run, RunOptions, ("checkpoint_every", "manual_dir", "data_dir", "progress", "allow_divergence"), into=g)
+    add_flags(run, RunOptions, ("checkpoint_every", "manual_dir", "data_dir", "progress", "allow_divergence",
+                                "profile"), into=g)
     g.add_argument("--distributed", action="store_true",
                    help="join jax.distributed first (one process per host of a TPU pod slice or GPU cluster; see "
                         "docs/SCALING.md)")

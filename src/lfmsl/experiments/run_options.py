@@ -38,6 +38,10 @@ class RunOptions:
         None, IO, metavar="K", kind=POSITIVE_INT, default_help="as many as fit on a GPU or TPU, 1 on a CPU",
         help=("a sweep trains at most K runs that differ only in --seed, --lr, --client-lr, --server-lr, --mix-alpha "
               "or --loc-weight as one program (docs/PERFORMANCE.md#many-runs-one-program); 1: each run alone"))
+    profile: str | Path | None = option(
+        None, IO, metavar="DIR",
+        help=("write a jax.profiler trace of the run's second round to DIR (each process's to DIR/process-K), for "
+              "TensorBoard's profile tab, Perfetto or scripts/profile_round.py --trace DIR"))
     how_to_continue: str | None = None  # ends an interrupted run's message; None: `lfmsl run --resume` of its folder
 
     def load_dataset(self, name: str):

@@ -19,6 +19,7 @@ from lfmsl.io import checkpoint, outputs
 from lfmsl.algorithms import validate
 from lfmsl.config import Config
 from lfmsl.core.backend import check_backend
+from lfmsl.experiments.round_profile import RoundProfile
 from lfmsl.experiments.run_options import RunOptions
 from lfmsl.errors import DiskFull, Diverged, UsageError, disk_full, plural
 from lfmsl.costs.latency import summary_fields
@@ -172,8 +173,9 @@ def _simulate(config: Config, folder: RunDir, store: checkpoint.Checkpoints, dat
     progress_bar = _progress_bar(config.rounds, start, options.progress)
     started = time.perf_counter()
     try:
+        profile = None if options.profile is None else RoundProfile(options.profile, len(history))
         history = _run_rounds(simulation, store, folder, history, options.checkpoint_every, stop, progress_bar,
-                              options.allow_divergence, board=board)
+                              options.allow_divergence, board=board, profile=profile)
     finally:
         board.close()
         if progress_bar is not None:
@@ -249,17 +251,22 @@ def finish(config: Config, folder: RunDir, simulation, history: list[dict], star
 
 
 def _run_rounds(simulation, store: checkpoint.Checkpoints, folder: RunDir, history: list[dict], every: int,
-                stop: StopRequests, progress_bar, allow_divergence: bool = False, board=None) -> list[dict]:
+                stop: StopRequests, progress_bar, allow_divergence: bool = False, board=None,
+                profile: RoundProfile | None = None) -> list[dict]:
     """Rounds in segments that end at each checkpoint: the state after a segment is saved before
-    the next round donates its buffers. Stops early, saved, when `stop` says so."""
+    the next round donates its buffers. Stops early, saved, when `stop` says so. With `profile`, one round is
+    traced, as a segment of its own."""
     config = simulation.config
     wall_time = history[-1]["wall_time_s"] if history else 0.0
     while len(history) < config.rounds and stop.keep_going():
         done = len(history)
         segment_end = min(config.rounds, (done // every + 1) * every)
-        for record in simulation.rounds(done, segment_end, keep_going=stop.keep_going):
-            accept(record, wall_time, history, config, store, folder, board, allow_divergence)
-            _show(record, config, progress_bar)
+        if profile is not None:
+            segment_end = profile.segment_end(done, segment_end)
+        with profile.around(done) if profile is not None else contextlib.nullcontext():
+            for record in simulation.rounds(done, segment_end, keep_going=stop.keep_going):
+                accept(record, wall_time, history, config, store, folder, board, allow_divergence)
+                _show(record, config, progress_bar)
         if len(history) > done:
             wall_time = history[-1]["wall_time_s"]
             save(store, folder, simulation.state, simulation.run_key, history, config)
