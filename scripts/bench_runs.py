@@ -1,6 +1,7 @@
 #!/usr/bin/env python
-"""Ways to run a sweep, measured: its seeds grouped into one program against one run at a time, and over two
-processes, every process taking part in each run against each process taking runs of its own.
+"""Ways to run a sweep, measured: its seeds grouped into one program against one run at a time (loading the
+programs an earlier run compiled, or each compiling its own), and over two processes, every process taking part
+in each run against each process taking runs of its own.
 
     python scripts/bench_runs.py                           # LocFedMix-SL, 3 seeds, N = 10 and 100
     python scripts/bench_runs.py --clients 10 --seeds 0,1,2,3,4,5 --rounds 3
@@ -26,6 +27,7 @@ from pathlib import Path
 
 # mode -> (what it is, the lfmsl command before `sweep`'s flags, whether its seeds share a program)
 MODES = {
+    "alone-compiling": ("one at a time, each compiling", [], False),
     "alone": ("one at a time", [], False),
     "grouped": ("grouped", [], True),
     "each-run": ("2 processes x 2 devices, every one in each run",
@@ -58,8 +60,10 @@ def sweep(args: argparse.Namespace, clients: int, mode: str, out: Path) -> dict:
                str(clients), "--seed", args.seeds, "--samples-per-client", str(args.samples_per_client), "--rounds",
                str(args.rounds), "--out", str(out), "--runs-per-program",
                str(len(args.seeds.split(","))) if grouped else "1"]
+    # "each compiling": a sweep as before it kept its programs (its cache stores none: none compiles that long)
+    env = {**os.environ, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "1e9"} if mode == "alone-compiling" else None
     began = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     output = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - began

@@ -64,6 +64,17 @@ def test_processes_with_runs_of_their_own_are_sweeps_that_leave_the_tables_and_j
     assert not {processes.ADDRESS, processes.COUNT, processes.INDEX} & set(launch.process_environment(1, 2, None, 2))
 
 
+def test_an_impossible_grid_is_one_line_before_any_process_starts(tmp_path, capsys):
+    from lfmsl import cli
+
+    argv = ["launch", "--processes", "2", "--own-runs", "--", "sweep", "--clients", "4", "--clients-per-round", "5",
+            "--out", str(tmp_path / "grid")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lfmsl: error:") and "--clients-per-round" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "grid").exists()
+
+
 @pytest.mark.parametrize("variables, message", [
     ({processes.COUNT: "2", processes.INDEX: "x"}, "set both JAX_NUM_PROCESSES and JAX_PROCESS_ID to whole numbers"),
     ({processes.COUNT: "2", processes.INDEX: "2"}, "JAX_PROCESS_ID=2 is not one of the 2 processes 0 to 1"),

@@ -261,3 +261,13 @@ def test_a_profiled_run_writes_a_trace_of_its_second_round_and_the_same_records(
     assert metrics(out) == metrics(reference_run)
     table = load("profile_round").trace_report(str(trace))
     assert table.splitlines()[2].startswith("| . | ") and len(table.splitlines()) == 3
+
+
+def test_the_process_check_compares_every_number_of_every_round():
+    largest = load("check_processes").largest_difference
+    a = [{"round": 1, "test_accuracy": 0.5, "train_loss": 2.0}, {"round": 2, "test_accuracy": 0.6, "train_loss": 1.0}]
+    assert largest(a, [dict(r) for r in a]) == (0.0, "-")
+    assert largest(a, [a[0], {**a[1], "train_loss": 1.5}]) == (pytest.approx(1 / 3), "train_loss, round 2")
+    assert largest(a, [a[0], {"round": 2, "test_accuracy": 0.6}]) == (float("inf"), "train_loss")  # a field missing
+    with pytest.raises(ValueError):
+        largest(a, a[:1])  # a round missing

@@ -136,10 +136,16 @@ def launch(processes: int, devices: int | None, arguments: Sequence[str], lost_a
 
 
 def _parsed(arguments: Sequence[str]):
-    """The command's arguments as its parser reads them."""
+    """The sweep's arguments as its parser reads them, its grid checked: a bad flag or combination is one line
+    before any process starts."""
+    from lfmsl.algorithms import validate
     from lfmsl.cli import build_parser
+    from lfmsl.experiments.sweep import grid
 
-    return build_parser().parse_args(arguments)
+    args = build_parser().parse_args(arguments)
+    for config in grid(vars(args)):
+        validate(config)
+    return args
 
 
 def _echo(stream, into, shown: set[str]) -> None:

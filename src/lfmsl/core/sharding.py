@@ -92,6 +92,7 @@ class Placement:
         self.mesh = mesh if mesh is not None else client_mesh()
         self.active = self.mesh.size > 1
         self.num_clients = num_clients if split else -1  # -1 matches no leading axis
+        self.split = split
         if self.active and split:
             check_divisible(num_clients, self.mesh)
             if participants is not None and participants != num_clients:  # a round runs on K participants
@@ -130,5 +131,6 @@ class Placement:
         return jax.jit(fn, out_shardings=NamedSharding(self.mesh, P())) if self.active else jax.jit(fn)
 
     def tracing(self):
-        """The context to trace in: the mesh that `executors.map_clients` looks for."""
-        return _set_mesh(self.mesh) if self.active else contextlib.nullcontext()
+        """The context to trace in: the mesh that `executors.map_clients` looks for (not for the algorithms without
+        parallel clients, whose one client at a time would be split over the devices)."""
+        return _set_mesh(self.mesh) if self.active and self.split else contextlib.nullcontext()
