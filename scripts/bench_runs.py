@@ -43,8 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seeds", default="0,1,2", help="the sweep's seeds (default: 0,1,2)")
     p.add_argument("--samples-per-client", type=int, default=300)
     p.add_argument("--rounds", type=int, default=10)
-    p.add_argument("--modes", default="alone,grouped", help=f"comma list of {', '.join(MODES)} (default: alone,grouped; "
-                   "the speed-up is against the first)")
+    p.add_argument("--modes", default="alone,grouped",
+                   help=f"comma list of {', '.join(MODES)} (default: alone,grouped; the speed-up is against the first)")
     p.add_argument("--json", action="store_true", help="print the results as a JSON list")
     args = p.parse_args(argv)
     unknown = set(args.modes.split(",")) - set(MODES)

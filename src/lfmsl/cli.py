@@ -128,7 +128,8 @@ def _dispatch(argv: Sequence[str] | None) -> int:
     if args.command == "launch":
         from lfmsl.launch import launch
 
-        return launch(args.processes, args.devices_per_process, args.arguments, own_runs=args.own_runs)
+        return launch(args.processes, args.devices_per_process, args.arguments, own_runs=args.own_runs,
+                      parse=build_parser().parse_args)
     if args.distributed:  # before JAX touches a device
         return _distributed(args, argv)
     return _command(args, argv)

@@ -14,6 +14,7 @@ with no jax.distributed; once all have ended, the launcher writes the tables.
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import re
@@ -24,7 +25,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 from lfmsl.errors import UsageError
 
@@ -86,9 +87,10 @@ def worst(statuses: Sequence[int]) -> int:
 
 
 def launch(processes: int, devices: int | None, arguments: Sequence[str], lost_after_s: float | None = None,
-           own_runs: bool = False) -> int:
-    """Start the processes, relay signals, wait, and return the worst exit status (with `own_runs`, write the
-    sweep's tables after)."""
+           own_runs: bool = False, parse: Callable[[Sequence[str]], argparse.Namespace] | None = None) -> int:
+    """Start the processes, relay signals, wait, and return the worst exit status. With `own_runs`, the sweep's
+    arguments are read with `parse` (the command line's parser) and its grid checked before any process starts,
+    and its tables are written after."""
     from lfmsl.core.processes import LOST_AFTER_S
 
     if processes < 1:
@@ -96,7 +98,7 @@ def launch(processes: int, devices: int | None, arguments: Sequence[str], lost_a
     if devices is not None and devices < 1:
         raise UsageError(f"lfmsl launch: --devices-per-process must be a positive number, got {devices}")
     command = command_of(arguments, own_runs)
-    sweep = _parsed(command[3:]) if own_runs else None  # a bad flag is one line here, before any process starts
+    sweep = _checked(parse(command[3:])) if own_runs else None  # a bad flag or grid: one line, no process started
     address = None if own_runs else f"localhost:{free_port()}"
     logs = [None] + [tempfile.TemporaryFile("w+") for _ in range(processes - 1)]
     children = [subprocess.Popen(command, env=process_environment(i, processes, address, devices), text=True,
@@ -135,17 +137,14 @@ def launch(processes: int, devices: int | None, arguments: Sequence[str], lost_a
     return worst(statuses)
 
 
-def _parsed(arguments: Sequence[str]):
-    """The sweep's arguments as its parser reads them, its grid checked: a bad flag or combination is one line
-    before any process starts."""
+def _checked(sweep: argparse.Namespace) -> argparse.Namespace:
+    """The sweep's arguments, once every configuration of its grid is known to be possible."""
     from lfmsl.algorithms import validate
-    from lfmsl.cli import build_parser
     from lfmsl.experiments.sweep import grid
 
-    args = build_parser().parse_args(arguments)
-    for config in grid(vars(args)):
+    for config in grid(vars(sweep)):
         validate(config)
-    return args
+    return sweep
 
 
 def _echo(stream, into, shown: set[str]) -> None:
