@@ -106,6 +106,15 @@ def test_processes_that_do_not_all_join_are_one_line_and_status_2_within_seconds
     assert not (tmp_path / "run").exists()
 
 
+def test_two_processes_run_with_every_supported_jax(env, tmp_path, tfds_data_dir, manual_data_dir):
+    """Not slow, so that the oldest jax runs it too (its jax.distributed and multihost_utils differ: lfmsl passed
+    arguments it does not know, and read a broadcast's bytes from the wider integers it hands back)."""
+    done = lfmsl(["launch", "--processes", 2, "--", "run", "--algorithm", "psl", *RUN,
+                  *data(tfds_data_dir, manual_data_dir), "--out", tmp_path / "run"], env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(metrics(tmp_path / "run")) == 2
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("algorithm", ["psl", "locfedmix", "sflv2"])
 def test_two_processes_of_two_devices_give_the_one_process_four_device_run(algorithm, env, tmp_path, tfds_data_dir,

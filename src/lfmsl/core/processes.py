@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import os
 import socket
 import sys
@@ -93,10 +94,13 @@ def initialize() -> None:
     watchdog = threading.Timer(JOIN_TIMEOUT_S, _not_joined, args=(explicit.get("num_processes"),))
     watchdog.daemon = True
     watchdog.start()
+    # older jax (0.6.1) has no such arguments: its heartbeat then notices a silent process after 100 s (a killed one's
+    # collectives fail at once either way)
+    known = inspect.signature(jax.distributed.initialize).parameters
+    timeouts = {name: LOST_AFTER_S for name in ("heartbeat_timeout_seconds", "shutdown_timeout_seconds")
+                if name in known}
     try:  # jax's own timeout, later than the watchdog's, aborts the process with a C++ stack
-        jax.distributed.initialize(initialization_timeout=JOIN_TIMEOUT_S + JOIN_MARGIN_S,
-                                   heartbeat_timeout_seconds=LOST_AFTER_S, shutdown_timeout_seconds=LOST_AFTER_S,
-                                   **explicit)
+        jax.distributed.initialize(initialization_timeout=JOIN_TIMEOUT_S + JOIN_MARGIN_S, **timeouts, **explicit)
     except (RuntimeError, ValueError) as error:
         raise UsageError(f"--distributed: jax.distributed.initialize() failed ({error}); start one process per host "
                          f"with {ADDRESS}, {COUNT} and {INDEX} set, or the cluster's own environment (docs/SCALING.md)"
@@ -179,8 +183,8 @@ def decided_by_first(decide: Callable[[], T]) -> T:
             raised, text = error, json.dumps({"error": str(error)})
     payload = np.frombuffer(text.encode(), np.uint8)
     size = int(multihost_utils.broadcast_one_to_all(np.int32(payload.size)))
-    payload = np.asarray(multihost_utils.broadcast_one_to_all(
-        payload if writes() else np.zeros(size, np.uint8)))
+    payload = np.asarray(multihost_utils.broadcast_one_to_all(  # older jax hands it back as wider integers
+        payload if writes() else np.zeros(size, np.uint8))).astype(np.uint8)
     if raised is not None:
         raise raised
     outcome = json.loads(bytes(payload).decode())
