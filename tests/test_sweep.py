@@ -131,3 +131,22 @@ def test_a_cache_the_user_set_is_left_as_it_is(tmp_path, session_compile_cache):
     with kept_programs(tmp_path):
         assert jax.config.jax_compilation_cache_dir == str(session_compile_cache)
     assert not (tmp_path / FOLDER).exists()
+
+
+@pytest.mark.slow
+def test_a_damaged_kept_program_is_one_line_and_compiled_afresh(tmp_path, no_compile_cache, capsys):
+    from lfmsl.core.compile_cache import FOLDER
+
+    configs = [Config(algorithm="psl", clients=2, rounds=1, batch_size=16, eval_clients=1, seed=s) for s in (0, 1, 2)]
+    load = lambda name: tiny_dataset()
+    sweep.run_sweep(configs[:1], tmp_path, load, log=lambda m: None)
+    for entry in (tmp_path / FOLDER).iterdir():  # cut short, as by a full disk or a kill mid-write
+        entry.write_bytes(entry.read_bytes()[:100])
+    capsys.readouterr()
+    runs = sweep.run_sweep(configs[:2], tmp_path, load, log=lambda m: None)
+    err = capsys.readouterr().err
+    assert runs[1].summary is not None and "warnings.warn" not in err
+    said = [line for line in err.splitlines() if "could not be read" in line]
+    assert len(said) == 1 and said[0].startswith("lfmsl: a program kept in") and "the folder was emptied" in said[0]
+    sweep.run_sweep(configs, tmp_path, load, log=lambda m: None)  # the programs kept anew read back
+    assert "could not be read" not in capsys.readouterr().err

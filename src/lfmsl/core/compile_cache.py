@@ -3,13 +3,16 @@
 The runs of a sweep that differ only in values (seeds, learning rates, ...) lower to the same program (their values
 are inputs, never constants: tests/test_grouped.py), so where they run one at a time every run after the first loads
 the program its predecessor compiled instead of compiling it again: about 6 of LocFedMix-SL's 7 compile seconds at
-N = 10 (docs/PERFORMANCE.md). The cache is a folder of a few MB; a damaged or unwritable entry is JAX's warning and
-a compile, never an error.
+N = 10 (docs/PERFORMANCE.md). The cache is a folder of a few MB; an entry that cannot be read (damaged) or written
+(a full disk) is one line and a compile, never an error.
 """
 
 from __future__ import annotations
 
 import contextlib
+import shutil
+import sys
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -60,6 +63,34 @@ def kept_programs(sweep_folder: Path) -> Iterator[None]:
         return
     before = point_at(folder)
     try:
-        yield
+        with _one_line_warnings(folder):
+            yield
     finally:
         restore(before)
+
+
+@contextlib.contextmanager
+def _one_line_warnings(folder: Path) -> Iterator[None]:
+    """JAX's warning about a cache entry it could not read or write (two lines, naming its own source file) as one
+    line of lfmsl's; every other warning as before."""
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = str(message)
+        if "persistent compilation cache entry for " not in text:
+            return shown(message, category, filename, lineno, file, line)
+        entry = text.split("entry for ", 1)[1]
+        if "reading" in text:  # JAX would keep the damaged entry and fail on it in every later run: start afresh
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True, exist_ok=True)
+            said = f"a program kept in {folder} could not be read ({entry}); the folder was emptied, and the program " \
+                   "is compiled again"
+        else:
+            said = f"a program could not be kept in {folder} ({entry}); the runs go on, compiling it where needed"
+        print(f"lfmsl: {said}", file=sys.stderr, flush=True)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
