@@ -98,7 +98,11 @@ def launch(processes: int, devices: int | None, arguments: Sequence[str], lost_a
     if devices is not None and devices < 1:
         raise UsageError(f"lfmsl launch: --devices-per-process must be a positive number, got {devices}")
     command = command_of(arguments, own_runs)
-    sweep = _checked(parse(command[3:])) if own_runs else None  # a bad flag or grid: one line, no process started
+    sweep = parse(command[3:]) if own_runs else None  # a bad flag or grid: one line, before any process starts
+    if sweep is not None:
+        from lfmsl.experiments.sweep import check_grid, grid
+
+        check_grid(grid(vars(sweep)))
     address = None if own_runs else f"localhost:{free_port()}"
     logs = [None] + [tempfile.TemporaryFile("w+") for _ in range(processes - 1)]
     children = [subprocess.Popen(command, env=process_environment(i, processes, address, devices), text=True,
@@ -135,16 +139,6 @@ def launch(processes: int, devices: int | None, arguments: Sequence[str], lost_a
 
         statuses.append(tables_command(sweep, log))
     return worst(statuses)
-
-
-def _checked(sweep: argparse.Namespace) -> argparse.Namespace:
-    """The sweep's arguments, once every configuration of its grid is known to be possible."""
-    from lfmsl.algorithms import validate
-    from lfmsl.experiments.sweep import grid
-
-    for config in grid(vars(sweep)):
-        validate(config)
-    return sweep
 
 
 def _echo(stream, into, shown: set[str]) -> None:

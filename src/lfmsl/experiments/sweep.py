@@ -90,8 +90,7 @@ def run_sweep(configs: Sequence[Config], out: Path, load: Callable[[str], object
     process is running (two sweeps over one grid) is skipped, not waited for, and tried once more at
     the end (the other may have finished or stopped it); one that fails (diverged, damaged beyond
     repair, another run in its folder) is named, and the others go on."""
-    for config in configs:  # a bad combination anywhere in the grid is refused before the first run
-        validate(config)
+    check_grid(configs)
     check_backend()
     options = dataclasses.replace(options, how_to_continue=CONTINUE)
     from lfmsl.experiments.round_builder import require_state_fits
@@ -129,6 +128,12 @@ def run_sweep(configs: Sequence[Config], out: Path, load: Callable[[str], object
         # Once more the runs another sweep had: finished since (found so), stopped (resumed here) or still running.
         run_each(still_running(runs), stop)
     return runs
+
+
+def check_grid(configs: Iterable[Config]) -> None:
+    """Refuse a bad combination anywhere in the grid (UsageError), before its first run."""
+    for config in configs:
+        validate(config)
 
 
 def programs(runs: Sequence[Run], most: int | None = None) -> list[list[Run]]:
