@@ -15,19 +15,22 @@ from typing import ContextManager
 
 
 class RoundProfile:
-    """Which round to trace, given the rounds done when the session started, and the trace around it."""
+    """Which round to trace, given the rounds done when the session started, and the trace around it; with no
+    `folder` (no --profile), none."""
 
-    def __init__(self, folder: str | Path, session_start: int):
-        self.folder = Path(folder)
+    def __init__(self, folder: str | Path | None, session_start: int):
+        self.folder = None if folder is None else Path(folder)
         self.round = session_start + 1  # rounds done before the traced one
 
     def segment_end(self, done: int, end: int) -> int:
         """`end`, moved so that the traced round is a segment of its own."""
-        return min(end, self.round) if done < self.round else min(end, self.round + 1) if done == self.round else end
+        if self.folder is None or done > self.round:
+            return end
+        return min(end, self.round + 1 if done == self.round else self.round)
 
     def around(self, done: int) -> ContextManager:
         """The trace, where the segment starting after `done` rounds is the traced round."""
-        if done != self.round:
+        if self.folder is None or done != self.round:
             return contextlib.nullcontext()
         import jax
 

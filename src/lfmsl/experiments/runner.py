@@ -173,9 +173,9 @@ def _simulate(config: Config, folder: RunDir, store: checkpoint.Checkpoints, dat
     progress_bar = _progress_bar(config.rounds, start, options.progress)
     started = time.perf_counter()
     try:
-        profile = None if options.profile is None else RoundProfile(options.profile, len(history))
         history = _run_rounds(simulation, store, folder, history, options.checkpoint_every, stop, progress_bar,
-                              options.allow_divergence, board=board, profile=profile)
+                              options.allow_divergence, board=board,
+                              profile=RoundProfile(options.profile, len(history)))
     finally:
         board.close()
         if progress_bar is not None:
@@ -252,18 +252,16 @@ def finish(config: Config, folder: RunDir, simulation, history: list[dict], star
 
 def _run_rounds(simulation, store: checkpoint.Checkpoints, folder: RunDir, history: list[dict], every: int,
                 stop: StopRequests, progress_bar, allow_divergence: bool = False, board=None,
-                profile: RoundProfile | None = None) -> list[dict]:
+                profile: RoundProfile = RoundProfile(None, 0)) -> list[dict]:
     """Rounds in segments that end at each checkpoint: the state after a segment is saved before
-    the next round donates its buffers. Stops early, saved, when `stop` says so. With `profile`, one round is
-    traced, as a segment of its own."""
+    the next round donates its buffers. Stops early, saved, when `stop` says so. `profile` may trace one round,
+    as a segment of its own."""
     config = simulation.config
     wall_time = history[-1]["wall_time_s"] if history else 0.0
     while len(history) < config.rounds and stop.keep_going():
         done = len(history)
-        segment_end = min(config.rounds, (done // every + 1) * every)
-        if profile is not None:
-            segment_end = profile.segment_end(done, segment_end)
-        with profile.around(done) if profile is not None else contextlib.nullcontext():
+        segment_end = profile.segment_end(done, min(config.rounds, (done // every + 1) * every))
+        with profile.around(done):
             for record in simulation.rounds(done, segment_end, keep_going=stop.keep_going):
                 accept(record, wall_time, history, config, store, folder, board, allow_divergence)
                 _show(record, config, progress_bar)
