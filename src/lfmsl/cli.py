@@ -122,14 +122,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(argv: Sequence[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command is None:
         raise UsageError("say what to do: 'lfmsl run', 'lfmsl sweep' or 'lfmsl launch' (see 'lfmsl --help')")
     if args.command == "launch":
         from lfmsl.launch import launch
 
         return launch(args.processes, args.devices_per_process, args.arguments, own_runs=args.own_runs,
-                      parse=build_parser().parse_args)
+                      parse=parser.parse_args)
     if args.distributed:  # before JAX touches a device
         return _distributed(args, argv)
     return _command(args, argv)
