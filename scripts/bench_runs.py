@@ -25,14 +25,16 @@ import tempfile
 import time
 from pathlib import Path
 
-# mode -> (what it is, the lfmsl command before `sweep`'s flags, whether its seeds share a program)
+# mode -> (what it is, the lfmsl command before `sweep`'s flags, whether its seeds share a program, environment)
 MODES = {
-    "alone-compiling": ("one at a time, each compiling", [], False),
-    "alone": ("one at a time", [], False),
-    "grouped": ("grouped", [], True),
+    # a sweep as before it kept its programs: its cache stores none, since none compiles that long
+    "alone-compiling": ("one at a time, each compiling", [], False,
+                        {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "1e9"}),
+    "alone": ("one at a time", [], False, {}),
+    "grouped": ("grouped", [], True, {}),
     "each-run": ("2 processes x 2 devices, every one in each run",
-                 ["launch", "--processes", "2", "--devices-per-process", "2", "--"], False),
-    "own-runs": ("2 processes, runs of their own", ["launch", "--processes", "2", "--own-runs", "--"], False),
+                 ["launch", "--processes", "2", "--devices-per-process", "2", "--"], False, {}),
+    "own-runs": ("2 processes, runs of their own", ["launch", "--processes", "2", "--own-runs", "--"], False, {}),
 }
 
 
@@ -55,15 +57,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def sweep(args: argparse.Namespace, clients: int, mode: str, out: Path) -> dict:
     """One sweep in its own process: its wall time, compile count, peak memory and final accuracies."""
-    name, before, grouped = MODES[mode]
+    name, before, grouped, environment = MODES[mode]
     command = [sys.executable, "-m", "lfmsl", *before, "sweep", "--algorithm", args.algorithm, "--clients",
                str(clients), "--seed", args.seeds, "--samples-per-client", str(args.samples_per_client), "--rounds",
                str(args.rounds), "--out", str(out), "--runs-per-program",
                str(len(args.seeds.split(","))) if grouped else "1"]
-    # "each compiling": a sweep as before it kept its programs (its cache stores none: none compiles that long)
-    env = {**os.environ, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "1e9"} if mode == "alone-compiling" else None
     began = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, **environment})
     output = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - began

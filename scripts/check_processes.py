@@ -15,7 +15,6 @@ The suite checks PSL, LocFedMix-SL and SplitFed V2 (tests/test_processes.py); th
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -29,8 +28,10 @@ EXTRA = {"psl, 4 of 8 per round": ("psl", ["--clients-per-round", "4"]),
 
 
 def records(folder: Path) -> list[dict]:
-    return [{k: v for k, v in json.loads(line).items() if k not in TIMING}
-            for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    """The run's records without its timing fields."""
+    from lfmsl.io.rundir import RunDir
+
+    return [{k: v for k, v in record.items() if k not in TIMING} for record in RunDir(folder).metrics()]
 
 
 def largest_difference(a: list[dict], b: list[dict]) -> tuple[float, str]:
