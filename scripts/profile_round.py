@@ -162,9 +162,15 @@ def profile_case(spec: dict) -> dict:
         files = glob.glob(f"{folder}/**/*.trace.json.gz", recursive=True)
         if not files:
             raise SystemExit("profile_round: jax.profiler wrote no trace; is this jax built with its profiler?")
-        trace = json.load(gzip.open(files[0]))
+        trace = read_trace(files[0])
     return {**spec, "resolved_executor": built.context.executor, "round_s": round_s,
             **breakdown(operation_times(trace, table), table)}
+
+
+def read_trace(path: str) -> dict:
+    """A trace.json.gz that jax.profiler wrote, its file closed once read."""
+    with gzip.open(path) as stream:
+        return json.load(stream)
 
 
 COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "collective-permute", "all-to-all")
@@ -191,7 +197,7 @@ def trace_report(folder: str) -> str:
         raise SystemExit(f"profile_round: no trace under {folder}; write one with lfmsl run --profile {folder}")
     rows = ["| trace | span (s) | collectives (s) | share | by kind |", "|---|---:|---:|---:|---|"]
     for file in files:
-        found = collectives(json.load(gzip.open(file)))
+        found = collectives(read_trace(file))
         share = found["collectives_s"] / found["span_s"] if found["span_s"] else 0.0
         kinds = ", ".join(f"{kind} {seconds:.3f} s" for kind, seconds in sorted(found["by_kind"].items()))
         parts = Path(file).relative_to(folder).parts  # PROCESS/plugins/profile/TIME/HOST.trace.json.gz
